@@ -1,0 +1,50 @@
+"""Service settings: one pydantic-settings class, every field an environment variable ``LOGPX_<NAME>``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGPX_", extra="ignore")
+
+    checkpoint_dir: Path = Field(Path("checkpoints"), description="Directory whose *.safetensors files are served")
+    device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'")
+    host: str = Field("127.0.0.1", description="Address uvicorn binds")
+    port: int = Field(8000, ge=1, le=65535, description="Port uvicorn binds")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)")
+    max_batch: int = Field(256, ge=1, description="Most inputs in one request")
+    max_k: int = Field(100_000, ge=2, description="Most importance samples per input")
+    max_batch_k: int = Field(2_000_000, ge=2, description="Budget on inputs x samples x replicates of one request")
+    max_replicates: int = Field(100, ge=1, description="Most replicates in one compare request")
+    max_order: int = Field(8, ge=1, description="Highest JVI order accepted")
+    max_elements: int = Field(2**25, ge=2**16, description="Activation elements per chunk over k (memory bound)")
+    deadline_s: float = Field(120.0, gt=0, description="Compute deadline per request (504 after it)")
+    queue_depth: int = Field(8, ge=1, description="Requests waiting per device before 503")
+    retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503")
+    batch_max_inputs: int = Field(0, ge=0, description="Dynamic batching: most inputs coalesced into one pass (0: off)")
+    batch_delay_ms: float = Field(2.0, ge=0, description="Dynamic batching: longest wait for companions")
+    api_token: str | None = Field(None, description="Bearer token required on every endpoint but the health checks")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: torch's default)")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value != "auto" and value != "cpu" and not value.startswith("cuda"):
+            raise ValueError("device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,158 @@
+"""Domain errors and their RFC 9457 problem+json handlers. Registry, worker and services raise these,
+never ``HTTPException``; every response body is built here, so none carries a stack trace or a path."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "ProblemError",
+    "InvalidInput",
+    "ModelNotFound",
+    "ModelNotReady",
+    "WrongModelFamily",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
+    "ServerSaturated",
+    "DeadlineExceeded",
+    "Unauthorized",
+    "problem_response",
+    "register_error_handlers",
+]
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("logpx")
+
+
+class ProblemError(Exception):
+    """An error with an HTTP status; ``field`` and ``limit`` say what broke which bound."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None, limit: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.limit = limit
+        self.headers = headers or {}
+
+
+class InvalidInput(ProblemError):
+    """422: a value in the request is not acceptable."""
+
+    status, title = 422, "Invalid input"
+
+
+class WrongModelFamily(InvalidInput):
+    """422: the endpoint does not apply to this model's family."""
+
+    title = "Endpoint does not apply to this model family"
+
+
+class ModelNotFound(ProblemError):
+    """404."""
+
+    status, title = 404, "Model not found"
+
+
+class ModelNotReady(ProblemError):
+    """503: the model exists but failed to load or is still loading."""
+
+    status, title = 503, "Model not ready"
+
+
+class PayloadTooLarge(ProblemError):
+    """413: body bytes, or inputs x samples, over budget."""
+
+    status, title = 413, "Payload too large"
+
+
+class UnsupportedMediaType(ProblemError):
+    """415."""
+
+    status, title = 415, "Unsupported media type"
+
+
+class ServerSaturated(ProblemError):
+    """503 with Retry-After: the device queue is full."""
+
+    status, title = 503, "Server saturated"
+
+
+class DeadlineExceeded(ProblemError):
+    """504: the compute deadline passed; the work stopped at its next chunk."""
+
+    status, title = 504, "Compute deadline exceeded"
+
+
+class Unauthorized(ProblemError):
+    """401: missing or wrong bearer token."""
+
+    status, title = 401, "Unauthorized"
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, field: str | None = None, limit: Any = None,
+    headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None, instance: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    if limit is not None:
+        body["limit"] = limit
+    if errors:
+        body["errors"] = errors
+    if instance:
+        body["instance"] = instance
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    """``("body", "inputs", 0, 3)`` -> ``"inputs[0][3]"``."""
+    parts = [p for p in loc if p not in ("body", "query", "path", "header", "form", "file")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "body"
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc.status, exc.title, exc.detail, field=exc.field, limit=exc.limit,
+                                headers=exc.headers, instance=request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors()[:20]:
+            entry = {"field": _loc_to_field(tuple(err.get("loc", ()))), "message": err.get("msg", "invalid")}
+            ctx = err.get("ctx") or {}
+            for key in ("le", "ge", "lt", "gt", "max_length", "min_length", "expected"):
+                if key in ctx:
+                    entry["limit"] = f"{key} {ctx[key]}"
+            errors.append(entry)
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            first = {"field": "body", "message": "body is not valid JSON"}
+        return problem_response(422, "Invalid input", f"{first['field']}: {first['message']}", field=first["field"],
+                                limit=first.get("limit"), errors=errors, instance=request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        return problem_response(exc.status_code, title, str(exc.detail), headers=getattr(exc, "headers", None),
+                                instance=request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, never the client
+        return problem_response(500, "Internal server error", "the server failed to handle this request; see its log",
+                                instance=request.url.path)

@@ -1,0 +1,63 @@
+"""Builds the app: settings, registry and worker in the lifespan, middleware, error handlers, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from .config import Settings, get_settings
+from .errors import register_error_handlers
+from .metrics import Metrics
+from .middleware import RequestGuard
+from .registry import ModelRegistry
+from .routes import evidence, health, metrics, models, v2
+from .worker import DeviceWorker
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app_metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        registry = ModelRegistry(settings.checkpoint_dir, settings.device)
+        worker = DeviceWorker(registry.device, settings.queue_depth, settings.retry_after_s)
+        worker.start()
+        app.state.registry, app.state.worker = registry, worker
+        # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.
+        loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+        try:
+            yield
+        finally:
+            await loading
+            worker.stop()
+            if registry.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+
+    app = FastAPI(
+        title="logpx",
+        version="1.0.0",
+        summary="Evidence estimation for latent-variable models: ELBO, IWAE and jackknife (JVI) estimates of log p(x)",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = app_metrics
+    register_error_handlers(app)
+    for module in (health, models, evidence, v2, metrics):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, api_token=settings.api_token, metrics=app_metrics)
+    logging.getLogger("logpx").setLevel(settings.log_level.upper())
+    return app

@@ -1,0 +1,112 @@
+"""ASGI middleware: request ids and JSON access logs, bearer-token guard, body-size limit.
+
+The size limit is enforced while the body streams in: a declared Content-Length over the limit is
+refused before a byte is read, and a chunked body is cut off as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import problem_response
+from .metrics import Metrics
+
+__all__ = ["RequestGuard"]
+
+log = logging.getLogger("logpx.access")
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    """One middleware for what every request goes through, so their order is explicit."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_token: str | None, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.api_token = api_token
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["log"] = {}
+        status_holder = {"status": 500}
+
+        async def send_wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        path = scope["path"]
+        try:
+            if self.api_token and path not in OPEN_PATHS and not _authorised(scope, self.api_token):
+                await problem_response(401, "Unauthorized", "missing or wrong bearer token", field="Authorization",
+                                       headers={"WWW-Authenticate": "Bearer"})(scope, receive, send_wrapped)
+                return
+            declared = _header(scope, b"content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+                await self._too_large(scope, receive, send_wrapped)
+                return
+            await self.app(scope, self._limited(receive), send_wrapped)
+        except _BodyTooLarge:
+            await self._too_large(scope, receive, send_wrapped)
+        finally:
+            fields: dict[str, Any] = scope["state"].get("log", {})
+            endpoint = _endpoint(scope)
+            self.metrics.requests.labels(fields.get("model", ""), endpoint, str(status_holder["status"])).inc()
+            log.info(json.dumps({
+                "request_id": request_id, "method": scope["method"], "path": path, "status": status_holder["status"],
+                "duration_s": round(time.monotonic() - started, 6), **fields,
+            }))
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await problem_response(413, "Payload too large", f"request body over {self.max_body_bytes} bytes",
+                               field="body", limit=self.max_body_bytes)(scope, receive, send)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        return wrapped
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _authorised(scope: Scope, token: str) -> bool:
+    given = _header(scope, b"authorization") or ""
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def _endpoint(scope: Scope) -> str:
+    """The route template (``/v1/models/{name}/evidence``), so that metric labels stay bounded."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"

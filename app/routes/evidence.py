@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from .. import service
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep
+from ..inputs import images_from_files, images_from_json, parse_estimator
+from ..schemas import Binarize, CompareRequest, CompareResponse, EvidenceRequest, EvidenceResponse, problem_responses
+
+router = APIRouter(prefix="/v1/models", tags=["evidence"])
+ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
+
+
+def _record(request: Request, metrics: MetricsDep, model: str, batch: int, k: int, queue_s: float, compute_s: float, samples: int) -> None:
+    request.state.log.update(model=model, batch=batch, k=k, queue_s=round(queue_s, 6), compute_s=round(compute_s, 6))
+    metrics.samples.labels(model).inc(samples)
+    metrics.queue_seconds.observe(queue_s)
+    metrics.compute_seconds.observe(compute_s)
+
+
+@router.post("/{name}/evidence", response_model=EvidenceResponse, responses=ERRORS)
+async def evidence(name: str, body: EvidenceRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
+                   settings: SettingsDep, metrics: MetricsDep) -> EvidenceResponse:
+    """Estimate log p(x) for a JSON batch of images, with standard errors and diagnostics."""
+    request.state.log.update(model=name)
+    entry = registry.get_ready(name)
+    x = images_from_json(body.inputs, body.scale)
+    out = await service.evidence(entry, worker, settings, x, body.estimator, body.seed, body.binarize, body.diagnostics)
+    _record(request, metrics, name, x.shape[0], body.estimator.k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * body.estimator.k)
+    return out
+
+
+@router.post("/{name}/evidence/images", response_model=EvidenceResponse, responses=ERRORS)
+async def evidence_images(
+    name: str,
+    request: Request,
+    registry: RegistryDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    files: Annotated[list[UploadFile], File(description="PNG or JPEG, greyscale 28x28")],
+    estimator: Annotated[str, Form(pattern="^(elbo|iwae|jvi)$")] = "iwae",
+    k: Annotated[int, Form(ge=2)] = 1000,
+    order: Annotated[int | None, Form(ge=1)] = None,
+    seed: Annotated[int, Form(ge=0, lt=2**63)] = 0,
+    binarize: Annotated[Binarize | None, Form()] = None,
+    diagnostics: Annotated[bool, Form()] = True,
+) -> EvidenceResponse:
+    """The same as ``evidence``, with image files as a multipart upload (field ``files``, repeated)."""
+    request.state.log.update(model=name)
+    entry = registry.get_ready(name)
+    spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "estimator")
+    service.check_limits(settings, len(files), [spec])
+    x = images_from_files([(f.content_type, await f.read()) for f in files])
+    out = await service.evidence(entry, worker, settings, x, spec, seed, binarize, diagnostics)
+    _record(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)
+    return out
+
+
+@router.post("/{name}/compare", response_model=CompareResponse, responses=ERRORS)
+async def compare(name: str, body: CompareRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
+                  settings: SettingsDep, metrics: MetricsDep) -> CompareResponse:
+    """Several estimators on the same draws (common random numbers), over replicates, against a reference."""
+    request.state.log.update(model=name)
+    entry = registry.get_ready(name)
+    x = images_from_json(body.inputs, body.scale)
+    out = await service.compare(entry, worker, settings, x, body)
+    k_max = max(e.k for e in body.estimators + ([body.reference] if body.reference else []))
+    _record(request, metrics, name, x.shape[0], k_max, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k_max * body.replicates)
+    return out

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ..deps import RegistryDep
+from ..schemas import Health
+
+router = APIRouter(prefix="/v2/health", tags=["health"])
+
+
+@router.get("/live", response_model=Health)
+async def live() -> Health:
+    """200 while the process runs; touches no model."""
+    return Health(status="live")
+
+
+@router.get("/ready", response_model=Health, responses={503: {"model": Health}})
+async def ready(registry: RegistryDep) -> JSONResponse:
+    """200 once every checkpoint has been tried and at least one is loaded, on its device and warmed up."""
+    body = Health(status="ready" if registry.ready else "not ready", models={e.name: e.status for e in registry.entries()})
+    return JSONResponse(body.model_dump(), status_code=200 if registry.ready else 503)

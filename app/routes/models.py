@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..deps import RegistryDep
+from ..registry import ModelEntry
+from ..schemas import ModelDetail, ModelList, ModelSummary, problem_responses
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+DEFAULTS = {"estimator": {"name": "iwae", "k": 1000}, "seed": 0, "scale": "unit", "diagnostics": True}
+
+
+def _summary(e: ModelEntry) -> ModelSummary:
+    return ModelSummary(name=e.name, family=e.family, status=e.status, reason=e.reason, device=e.device)
+
+
+@router.get("", response_model=ModelList, responses=problem_responses(401))
+async def list_models(registry: RegistryDep) -> ModelList:
+    return ModelList(models=[_summary(e) for e in registry.entries()])
+
+
+@router.get("/{name}", response_model=ModelDetail, responses=problem_responses(401, 404, 422))
+async def get_model(name: str, registry: RegistryDep) -> ModelDetail:
+    e = registry.get(name)
+    meta = e.checkpoint.metadata if e.checkpoint else None
+    binarize = "threshold" if meta and meta["likelihood"] == "bernoulli" else "none"
+    return ModelDetail(
+        **_summary(e).model_dump(),
+        sha256=e.checkpoint.sha256 if e.checkpoint else None,
+        input_shape=meta["input_shape"] if meta else None,
+        likelihood=meta["likelihood"] if meta else None,
+        metadata=meta,
+        defaults={**DEFAULTS, "binarize": binarize},
+    )

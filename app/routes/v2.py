@@ -1,0 +1,98 @@
+"""Open Inference Protocol (KServe v2) subset, so KServe and Triton HTTP clients can call the service.
+
+Input: one tensor of shape ``[B, 784]`` or ``[B, 28, 28]`` (any name), ``data`` flat or nested.
+Request ``parameters``: ``estimator``, ``k``, ``order``, ``seed``, ``binarize``, ``scale``.
+Outputs: ``log_px``, ``std_err`` and each diagnostic, ``FP64`` of shape ``[B]``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from .. import service
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep
+from ..errors import InvalidInput
+from ..inputs import PIXELS, images_from_json, parse_estimator
+from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+
+_PARAMS = {"estimator", "k", "order", "seed", "binarize", "scale"}
+
+
+def _flatten(data: list) -> list[float]:  # type: ignore[type-arg]
+    out: list[float] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+@router.get("")
+async def server_metadata() -> dict[str, object]:
+    return {"name": "logpx", "version": "1", "extensions": []}
+
+
+@router.get("/models/{name}/ready", responses=problem_responses(404, 503))
+async def model_ready(name: str, registry: RegistryDep) -> dict[str, object]:
+    registry.get_ready(name)
+    return {"name": name, "ready": True}
+
+
+@router.get("/models/{name}", responses=problem_responses(404))
+async def model_metadata(name: str, registry: RegistryDep) -> dict[str, object]:
+    e = registry.get(name)
+    return {
+        "name": name,
+        "versions": [e.checkpoint.sha256[:12]] if e.checkpoint else [],
+        "platform": "pytorch",
+        "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, PIXELS]}],
+        "outputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in ("log_px", "std_err")],
+    }
+
+
+@router.post("/models/{name}/infer", response_model=InferResponse, responses=problem_responses(401, 404, 413, 422, 503, 504))
+async def infer(name: str, body: InferRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
+                settings: SettingsDep, metrics: MetricsDep) -> InferResponse:
+    request.state.log.update(model=name)
+    entry = registry.get_ready(name)
+    params = dict(body.parameters or {})
+    unknown = sorted(set(params) - _PARAMS)
+    if unknown:
+        raise InvalidInput(f"unknown parameters {unknown}", field="parameters", limit=sorted(_PARAMS))
+    tensor = body.inputs[0]
+    if len(tensor.shape) not in (2, 3) or tensor.shape[-1] * (tensor.shape[1] if len(tensor.shape) == 3 else 1) != PIXELS:
+        raise InvalidInput(f"shape {tensor.shape} must be [B, 784] or [B, 28, 28]", field="inputs[0].shape", limit="[B, 784]")
+    flat = _flatten(tensor.data)
+    batch = tensor.shape[0]
+    if len(flat) != batch * PIXELS:
+        raise InvalidInput(f"data holds {len(flat)} values, shape says {batch * PIXELS}", field="inputs[0].data")
+    scale = params.get("scale", "byte" if tensor.datatype == "UINT8" else "unit")
+    if scale not in ("unit", "byte"):
+        raise InvalidInput("scale must be 'unit' or 'byte'", field="parameters.scale")
+    x = images_from_json([flat[i * PIXELS : (i + 1) * PIXELS] for i in range(batch)], scale, field="inputs[0].data")
+    raw = {"name": params.get("estimator", "iwae"), "k": params.get("k", 1000)}
+    if "order" in params:
+        raw["order"] = params["order"]
+    spec = parse_estimator(raw, "parameters")
+    seed = params.get("seed", 0)
+    if not isinstance(seed, int) or seed < 0:
+        raise InvalidInput("seed must be a non-negative integer", field="parameters.seed")
+    out = await service.evidence(entry, worker, settings, x, spec, seed, params.get("binarize"), True)
+    metrics.samples.labels(name).inc(batch * spec.k)
+    outputs = [
+        InferOutput(name="log_px", shape=[batch], datatype="FP64", data=[r.log_px for r in out.results]),
+        InferOutput(name="std_err", shape=[batch], datatype="FP64", data=[r.std_err for r in out.results]),
+    ]
+    for field in ("ess", "khat", "delta_bias", "jackknife_var"):
+        outputs.append(InferOutput(name=field, shape=[batch], datatype="FP64",
+                                   data=[getattr(r.diagnostics, field) if r.diagnostics else None for r in out.results]))
+    return InferResponse(
+        model_name=name, model_version=entry.checkpoint.sha256[:12] if entry.checkpoint else None, id=body.id,
+        parameters={"estimator": out.estimator.model_dump(), "binarization": out.binarization.model_dump(), "seed": seed},
+        outputs=outputs,
+    )

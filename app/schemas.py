@@ -1,0 +1,219 @@
+"""Request and response bodies of the HTTP contract (SPEC.md section 4), in pairs.
+
+Static bounds live on the fields; the configurable limits (batch size, k, budgets) are checked per
+request against the settings and reported with the limit that was broken.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Image = list[float] | list[list[float]]
+
+
+class EstimatorIn(BaseModel):
+    """One estimator: ``{"name": "iwae", "k": 1000}``, ``{"name": "jvi", "k": 1000, "order": 2}``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "jvi", "k": 1000, "order": 1}]})
+
+    name: Literal["elbo", "iwae", "jvi"]
+    k: int = Field(ge=2, description="Importance samples per input (at most the server's max_k)")
+    order: int | None = Field(None, ge=1, description="JVI order m, 1 <= m < k; jvi only (default 1)")
+
+    @model_validator(mode="after")
+    def _order(self) -> "EstimatorIn":
+        if self.name != "jvi" and self.order is not None:
+            raise ValueError("order applies to the jvi estimator only")
+        if self.name == "jvi":
+            self.order = self.order or 1
+            if self.order >= self.k:
+                raise ValueError(f"jvi needs order < k, got order={self.order}, k={self.k}")
+        return self
+
+
+Binarize = Literal["threshold", "sample", "none"]
+
+
+class EvidenceRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": [[0.0] * 784], "estimator": {"name": "iwae", "k": 1000}, "seed": 0}]},
+    )
+
+    inputs: list[Image] = Field(min_length=1, description="Images: 784 numbers or 28 x 28 nested lists each")
+    scale: Literal["unit", "byte"] = Field("unit", description="'unit': values in [0, 1]; 'byte': integers 0..255")
+    estimator: EstimatorIn = Field(default_factory=lambda: EstimatorIn(name="iwae", k=1000))
+    seed: int = Field(0, ge=0, lt=2**63, description="Same seed, same request, same answer")
+    binarize: Binarize | None = Field(
+        None, description="Bernoulli models: 'threshold' (x > 0.5, default) or 'sample' (Bernoulli(x) with the seed); "
+        "'none' only for inputs that are already 0/1 or for models with a continuous likelihood (their default)"
+    )
+    diagnostics: bool = Field(True, description="Include the variance diagnostics per input")
+
+
+class Diagnostics(BaseModel):
+    """SPEC.md section 1; ``null`` where undefined (k-hat needs k >= 25)."""
+
+    ess: float | None
+    ess_fraction: float | None
+    max_weight: float | None
+    log_weight_var: float | None
+    khat: float | None
+    khat_threshold: float = Field(description="k-hat above this: the estimate is unreliable")
+    delta_bias: float | None
+    delta_var: float | None
+    jackknife_var: float | None
+
+
+class SubsetInfo(BaseModel):
+    left_out: int = Field(description="j: the Lbar_{k-j} term")
+    method: Literal["exact", "sampled"]
+    num_subsets: int
+
+
+class EstimatorOut(BaseModel):
+    name: str
+    k: int
+    order: int | None = None
+    subsets: list[SubsetInfo] = Field(default_factory=list, description="How each leave-j-out average was computed")
+    std_err_formula: str
+
+
+class Binarization(BaseModel):
+    method: Binarize
+    threshold: float | None = None
+    seed: int | None = None
+
+
+class InputEstimate(BaseModel):
+    log_px: float | None = Field(description="Estimate of log p(x) in nats (null if not finite)")
+    std_err: float | None = Field(description="Monte Carlo standard error of log_px (see std_err_formula)")
+    diagnostics: Diagnostics | None = None
+
+
+class Timing(BaseModel):
+    queue_s: float
+    compute_s: float
+    total_s: float
+
+
+class EvidenceResponse(BaseModel):
+    model: str
+    device: str
+    estimator: EstimatorOut
+    binarization: Binarization
+    seed: int
+    results: list[InputEstimate]
+    timing: Timing
+
+
+class CompareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Image] = Field(min_length=1)
+    scale: Literal["unit", "byte"] = "unit"
+    estimators: list[EstimatorIn] = Field(min_length=1, max_length=16)
+    replicates: int = Field(10, ge=2, description="Independent draws; at most the server's max_replicates")
+    seed: int = Field(0, ge=0, lt=2**63)
+    reference: EstimatorIn | None = Field(None, description="e.g. {'name': 'iwae', 'k': 5000}; shares each replicate's draw")
+    binarize: Binarize | None = None
+
+
+class EstimatorSummary(BaseModel):
+    estimator: EstimatorOut
+    mean: list[float | None] = Field(description="Per input: mean over replicates")
+    sd: list[float | None] = Field(description="Per input: standard deviation across replicates")
+    diff_to_reference: list[float | None] | None = Field(None, description="Per input: mean(estimator - reference)")
+    mean_over_inputs: float | None
+    sd_over_inputs: float | None = Field(description="Root mean square of the per-input sd")
+
+
+class CompareResponse(BaseModel):
+    model: str
+    device: str
+    replicates: int
+    seed: int
+    binarization: Binarization
+    reference: EstimatorSummary | None
+    estimators: list[EstimatorSummary]
+    timing: Timing
+
+
+class ModelSummary(BaseModel):
+    name: str
+    family: str | None
+    status: Literal["loading", "ready", "failed"]
+    reason: str | None = None
+    device: str | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    sha256: str | None = None
+    input_shape: list[int] | None = None
+    likelihood: str | None = None
+    metadata: dict[str, Any] | None = Field(None, description="The checkpoint's metadata document (SPEC.md section 3)")
+    defaults: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+    models: dict[str, str] | None = None
+
+
+# Open Inference Protocol (KServe v2) subset.
+class InferTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Literal["FP32", "FP64", "UINT8", "INT32", "INT64"]
+    data: list[float] | list[list[float]] | list[list[list[float]]]
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    id: str | None = None
+    inputs: list[InferTensor] = Field(min_length=1, max_length=1)
+    parameters: dict[str, Any] | None = Field(
+        None, description="estimator ('iwae'), k (1000), order, seed (0), binarize, scale ('unit')"
+    )
+
+
+class InferOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Literal["FP64"]
+    data: list[float | None]
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[InferOutput]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = Field(None, description="The request field at fault")
+    limit: Any = Field(None, description="The limit that field broke")
+    errors: list[dict[str, Any]] | None = None
+    instance: str | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses."""
+    return {
+        s: {"model": Problem, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        for s in statuses
+    }

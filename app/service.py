@@ -1,0 +1,187 @@
+"""The data plane: from validated inputs to responses. Limits are checked here, model work goes to the
+device worker, and every number comes from ``models`` (the estimators, diagnostics and summaries)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from models import EstimatorSpec, estimate
+from models.compare import summarize_replicates
+from models.evidence import STD_ERR_FORMULAS, point_estimate
+from models.psis import khat_threshold
+
+from .config import Settings
+from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
+from .inputs import binarize, finite_or_none
+from .registry import ModelEntry
+from .schemas import (
+    Binarization,
+    CompareRequest,
+    CompareResponse,
+    Diagnostics,
+    EstimatorIn,
+    EstimatorOut,
+    EstimatorSummary,
+    EvidenceResponse,
+    InputEstimate,
+    SubsetInfo,
+    Timing,
+)
+from .worker import DeviceWorker, JobContext
+
+__all__ = ["Evidence", "evidence", "compare", "check_limits"]
+
+EVIDENCE_FAMILIES = ("vae", "linear_gaussian")
+
+
+def _floats(t: torch.Tensor) -> list[float | None]:
+    return [finite_or_none(float(v)) for v in t.detach().double().cpu().tolist()]
+
+
+def _spec(e: EstimatorIn) -> EstimatorSpec:
+    return EstimatorSpec(e.name, e.k, e.order or 1)
+
+
+def _estimator_out(spec: EstimatorSpec, subsets: tuple[tuple[str, int], ...] = ()) -> EstimatorOut:
+    return EstimatorOut(
+        name=spec.name,
+        k=spec.k,
+        order=spec.order if spec.name == "jvi" else None,
+        subsets=[SubsetInfo(left_out=j, method=m, num_subsets=n) for j, (m, n) in enumerate(subsets, start=1)],
+        std_err_formula=STD_ERR_FORMULAS[spec.name],
+    )
+
+
+def check_limits(settings: Settings, batch: int, estimators: list[EstimatorIn], replicates: int = 1) -> None:
+    """Configurable limits: 413 for sizes over budget, 422 for values over their bound."""
+    if batch > settings.max_batch:
+        raise PayloadTooLarge(f"{batch} inputs, at most {settings.max_batch}", field="inputs", limit=settings.max_batch)
+    for i, e in enumerate(estimators):
+        if e.k > settings.max_k:
+            raise InvalidInput(f"k={e.k} is over the limit {settings.max_k}", field=f"estimator[{i}].k", limit=settings.max_k)
+        if (e.order or 0) > settings.max_order:
+            raise InvalidInput(
+                f"order={e.order} is over the limit {settings.max_order}", field=f"estimator[{i}].order", limit=settings.max_order
+            )
+    k_max = max(e.k for e in estimators)
+    work = batch * k_max * replicates
+    if work > settings.max_batch_k:
+        raise PayloadTooLarge(
+            f"inputs x k x replicates = {batch} x {k_max} x {replicates} = {work}, over the budget {settings.max_batch_k}",
+            field="inputs", limit=settings.max_batch_k,
+        )
+
+
+def _model_for_evidence(entry: ModelEntry) -> torch.nn.Module:
+    assert entry.checkpoint is not None
+    if entry.family not in EVIDENCE_FAMILIES:
+        raise WrongModelFamily(
+            f"model {entry.name!r} is a {entry.family!r} model: evidence does not apply; use POST /v1/models/{entry.name}/predict",
+            field="name",
+        )
+    return entry.checkpoint.model
+
+
+@dataclass
+class Evidence:
+    """What the worker hands back for one evidence request."""
+
+    estimate_out: EstimatorOut
+    results: list[InputEstimate]
+    num_samples: int
+
+
+def _diagnostics(d: Any, k: int, index: int) -> Diagnostics:
+    values = {name: finite_or_none(float(getattr(d, name)[index])) for name in d._fields}
+    return Diagnostics(**values, khat_threshold=khat_threshold(k))
+
+
+async def evidence(
+    entry: ModelEntry, worker: DeviceWorker, settings: Settings, x: torch.Tensor, estimator: EstimatorIn,
+    seed: int, binarize_method: str | None, with_diagnostics: bool,
+) -> EvidenceResponse:
+    started = time.monotonic()
+    model = _model_for_evidence(entry)
+    check_limits(settings, x.shape[0], [estimator])
+    spec = _spec(estimator)
+    generator = torch.Generator().manual_seed(seed)
+    xb, binarization = binarize(x, model.likelihood, binarize_method, seed, generator)
+    device = entry.device or "cpu"
+
+    def work(ctx: JobContext) -> Evidence:
+        log_w = model.log_weights(
+            xb.to(device), spec.k, generator=generator, max_elements=settings.max_elements, before_chunk_fn=ctx.check
+        )
+        ctx.check()
+        est = estimate(log_w, spec, with_diagnostics=with_diagnostics, generator=generator)
+        log_px, std_err = _floats(est.log_px), _floats(est.std_err)
+        results = [
+            InputEstimate(
+                log_px=log_px[i], std_err=std_err[i],
+                diagnostics=_diagnostics(est.diagnostics, spec.k, i) if est.diagnostics is not None else None,
+            )
+            for i in range(len(log_px))
+        ]
+        return Evidence(_estimator_out(spec, est.subsets), results, spec.k * len(log_px))
+
+    job = await worker.submit(work, settings.deadline_s)
+    return EvidenceResponse(
+        model=entry.name, device=device, estimator=job.value.estimate_out, binarization=binarization, seed=seed,
+        results=job.value.results,
+        timing=Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started),
+    )
+
+
+def _summary(spec: EstimatorSpec, values: torch.Tensor, reference: torch.Tensor | None) -> EstimatorSummary:
+    s = summarize_replicates(values, reference)
+    return EstimatorSummary(
+        estimator=_estimator_out(spec),
+        mean=_floats(s.mean),
+        sd=_floats(s.sd),
+        diff_to_reference=_floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
+        mean_over_inputs=finite_or_none(float(s.mean.mean())),
+        sd_over_inputs=finite_or_none(float(s.sd.pow(2).mean().sqrt())),
+    )
+
+
+async def compare(
+    entry: ModelEntry, worker: DeviceWorker, settings: Settings, x: torch.Tensor, req: CompareRequest
+) -> CompareResponse:
+    """All estimators of a replicate use the first k of the same draw (common random numbers)."""
+    started = time.monotonic()
+    model = _model_for_evidence(entry)
+    everything = req.estimators + ([req.reference] if req.reference else [])
+    if req.replicates > settings.max_replicates:
+        raise InvalidInput(
+            f"replicates={req.replicates} is over the limit {settings.max_replicates}", field="replicates",
+            limit=settings.max_replicates,
+        )
+    check_limits(settings, x.shape[0], everything, req.replicates)
+    specs = [_spec(e) for e in everything]
+    k_draw = max(s.k for s in specs)
+    generator = torch.Generator().manual_seed(req.seed)
+    xb, binarization = binarize(x, model.likelihood, req.binarize, req.seed, generator)
+    device = entry.device or "cpu"
+
+    def work(ctx: JobContext) -> list[torch.Tensor]:
+        values = torch.empty(len(specs), req.replicates, x.shape[0], dtype=torch.float64)
+        xd = xb.to(device)
+        for r in range(req.replicates):
+            log_w = model.log_weights(xd, k_draw, generator=generator, max_elements=settings.max_elements, before_chunk_fn=ctx.check)
+            for s, spec in enumerate(specs):
+                values[s, r] = point_estimate(log_w, spec, generator=generator).value.double().cpu()
+        return list(values)
+
+    job = await worker.submit(work, settings.deadline_s)
+    reference = job.value[-1] if req.reference else None
+    summaries = [_summary(spec, v, reference) for spec, v in zip(specs, job.value)]
+    return CompareResponse(
+        model=entry.name, device=device, replicates=req.replicates, seed=req.seed, binarization=binarization,
+        reference=summaries[-1] if req.reference else None,
+        estimators=summaries[: len(req.estimators)],
+        timing=Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started),
+    )

@@ -1,0 +1,150 @@
+"""Checkpoint I/O (SPEC.md section 3): one safetensors file per model, its metadata a JSON document.
+
+The file's ``__metadata__`` maps the single key ``"logpx"`` to the JSON document described in
+docs/checkpoints.md. Loading never unpickles anything: safetensors holds raw tensors only, and the model
+is rebuilt from the stored family and architecture before the tensors are checked against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .families import build_model
+
+__all__ = ["FORMAT_VERSION", "METADATA_KEY", "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"]
+
+FORMAT_VERSION = 1
+METADATA_KEY = "logpx"
+REQUIRED_KEYS = ("format_version", "family", "arch", "likelihood", "input_shape", "training", "dataset", "created")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded; the message names the problem."""
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    metadata: dict[str, Any]
+    sha256: str
+    path: Path
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    training: dict[str, Any],
+    dataset: dict[str, Any],
+    final_bounds: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``model`` and its metadata atomically (temporary file, then rename); returns the metadata."""
+    side = int(math.isqrt(model.input_dim))
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "family": model.family,
+        "arch": model.arch(),
+        "likelihood": model.likelihood,
+        "input_shape": [side, side] if side * side == model.input_dim else [model.input_dim],
+        "training": training,
+        "dataset": dataset,
+        "final_bounds": final_bounds or {},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()}
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return metadata
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint's JSON document, validated for the required keys; ``CheckpointError`` otherwise."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except Exception as exc:  # safetensors raises its own error types for malformed files
+        raise CheckpointError(f"not a readable safetensors file: {exc}") from None
+    if raw is None:
+        raise CheckpointError(f"safetensors metadata has no {METADATA_KEY!r} entry")
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"metadata {METADATA_KEY!r} is not JSON: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError("metadata document must be a JSON object")
+    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    if missing:
+        raise CheckpointError(f"metadata lacks required keys {missing}")
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"format_version {metadata['format_version']!r} is not supported (expected {FORMAT_VERSION})")
+    return metadata
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model a checkpoint describes and load its tensors, checked name by name and shape by
+    shape; ``CheckpointError`` names the first problem found."""
+    metadata = read_metadata(path)
+    try:
+        model = build_model(metadata["family"], metadata["arch"])
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    if metadata["likelihood"] != model.likelihood:
+        raise CheckpointError(f"likelihood {metadata['likelihood']!r} does not match family {metadata['family']!r}")
+    expected = model.state_dict()
+    with safe_open(str(path), framework="pt") as f:
+        present = set(f.keys())
+        missing = sorted(set(expected) - present)
+        unexpected = sorted(present - set(expected))
+        if missing:
+            raise CheckpointError(f"missing tensors: {missing}")
+        if unexpected:
+            raise CheckpointError(f"unexpected tensors: {unexpected}")
+        state = {}
+        for name, want in expected.items():
+            try:
+                tensor = f.get_tensor(name)
+            except Exception as exc:
+                raise CheckpointError(f"tensor {name!r} cannot be read: {exc}") from None
+            if tuple(tensor.shape) != tuple(want.shape):
+                raise CheckpointError(
+                    f"tensor {name!r} has shape {list(tensor.shape)}, architecture needs {list(want.shape)}"
+                )
+            if not tensor.is_floating_point():
+                raise CheckpointError(f"tensor {name!r} has dtype {tensor.dtype}, expected floating point")
+            if not torch.isfinite(tensor).all():
+                raise CheckpointError(f"tensor {name!r} contains NaN or inf")
+            state[name] = tensor.to(torch.float32)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return Checkpoint(model=model, metadata=metadata, sha256=file_sha256(path), path=Path(path))

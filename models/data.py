@@ -1,0 +1,74 @@
+"""Image data: the IDX format (MNIST, Fashion-MNIST), the validation split, and binarisation."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["read_idx", "load_idx_dataset", "split_train_valid", "binarize_threshold", "binarize_sample"]
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+VALID_SIZE = 10_000  # the last 10,000 training images are held out for validation
+
+
+def _read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): magic ``0 0 dtype ndim``, ``ndim`` big-endian sizes, data."""
+    data = _read_bytes(Path(path))
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    array = np.frombuffer(data, dtype=_IDX_DTYPES[data[2]], offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says {shape}, file holds {array.size} values")
+    return array.reshape(shape)
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).exists():
+            return directory / name
+    raise FileNotFoundError(f"{directory} has no {stem}[.gz]")
+
+
+def load_idx_dataset(directory: str | Path, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, dict[str, object]]:
+    """Images ``[N, 784]`` float32 in [0, 1], labels ``[N]`` int64, and a description with the sha256 of
+    the decompressed image bytes. ``split`` is ``train`` or ``t10k`` (the IDX file prefix)."""
+    directory = Path(directory)
+    image_path = _find(directory, f"{split}-images-idx3-ubyte")
+    images = read_idx(image_path)
+    labels = read_idx(_find(directory, f"{split}-labels-idx1-ubyte"))
+    info = {
+        "name": directory.name,
+        "file": image_path.name,
+        "sha256": hashlib.sha256(_read_bytes(image_path)).hexdigest(),
+        "num_images": int(images.shape[0]),
+    }
+    x = torch.from_numpy(images.reshape(images.shape[0], -1).astype(np.float32) / 255.0)
+    return x, torch.from_numpy(labels.astype(np.int64)), info
+
+
+def split_train_valid(x: torch.Tensor, valid_size: int = VALID_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """All but the last ``valid_size`` rows for training, the last ``valid_size`` for validation."""
+    return x[:-valid_size], x[-valid_size:]
+
+
+def binarize_threshold(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Pixels in [0, 1] to {0, 1}: 1 where ``x > threshold``."""
+    return (x > threshold).to(x.dtype)
+
+
+def binarize_sample(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Pixels in [0, 1] to {0, 1}: Bernoulli(x) draws (dynamic binarisation; fixed for a fixed seed)."""
+    u = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
+    return (u < x).to(x.dtype)

@@ -1,0 +1,103 @@
+"""Variance diagnostics of an importance-sampling estimate (SPEC.md section 1).
+
+All are pure functions of the log-weights ``[k, B]`` and return ``[B]``. The delta-method quantities
+come from the asymptotic expansion of the IWAE bound (Nowozin 2018, Proposition 1):
+``E[L_k] = log p(x) - mu2 / (2 k mu^2) + O(k^-2)`` and ``Var[L_k] = mu2 / (k mu^2) + O(k^-2)``, with
+``mu2 / mu^2`` estimated by ``k / ess - 1``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from ._validate import check_log_weights
+from .jackknife import leave_one_out
+from .psis import khat
+
+__all__ = [
+    "Diagnostics",
+    "diagnose",
+    "ess",
+    "max_weight",
+    "log_weight_var",
+    "delta_bias",
+    "delta_var",
+    "jackknife_var",
+]
+
+
+def ess(log_w: torch.Tensor) -> torch.Tensor:
+    """Kish effective sample size ``1 / sum_i wbar_i^2 = (sum w)^2 / sum w^2``. ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
+    return torch.exp(2 * torch.logsumexp(log_w, dim=0) - torch.logsumexp(2 * log_w, dim=0))
+
+
+def max_weight(log_w: torch.Tensor) -> torch.Tensor:
+    """Largest self-normalised weight ``max_i wbar_i``. ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
+    return torch.exp(log_w.max(dim=0).values - torch.logsumexp(log_w, dim=0))
+
+
+def log_weight_var(log_w: torch.Tensor) -> torch.Tensor:
+    """Unbiased sample variance of ``log w_i``. ``[k, B] -> [B]``; ``nan`` for k = 1."""
+    check_log_weights(log_w)
+    return log_w.var(dim=0, unbiased=True) if log_w.shape[0] > 1 else torch.full_like(log_w[0], float("nan"))
+
+
+def _relative_variance(log_w: torch.Tensor) -> torch.Tensor:
+    """``mu2 / mu^2`` estimated by ``k / ess - 1`` (exactly ``k sum wbar^2 - 1``)."""
+    return log_w.shape[0] / ess(log_w) - 1
+
+
+def delta_bias(log_w: torch.Tensor) -> torch.Tensor:
+    """Delta-method bias of ``L_k``: ``-(mu2 / mu^2) / (2 k)``. ``[k, B] -> [B]``."""
+    return -_relative_variance(log_w) / (2 * log_w.shape[0])
+
+
+def delta_var(log_w: torch.Tensor) -> torch.Tensor:
+    """Delta-method variance of ``L_k``: ``(mu2 / mu^2) / k``. ``[k, B] -> [B]``."""
+    return _relative_variance(log_w) / log_w.shape[0]
+
+
+def jackknife_var(log_w: torch.Tensor) -> torch.Tensor:
+    """Jackknife variance of ``L_k``: ``((k-1)/k) sum_i (L_{-i} - Lbar_{k-1})^2`` (Efron 1981).
+
+    ``[k, B] -> [B]``, k >= 2; O(k) through the exact leave-one-out bounds.
+    """
+    check_log_weights(log_w, min_k=2)
+    k = log_w.shape[0]
+    loo = leave_one_out(log_w)  # [k, B] float64
+    centred = loo - loo.mean(dim=0)
+    return ((k - 1) / k * (centred * centred).sum(dim=0)).to(log_w.dtype)
+
+
+class Diagnostics(NamedTuple):
+    """Every diagnostic of SPEC.md section 1 for one set of log-weights; each field ``[B]``."""
+
+    ess: torch.Tensor
+    ess_fraction: torch.Tensor
+    max_weight: torch.Tensor
+    log_weight_var: torch.Tensor
+    khat: torch.Tensor
+    delta_bias: torch.Tensor
+    delta_var: torch.Tensor
+    jackknife_var: torch.Tensor
+
+
+def diagnose(log_w: torch.Tensor) -> Diagnostics:
+    """All diagnostics of ``log_w`` ``[k, B]`` (k >= 2)."""
+    check_log_weights(log_w, min_k=2)
+    k = log_w.shape[0]
+    effective = ess(log_w)
+    return Diagnostics(
+        ess=effective,
+        ess_fraction=effective / k,
+        max_weight=max_weight(log_w),
+        log_weight_var=log_weight_var(log_w),
+        khat=khat(log_w),
+        delta_bias=delta_bias(log_w),
+        delta_var=delta_var(log_w),
+        jackknife_var=jackknife_var(log_w),
+    )

@@ -1,0 +1,99 @@
+"""Evidence estimators as pure functions of log-weights (SPEC.md section 1).
+
+Every function takes ``log_w`` of shape ``[k, B]`` (k importance samples for each of B inputs), any
+floating dtype, any device, and returns ``[B]`` in ``log_w``'s dtype. Internally the jackknife works in
+float64: its coefficients alternate in sign and grow like k^m, so each ``Lbar`` must be accurate to far
+better than the answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from ._validate import check_log_weights
+from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS, lbar
+from .logspace import log_mean_exp
+
+__all__ = ["JVIResult", "elbo", "iwae", "jvi", "jvi_coefficients"]
+
+
+def elbo(log_w: torch.Tensor) -> torch.Tensor:
+    """ELBO estimate ``mean_i log w_i``. ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
+    return log_w.mean(dim=0)
+
+
+def iwae(log_w: torch.Tensor) -> torch.Tensor:
+    """IWAE bound ``L_k = logsumexp_i log w_i - log k`` (Burda et al. 2016, eq. (8)). ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
+    return log_mean_exp(log_w, dim=0)
+
+
+def jvi_coefficients(k: int, order: int) -> list[float]:
+    """Generalised-jackknife (Sharot) coefficients ``c(k, m, j)``, j = 0..m (Nowozin 2018, eq. (15)).
+
+    ``c(k, m, j) = (-1)^j (k - j)^m / (j! (m - j)!)``; they sum to 1. Computed from exact integers.
+    """
+    if not 1 <= order < k:
+        raise ValueError(f"jvi needs 1 <= order < k, got order={order}, k={k}")
+    return [
+        (-1) ** j * (k - j) ** order / (math.factorial(j) * math.factorial(order - j))
+        for j in range(order + 1)
+    ]
+
+
+class JVIResult(NamedTuple):
+    """``value``: ``[B]`` JVI estimate; ``mc_var``: ``[B]`` extra variance from sampled subsets (zero
+    when all exact); ``subsets``: per j = 1..m, ``(method, num_subsets)``."""
+
+    value: torch.Tensor
+    mc_var: torch.Tensor
+    subsets: tuple[tuple[str, int], ...]
+
+
+def jvi(
+    log_w: torch.Tensor,
+    order: int = 1,
+    *,
+    exact_budget: int = DEFAULT_EXACT_BUDGET,
+    num_sampled_subsets: int = DEFAULT_NUM_SAMPLED_SUBSETS,
+    generator: torch.Generator | None = None,
+) -> JVIResult:
+    """Jackknife variational inference estimate of order m (Nowozin 2018, eq. (14)).
+
+    ``JVI_m = sum_{j=0..m} c(k, m, j) Lbar_{k-j}``, bias O(k^-(m+1)).
+
+    Parameters
+    ----------
+    log_w : ``[k, B]`` float tensor with k > order.
+    order : m, 1 <= m < k.
+    exact_budget, num_sampled_subsets, generator : see ``models.jackknife.lbar``. Leave-one-out is
+        always exact at O(k); leave-two-out exact at O(k^2) within the budget; higher j enumerate or
+        sample.
+
+    Returns
+    -------
+    ``JVIResult``; ``value`` and ``mc_var`` are ``[B]`` in ``log_w``'s dtype.
+    """
+    check_log_weights(log_w, min_k=2)
+    k = log_w.shape[0]
+    coeffs = jvi_coefficients(k, order)
+    value = torch.zeros(log_w.shape[1], dtype=torch.float64, device=log_w.device)
+    mc_var = torch.zeros_like(value)
+    subsets = []
+    for j, c in enumerate(coeffs):
+        term = lbar(
+            log_w,
+            j,
+            exact_budget=exact_budget,
+            num_sampled_subsets=num_sampled_subsets,
+            generator=generator,
+        )
+        value += c * term.value
+        mc_var += c * c * term.mc_var  # subsets for different j are drawn independently
+        if j > 0:
+            subsets.append((term.method, term.num_subsets))
+    return JVIResult(value.to(log_w.dtype), mc_var.to(log_w.dtype), tuple(subsets))

@@ -1,0 +1,97 @@
+"""One entry point from log-weights to an evidence estimate: used by the service, the training loop,
+the CLI and the benchmarks alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+
+from .diagnostics import Diagnostics, diagnose, jackknife_var, log_weight_var
+from .estimators import JVIResult, elbo, iwae, jvi
+from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS
+
+__all__ = ["EstimatorSpec", "Estimate", "estimate", "point_estimate", "STD_ERR_FORMULAS"]
+
+EstimatorName = Literal["elbo", "iwae", "jvi"]
+
+# What `Estimate.std_err` is, per estimator; the service reports this text with each answer.
+STD_ERR_FORMULAS: dict[str, str] = {
+    "elbo": "sqrt(var(log w) / k): the standard error of a mean of k i.i.d. log-weights",
+    "iwae": "sqrt(jackknife_var): jackknife estimate of the standard deviation of L_k",
+    "jvi": (
+        "sqrt(jackknife_var + subset_mc_var): to first order every JVI order has the variance of "
+        "L_k (its coefficients sum to 1), plus the Monte Carlo variance of any sampled subsets"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """Which estimator to run: ``name``, number of samples ``k``, JVI ``order`` (ignored otherwise)."""
+
+    name: EstimatorName
+    k: int
+    order: int = 1
+    exact_budget: int = DEFAULT_EXACT_BUDGET
+    num_sampled_subsets: int = DEFAULT_NUM_SAMPLED_SUBSETS
+
+    def __post_init__(self) -> None:
+        if self.name not in STD_ERR_FORMULAS:
+            raise ValueError(f"unknown estimator {self.name!r}; choose one of {sorted(STD_ERR_FORMULAS)}")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.name == "jvi" and not 1 <= self.order < self.k:
+            raise ValueError(f"jvi needs 1 <= order < k, got order={self.order}, k={self.k}")
+
+
+class Estimate(NamedTuple):
+    """``log_px`` and ``std_err``: ``[B]``; ``subsets``: per leave-out size j = 1..m of a JVI,
+    ``(method, num_subsets)``; ``diagnostics``: ``None`` unless asked for."""
+
+    log_px: torch.Tensor
+    std_err: torch.Tensor
+    subsets: tuple[tuple[str, int], ...]
+    diagnostics: Diagnostics | None
+
+
+def point_estimate(
+    log_w: torch.Tensor, spec: EstimatorSpec, *, generator: torch.Generator | None = None
+) -> JVIResult:
+    """The estimate alone (differentiable: the training objectives call this). ``log_w`` is
+    ``[>= k, B]``; only its first ``spec.k`` rows are used (the rest belong to a larger estimator on the
+    same common-random-number draw). Returns a ``JVIResult``; for ``elbo`` / ``iwae`` its ``mc_var`` is
+    zero and ``subsets`` empty."""
+    if log_w.dim() != 2 or log_w.shape[0] < spec.k:
+        raise ValueError(f"estimator needs log_w of shape [>={spec.k}, B], got {tuple(log_w.shape)}")
+    lw = log_w[: spec.k]
+    if spec.name == "jvi":
+        return jvi(
+            lw,
+            spec.order,
+            exact_budget=spec.exact_budget,
+            num_sampled_subsets=spec.num_sampled_subsets,
+            generator=generator,
+        )
+    value = elbo(lw) if spec.name == "elbo" else iwae(lw)
+    return JVIResult(value, torch.zeros_like(value), ())
+
+
+def estimate(
+    log_w: torch.Tensor,
+    spec: EstimatorSpec,
+    *,
+    with_diagnostics: bool = False,
+    generator: torch.Generator | None = None,
+) -> Estimate:
+    """Estimate, standard error (``STD_ERR_FORMULAS``) and optionally diagnostics; ``spec.k >= 2``."""
+    if spec.k < 2:
+        raise ValueError(f"a standard error needs k >= 2, got {spec.k}")
+    result = point_estimate(log_w, spec, generator=generator)
+    lw = log_w[: spec.k]
+    if spec.name == "elbo":
+        std_err = (log_weight_var(lw) / spec.k).sqrt()
+    else:
+        std_err = (jackknife_var(lw) + result.mc_var).sqrt()
+    return Estimate(result.value, std_err, result.subsets, diagnose(lw) if with_diagnostics else None)

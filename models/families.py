@@ -1,0 +1,56 @@
+"""The model families a checkpoint may name, and how to rebuild each from its stored architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from .linear_gaussian import LinearGaussian, LinearGaussianConfig
+from .vae import VAE, VAEConfig
+
+__all__ = ["LatentModel", "FAMILIES", "build_model"]
+
+
+class LatentModel(Protocol):
+    """What the service and the estimators need of a latent-variable model."""
+
+    family: str
+    likelihood: str
+
+    @property
+    def input_dim(self) -> int: ...
+
+    def arch(self) -> dict[str, object]: ...
+
+    def log_weights(
+        self,
+        x: torch.Tensor,
+        k: int,
+        *,
+        generator: torch.Generator | None = None,
+        max_elements: int = ...,
+        before_chunk_fn: Callable[[], None] | None = None,
+    ) -> torch.Tensor: ...
+
+
+# family name -> (module class, config dataclass)
+FAMILIES: dict[str, tuple[type[nn.Module], type[Any]]] = {
+    "vae": (VAE, VAEConfig),
+    "linear_gaussian": (LinearGaussian, LinearGaussianConfig),
+}
+
+
+def build_model(family: str, arch: dict[str, Any]) -> nn.Module:
+    """A freshly initialised model of ``family`` with architecture ``arch``; ``ValueError`` if either is
+    unknown or malformed."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    module_cls, config_cls = FAMILIES[family]
+    try:
+        config = config_cls(**arch)
+    except TypeError as exc:
+        raise ValueError(f"architecture does not fit family {family!r}: {exc}") from None
+    return module_cls(config)

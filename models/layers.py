@@ -1,0 +1,54 @@
+"""Building blocks shared by the model families: MLPs, diagonal Gaussians, and chunking over k."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+__all__ = ["mlp", "GaussianHead", "normal_log_prob", "standard_normal_log_prob", "chunks_over_k"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """``Linear -> tanh`` for every consecutive pair in ``sizes`` (Burda et al. 2016, appendix C)."""
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """Hidden MLP then a diagonal Gaussian: ``(mu, log_sigma)`` with ``sigma = exp(linear)``."""
+
+    def __init__(self, fan_in: int, hidden: list[int], latent: int) -> None:
+        super().__init__()
+        self.body = mlp([fan_in, *hidden])
+        self.mu = nn.Linear(hidden[-1], latent)
+        self.log_sigma = nn.Linear(hidden[-1], latent)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.mu(h), self.log_sigma(h)
+
+
+def normal_log_prob(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """``log N(z; mu, diag(exp(log_sigma))^2)`` summed over the last dimension."""
+    u = (z - mu) * torch.exp(-log_sigma)
+    return (-0.5 * u * u - log_sigma - _HALF_LOG_2PI).sum(-1)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """``log N(z; 0, I)`` summed over the last dimension."""
+    return (-0.5 * z * z - _HALF_LOG_2PI).sum(-1)
+
+
+def chunks_over_k(k: int, batch: int, elements_per_sample: int, max_elements: int) -> Iterator[slice]:
+    """Slices of ``range(k)`` whose ``rows x batch x elements_per_sample`` stays within ``max_elements``
+    (at least one row per chunk)."""
+    rows = max(1, max_elements // max(1, batch * elements_per_sample))
+    for start in range(0, k, rows):
+        yield slice(start, min(k, start + rows))
