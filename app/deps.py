@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .config import Settings
+from .errors import UnsupportedMediaType
 from .metrics import Metrics
 from .registry import ModelRegistry
 from .worker import DeviceWorker
@@ -26,6 +27,14 @@ def get_app_settings(request: Request) -> Settings:
 
 def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise UnsupportedMediaType(f"content type {kind or 'missing'!r}: this endpoint takes application/json",
+                                   field="Content-Type", limit="application/json")
 
 
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

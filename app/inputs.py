@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -84,7 +85,11 @@ def images_from_files(files: list[tuple[str | None, bytes]], field: str = "files
                 limit=sorted(IMAGE_TYPES),
             )
         try:
-            with Image.open(io.BytesIO(data), formats=[IMAGE_TYPES[kind]]) as img:
+            with warnings.catch_warnings():
+                # Pillow warns, then refuses, on huge declared sizes; both are a refusal here.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data), formats=[IMAGE_TYPES[kind]])
+            with img:
                 if img.size != (SIDE, SIDE):
                     raise InvalidInput(
                         f"{field}[{i}]: image is {img.size[0]}x{img.size[1]}, must be 28x28 (no resizing is done)",
@@ -96,7 +101,8 @@ def images_from_files(files: list[tuple[str | None, bytes]], field: str = "files
                         limit="greyscale",
                     )
                 out[i] = np.asarray(img.convert("L"), dtype=np.float32).reshape(-1) / 255.0
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as exc:
             if isinstance(exc, InvalidInput):
                 raise
             raise InvalidInput(

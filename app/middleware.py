@@ -45,8 +45,18 @@ class RequestGuard:
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
         scope.setdefault("state", {})["log"] = {}
         status_holder = {"status": 500}
+        overflow = {"hit": False, "replaced": False}
 
         async def send_wrapped(message: Message) -> None:
+            if overflow["hit"]:
+                # The app saw a body cut short and answered something else; the answer is 413.
+                if not overflow["replaced"]:
+                    overflow["replaced"] = True
+                    await self._too_large(scope, receive, send_raw)
+                return
+            await send_raw(message)
+
+        async def send_raw(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
@@ -56,15 +66,17 @@ class RequestGuard:
         try:
             if self.api_token and path not in OPEN_PATHS and not _authorised(scope, self.api_token):
                 await problem_response(401, "Unauthorized", "missing or wrong bearer token", field="Authorization",
-                                       headers={"WWW-Authenticate": "Bearer"})(scope, receive, send_wrapped)
+                                       headers={"WWW-Authenticate": "Bearer"})(scope, receive, send_raw)
                 return
             declared = _header(scope, b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-                await self._too_large(scope, receive, send_wrapped)
+                await self._too_large(scope, receive, send_raw)
                 return
-            await self.app(scope, self._limited(receive), send_wrapped)
+            await self.app(scope, self._limited(receive, overflow), send_wrapped)
         except _BodyTooLarge:
-            await self._too_large(scope, receive, send_wrapped)
+            if not overflow["replaced"]:
+                overflow["replaced"] = True
+                await self._too_large(scope, receive, send_raw)
         finally:
             fields: dict[str, Any] = scope["state"].get("log", {})
             endpoint = _endpoint(scope)
@@ -78,7 +90,7 @@ class RequestGuard:
         await problem_response(413, "Payload too large", f"request body over {self.max_body_bytes} bytes",
                                field="body", limit=self.max_body_bytes)(scope, receive, send)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, overflow: dict[str, bool]) -> Receive:
         seen = 0
 
         async def wrapped() -> Message:
@@ -87,6 +99,7 @@ class RequestGuard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
+                    overflow["hit"] = True
                     raise _BodyTooLarge
             return message
 

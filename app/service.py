@@ -117,7 +117,8 @@ async def evidence(
             xb.to(device), spec.k, generator=generator, max_elements=settings.max_elements, before_chunk_fn=ctx.check
         )
         ctx.check()
-        est = estimate(log_w, spec, with_diagnostics=with_diagnostics, generator=generator)
+        # The model runs in float32; the estimators get float64 so that nothing is lost after it.
+        est = estimate(log_w.double(), spec, with_diagnostics=with_diagnostics, generator=generator)
         log_px, std_err = _floats(est.log_px), _floats(est.std_err)
         results = [
             InputEstimate(
@@ -173,7 +174,7 @@ async def compare(
         for r in range(req.replicates):
             log_w = model.log_weights(xd, k_draw, generator=generator, max_elements=settings.max_elements, before_chunk_fn=ctx.check)
             for s, spec in enumerate(specs):
-                values[s, r] = point_estimate(log_w, spec, generator=generator).value.double().cpu()
+                values[s, r] = point_estimate(log_w.double(), spec, generator=generator).value.cpu()
         return list(values)
 
     job = await worker.submit(work, settings.deadline_s)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from .. import service
-from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, require_json
 from ..inputs import images_from_files, images_from_json, parse_estimator
 from ..schemas import Binarize, CompareRequest, CompareResponse, EvidenceRequest, EvidenceResponse, problem_responses
 
@@ -20,7 +20,7 @@ def _record(request: Request, metrics: MetricsDep, model: str, batch: int, k: in
     metrics.compute_seconds.observe(compute_s)
 
 
-@router.post("/{name}/evidence", response_model=EvidenceResponse, responses=ERRORS)
+@router.post("/{name}/evidence", response_model=EvidenceResponse, responses=ERRORS, dependencies=[Depends(require_json)])
 async def evidence(name: str, body: EvidenceRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
                    settings: SettingsDep, metrics: MetricsDep) -> EvidenceResponse:
     """Estimate log p(x) for a JSON batch of images, with standard errors and diagnostics."""
@@ -59,7 +59,7 @@ async def evidence_images(
     return out
 
 
-@router.post("/{name}/compare", response_model=CompareResponse, responses=ERRORS)
+@router.post("/{name}/compare", response_model=CompareResponse, responses=ERRORS, dependencies=[Depends(require_json)])
 async def compare(name: str, body: CompareRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
                   settings: SettingsDep, metrics: MetricsDep) -> CompareResponse:
     """Several estimators on the same draws (common random numbers), over replicates, against a reference."""

@@ -7,10 +7,10 @@ Outputs: ``log_px``, ``std_err`` and each diagnostic, ``FP64`` of shape ``[B]``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from .. import service
-from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, require_json
 from ..errors import InvalidInput
 from ..inputs import PIXELS, images_from_json, parse_estimator
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
@@ -55,7 +55,10 @@ async def model_metadata(name: str, registry: RegistryDep) -> dict[str, object]:
     }
 
 
-@router.post("/models/{name}/infer", response_model=InferResponse, responses=problem_responses(401, 404, 413, 422, 503, 504))
+@router.post(
+    "/models/{name}/infer", response_model=InferResponse, responses=problem_responses(401, 404, 413, 415, 422, 503, 504),
+    dependencies=[Depends(require_json)],
+)
 async def infer(name: str, body: InferRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
                 settings: SettingsDep, metrics: MetricsDep) -> InferResponse:
     request.state.log.update(model=name)

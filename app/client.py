@@ -1,0 +1,100 @@
+"""Python client for the logpx HTTP API (httpx).
+
+    from app.client import LogpxClient
+    with LogpxClient("http://127.0.0.1:8000") as client:
+        result = client.evidence("vae1-iwae50", images, estimator={"name": "jvi", "k": 1000, "order": 1})
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["LogpxClient", "LogpxError"]
+
+
+class LogpxError(RuntimeError):
+    """An error response; ``problem`` holds its problem+json body."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+        self.status = status
+        self.problem = problem
+
+
+class LogpxClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 300.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> "LogpxClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text[:500]}
+            raise LogpxError(response.status_code, problem)
+        return response.json()
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/v2/health/ready").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_ready(self, timeout: float = 120.0, interval: float = 0.2) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service not ready after {timeout} s")
+            time.sleep(interval)
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._json(self._http.get("/v1/models"))["models"]
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/v1/models/{name}"))
+
+    def evidence(self, model: str, inputs: list[Any], *, estimator: dict[str, Any] | None = None, seed: int = 0,
+                 binarize: str | None = None, scale: str = "unit", diagnostics: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"inputs": inputs, "seed": seed, "scale": scale, "diagnostics": diagnostics}
+        if estimator:
+            body["estimator"] = estimator
+        if binarize:
+            body["binarize"] = binarize
+        return self._json(self._http.post(f"/v1/models/{model}/evidence", json=body))
+
+    def evidence_images(self, model: str, paths: list[str | Path], *, estimator: str = "iwae", k: int = 1000,
+                        order: int | None = None, seed: int = 0, binarize: str | None = None) -> dict[str, Any]:
+        form: dict[str, Any] = {"estimator": estimator, "k": str(k), "seed": str(seed)}
+        if order is not None:
+            form["order"] = str(order)
+        if binarize:
+            form["binarize"] = binarize
+        files = []
+        for p in map(Path, paths):
+            kind = "image/png" if p.suffix.lower() == ".png" else "image/jpeg"
+            files.append(("files", (p.name, p.read_bytes(), kind)))
+        return self._json(self._http.post(f"/v1/models/{model}/evidence/images", data=form, files=files))
+
+    def compare(self, model: str, inputs: list[Any], estimators: list[dict[str, Any]], *, replicates: int = 10,
+                seed: int = 0, reference: dict[str, Any] | None = None, binarize: str | None = None,
+                scale: str = "unit") -> dict[str, Any]:
+        body: dict[str, Any] = {"inputs": inputs, "estimators": estimators, "replicates": replicates, "seed": seed, "scale": scale}
+        if reference:
+            body["reference"] = reference
+        if binarize:
+            body["binarize"] = binarize
+        return self._json(self._http.post(f"/v1/models/{model}/compare", json=body))

@@ -1,0 +1,76 @@
+"""Tiny models and checkpoint directories for the tests (no network, no ../shared)."""
+
+from __future__ import annotations
+
+import io
+import math
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.checkpoint import save_checkpoint
+from models.linear_gaussian import LinearGaussian, LinearGaussianConfig
+from models.vae import VAE, VAEConfig
+
+TRAINING = {"objective": "iwae", "k": 5, "order": None, "epochs": 0, "seed": 0}
+DATASET = {"name": "synthetic", "sha256": "0" * 64}
+
+
+def tiny_vae(seed: int = 0, layers: int = 1) -> VAE:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return VAE(VAEConfig(layers=layers, hidden=[16], latent=2, hidden2=[8], latent1=4)).eval()
+
+
+def linear_gaussian(seed: int = 0, latent: int = 2, input_dim: int = 784) -> LinearGaussian:
+    """A linear-Gaussian model with a deliberately imperfect encoder (shrunk mean, widened std)."""
+    g = torch.Generator().manual_seed(seed)
+    model = LinearGaussian(LinearGaussianConfig(input_dim=input_dim, latent=latent))
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(input_dim, latent, generator=g) * 0.02)
+        model.bias.copy_(0.45 + 0.1 * torch.rand(input_dim, generator=g))
+        model.log_noise.fill_(math.log(0.05))
+        post_map, post_cov = model.exact_posterior()
+        model.enc_weight.copy_(0.9 * post_map)
+        model.enc_bias.copy_(-0.9 * post_map @ model.bias)
+        model.enc_log_sigma.copy_(0.5 * torch.log(torch.diagonal(post_cov)) + math.log(1.2))
+    return model.eval()
+
+
+def sample_linear_gaussian(model: LinearGaussian, n: int, seed: int) -> torch.Tensor:
+    """``n`` draws x = W z + b + sigma eps from the model, clipped to [0, 1] (what the service accepts)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(n, model.config.latent, generator=g)
+        noise = torch.exp(model.log_noise) * torch.randn(n, model.config.input_dim, generator=g)
+        return (z @ model.weight.T + model.bias + noise).clamp(0, 1)
+
+
+def write_checkpoints(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(directory / "tiny.safetensors", tiny_vae(), training=TRAINING, dataset=DATASET)
+    save_checkpoint(directory / "lg.safetensors", linear_gaussian(), training=TRAINING, dataset=DATASET)
+    (directory / "broken.safetensors").write_bytes(b"this is not a safetensors file")
+    return directory
+
+
+def digit_image(seed: int = 0) -> np.ndarray:
+    """A 28x28 uint8 greyscale blob, roughly digit-like (a ring)."""
+    yy, xx = np.mgrid[:28, :28]
+    r = np.hypot(yy - 14 + seed % 3, xx - 14)
+    return np.where((r > 5) & (r < 9), 255, 0).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray, mode: str = "L", fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode if mode != "L" else None).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
