@@ -1,0 +1,143 @@
+"""Model families, chunking, checkpoint round trips and failures, and a short training run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from models import EstimatorSpec, estimate
+from models.checkpoint import METADATA_KEY, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from models.data import read_idx
+from models.train import main as train_main
+
+from ..helpers import DATASET, TRAINING, linear_gaussian, sample_linear_gaussian, tiny_vae
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_vae(layers=1), lambda: tiny_vae(layers=2), lambda: linear_gaussian(input_dim=784)])
+def test_chunk_size_does_not_change_log_weights(make) -> None:  # type: ignore[no-untyped-def]
+    model = make()
+    x = (torch.rand(3, 784, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    with torch.no_grad():
+        whole = model.log_weights(x, 37, generator=torch.Generator().manual_seed(1), max_elements=2**30)
+        chunked = model.log_weights(x, 37, generator=torch.Generator().manual_seed(1), max_elements=1)
+    assert whole.shape == (37, 3)
+    assert torch.allclose(whole, chunked, rtol=1e-6, atol=1e-4)
+
+
+def test_save_load_round_trip_gives_identical_log_weights(tmp_path: Path) -> None:
+    model = tiny_vae(layers=2)
+    path = tmp_path / "m.safetensors"
+    meta = save_checkpoint(path, model, training=TRAINING, dataset=DATASET, final_bounds={"valid_iwae": -1.0})
+    loaded = load_checkpoint(path)
+    assert loaded.metadata == json.loads(json.dumps(meta)) and len(loaded.sha256) == 64
+    x = (torch.rand(2, 784, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    with torch.no_grad():
+        a = model.log_weights(x, 10, generator=torch.Generator().manual_seed(3))
+        b = loaded.model.log_weights(x, 10, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def _rewrite(path: Path, out: Path, tensors_fn=None, meta_fn=None) -> None:  # type: ignore[no-untyped-def]
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = dict(f.metadata())
+    if tensors_fn:
+        tensors = tensors_fn(tensors)
+    if meta_fn:
+        meta = meta_fn(meta)
+    save_file(tensors, str(out), metadata=meta)
+
+
+@pytest.mark.parametrize(
+    "breaker,message",
+    [
+        (lambda p, o: o.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "safetensors"),
+        (lambda p, o: o.write_bytes(b"PK\x03\x04 a zip, or a pickle, but not safetensors"), "safetensors"),
+        (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {METADATA_KEY: "{not json"}), "not JSON"),
+        (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {}), "no 'logpx' entry"),
+        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {k: v for k, v in t.items() if k != "decoder.1.bias"}), "missing tensors: ['decoder.1.bias']"),
+        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "decoder.1.bias": torch.zeros(5)}), "has shape [5], architecture needs [784]"),
+        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "decoder.1.bias": torch.full((784,), float("nan"))}), "NaN or inf"),
+        (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {METADATA_KEY: m[METADATA_KEY].replace('"vae"', '"gan"')}), "unknown model family 'gan'"),
+        (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {METADATA_KEY: m[METADATA_KEY].replace('"format_version": 1', '"format_version": 9')}), "format_version 9"),
+        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "extra": torch.zeros(1)}), "unexpected tensors: ['extra']"),
+    ],
+)
+def test_broken_checkpoints_fail_with_a_clear_reason(tmp_path: Path, breaker, message: str) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "good.safetensors"
+    save_checkpoint(good, tiny_vae(), training=TRAINING, dataset=DATASET)
+    bad = tmp_path / "bad.safetensors"
+    breaker(good, bad)
+    with pytest.raises(CheckpointError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        load_checkpoint(bad)
+
+
+def test_metadata_holds_the_documented_fields(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.safetensors", tiny_vae(), training=TRAINING, dataset=DATASET)
+    meta = read_metadata(tmp_path / "m.safetensors")
+    for key in ("format_version", "family", "arch", "likelihood", "input_shape", "training", "dataset", "final_bounds", "created"):
+        assert key in meta
+    assert meta["likelihood"] == "bernoulli" and meta["input_shape"] == [28, 28]
+
+
+def test_linear_gaussian_estimators_bracket_the_exact_evidence() -> None:
+    """IWAE below log p(x) and converging as k grows; JVI closer; on model log-weights, 2000 replicates
+    (per-replicate sd of IWAE-16 under 0.9 nats here: standard errors under 0.02 against biases over 0.1)."""
+    model = linear_gaussian()
+    x = sample_linear_gaussian(model, 3, seed=0)
+    with torch.no_grad():
+        exact = model.exact_log_px(x).double()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        log_w = model.log_weights(x, 2000 * 16, generator=g).double().reshape(2000, 16, 3)  # [R, k, B]
+    def bias(spec: EstimatorSpec) -> tuple[torch.Tensor, torch.Tensor]:
+        v = torch.stack([estimate(lw, spec).log_px for lw in log_w]) - exact  # [R, B]
+        return v.mean(0), v.std(0) / math.sqrt(2000)
+    previous = None
+    for k in (4, 8, 16):
+        b, se = bias(EstimatorSpec("iwae", k))
+        assert (b + 3 * se < 0).all(), (k, b, se)
+        if previous is not None:
+            assert (b > previous).all()
+        previous = b
+        jb, _ = bias(EstimatorSpec("jvi", k, 1))
+        assert (jb.abs() < b.abs()).all(), (k, jb, b)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    codes = {np.uint8: 0x08}
+    header = struct.pack(">BBBB", 0, 0, codes[array.dtype.type], array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def test_idx_reader_round_trip(tmp_path: Path) -> None:
+    array = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    _write_idx(tmp_path / "x.gz", array)
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), array)
+
+
+def test_training_a_tiny_model_improves_its_bound(tmp_path: Path) -> None:
+    """Synthetic digits (three noisy prototypes), 10,600 images so that the last 10,000 are held out."""
+    rng = np.random.default_rng(0)
+    prototypes = (rng.random((3, 784)) < 0.3).astype(np.float64)
+    labels = rng.integers(0, 3, 10_600)
+    images = np.clip(prototypes[labels] * 0.9 + rng.random((10_600, 784)) * 0.1, 0, 1)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", (images * 255).astype(np.uint8).reshape(-1, 28, 28))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    out = tmp_path / "tiny.safetensors"
+    train_main(["--data", str(tmp_path), "--out", str(out), "--objective", "jvi", "--k", "5", "--order", "1", "--epochs", "3",
+                "--limit", "600", "--valid-eval", "200", "--hidden", "32", "--latent", "4", "--batch-size", "50"])
+    history = read_metadata(out)["training"]["history"]
+    assert len(history) == 3
+    assert history[-1]["valid_iwae"] > history[0]["valid_iwae"] + 5, history

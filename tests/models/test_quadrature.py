@@ -1,0 +1,75 @@
+"""The shipped 2-D-latent model against grid quadrature (SPEC.md section 1, third ground truth).
+
+Five committed MNIST digits (tests/data). The quadrature is checked for convergence in resolution and
+window, then IWAE at k = 100,000 must agree with it within 0.05 nats where k-hat < 0.5, and the bias
+of IWAE-k and JVI-k over many replicates must behave as the delta method predicts: IWAE's bias
+approaching -(mu2/mu^2)/(2k) as k grows past mu2/mu^2, JVI's far smaller.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models import iwae, jvi, khat
+from models.checkpoint import load_checkpoint
+from models.diagnostics import ess
+from models.quadrature import grid_log_px
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_and_digits() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    model = load_checkpoint(ROOT / "checkpoints" / "vae2d-iwae50.safetensors").model
+    paths = sorted((ROOT / "tests" / "data").glob("mnist-*.png"))
+    x = torch.tensor(np.stack([np.asarray(Image.open(p)).reshape(-1) / 255.0 for p in paths]), dtype=torch.float32)
+    x = (x > 0.5).float()
+    return model, x, grid_log_px(model, x, n=300)
+
+
+def test_quadrature_is_converged(model_and_digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, quad = model_and_digits
+    finer_wider = grid_log_px(model, x, n=400, expand=1.3, window=7.0)
+    assert torch.allclose(quad, finer_wider, atol=1e-3, rtol=0), (quad, finer_wider)
+
+
+def test_iwae_100k_agrees_with_quadrature(model_and_digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, quad = model_and_digits
+    with torch.no_grad():
+        log_w = model.log_weights(x, 100_000, generator=torch.Generator().manual_seed(0)).double()
+    k_hat = khat(log_w)
+    reliable = k_hat < 0.5
+    assert reliable.sum() >= 3, k_hat
+    assert ((iwae(log_w) - quad).abs()[reliable] < 0.05).all(), (iwae(log_w) - quad, k_hat)
+
+
+def test_bias_against_quadrature_follows_the_delta_method(model_and_digits) -> None:  # type: ignore[no-untyped-def]
+    """One digit, 10^6 draws cut into replicates of k = 200, 400, 800 (standard errors about 0.01)."""
+    model, x, quad = model_and_digits
+    index = 4
+    with torch.no_grad():
+        log_w = model.log_weights(x[index : index + 1], 1_000_000, generator=torch.Generator().manual_seed(1)).double()
+    rel_var = (log_w.shape[0] / ess(log_w) - 1).item()  # mu2 / mu^2, about 50 for this digit
+    previous_iwae = None
+    for k in (200, 400, 800):
+        replicates = log_w.shape[0] // k
+        cols = log_w[: replicates * k].reshape(replicates, k).T  # [k, R]: one column per replicate
+        iwae_err = iwae(cols) - quad[index]
+        jvi_err = jvi(cols, 1).value - quad[index]
+        b_iwae, se_iwae = iwae_err.mean().item(), iwae_err.std().item() / math.sqrt(replicates)
+        b_jvi = jvi_err.mean().item()
+        predicted = -rel_var / (2 * k)
+        assert b_iwae + 3 * se_iwae < 0  # IWAE is biased low
+        assert abs(b_jvi) < abs(b_iwae) / 2  # JVI removes most of it
+        if k >= 4 * rel_var:  # the asymptotic regime: the delta method's 1/k term dominates
+            assert abs(b_iwae - predicted) < 3 * se_iwae + 0.15 * abs(predicted), (k, b_iwae, predicted, se_iwae)
+        if previous_iwae is not None:
+            assert b_iwae > previous_iwae  # shrinking with k
+        previous_iwae = b_iwae

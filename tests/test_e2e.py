@@ -1,0 +1,88 @@
+"""End to end: the real server started the way `make serve` starts it, driven by the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.client import LogpxClient
+
+from .helpers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = sorted((ROOT / "tests" / "data").glob("mnist-*.png"))
+MODEL = "vae1-iwae50"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "LOGPX_PORT": str(port), "LOGPX_HOST": "127.0.0.1", "LOGPX_CHECKPOINT_DIR": str(ROOT / "checkpoints")}
+    logpx = Path(sys.executable).with_name("logpx")
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "wb")
+    proc = subprocess.Popen([str(logpx), "serve"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with LogpxClient(url) as client:
+            client.wait_ready(timeout=120)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_cli_scores_pngs(server: str) -> None:
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("logpx")), "score", *map(str, DIGITS), "--model", MODEL, "--estimator", "jvi",
+         "--k", "500", "--order", "1", "--url", server],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert f"model {MODEL} on cpu: jvi k=500 order=1" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("mnist-")]
+    assert len(rows) == len(DIGITS) == 5
+    for row in rows:
+        log_px, std_err = float(row[1]), float(row[2])
+        assert -250 < log_px < -20 and 0 < std_err < 5  # real digits under a trained MNIST model
+
+
+def test_models_command(server: str) -> None:
+    out = subprocess.run([str(Path(sys.executable).with_name("logpx")), "models", "--url", server],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert MODEL in out and "ready" in out
+
+
+def test_live_answers_fast_while_a_long_request_computes(server: str) -> None:
+    inputs = [[0.0] * 784] * 100
+    done = threading.Event()
+
+    def long_request() -> None:
+        with LogpxClient(server) as client:
+            client.evidence(MODEL, inputs, estimator={"name": "iwae", "k": 5000}, diagnostics=False)
+        done.set()
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    time.sleep(0.5)
+    latencies = []
+    with httpx.Client(base_url=server) as http:
+        while not done.is_set() and len(latencies) < 20:
+            start = time.perf_counter()
+            assert http.get("/v2/health/live").status_code == 200
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.05)
+    thread.join()
+    assert len(latencies) >= 3, "the long request finished too soon to measure"
+    assert max(latencies) < 0.1, latencies
