@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     batch_delay_ms: float = Field(2.0, ge=0, description="Dynamic batching: longest wait for companions")
     api_token: str | None = Field(None, description="Bearer token required on every endpoint but the health checks")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
-    torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: torch's default)")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: the CPUs the cgroup allows)")
 
     @field_validator("device")
     @classmethod

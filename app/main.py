@@ -16,6 +16,7 @@ from .errors import register_error_handlers
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
+from .resources import cpu_limit
 from .routes import evidence, health, metrics, models, v2
 from .worker import DeviceWorker
 
@@ -28,8 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        # One intra-op thread per CPU the container may use (torch would otherwise count the host's).
+        torch.set_num_threads(settings.torch_threads or cpu_limit())
         registry = ModelRegistry(settings.checkpoint_dir, settings.device)
         worker = DeviceWorker(registry.device, settings.queue_depth, settings.retry_after_s)
         worker.start()

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# Two targets from one file:
+#   docker build --target cpu  -t logpx:cpu  .    small CPU image (torch CPU wheel)
+#   docker build --target cuda -t logpx:cuda .    CUDA image (torch CUDA wheel; CUDA libraries come as
+#                                                 pip packages, the driver from the host's NVIDIA runtime)
+# The runtime stages hold no compiler and run as a fixed non-root UID; the entry command is the one
+# `make serve` runs.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build-base
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY models ./models
+
+FROM build-base AS build-cpu
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && pip install .
+
+FROM build-base AS build-cuda
+RUN pip install torch==2.13.0 \
+    && pip install .
+
+FROM ${PYTHON_IMAGE} AS runtime-base
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    LOGPX_HOST=0.0.0.0 \
+    LOGPX_PORT=8000 \
+    LOGPX_CHECKPOINT_DIR=/srv/logpx/checkpoints
+RUN groupadd --system --gid 10001 logpx \
+    && useradd --system --uid 10001 --gid logpx --home-dir /srv/logpx --no-create-home logpx
+WORKDIR /srv/logpx
+COPY --chown=10001:10001 checkpoints/*.safetensors /srv/logpx/checkpoints/
+VOLUME ["/srv/logpx/checkpoints"]
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('LOGPX_PORT', '8000'), timeout=2)"]
+USER 10001:10001
+CMD ["logpx", "serve"]
+
+FROM runtime-base AS cuda
+ENV LOGPX_DEVICE=cuda
+COPY --from=build-cuda /opt/venv /opt/venv
+
+FROM runtime-base AS cpu
+ENV LOGPX_DEVICE=cpu
+COPY --from=build-cpu /opt/venv /opt/venv
