@@ -17,6 +17,7 @@ from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
 from .resources import cpu_limit
+from .schemas import problem_responses
 from .routes import evidence, health, metrics, models, v2
 from .worker import DeviceWorker
 
@@ -50,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Evidence estimation for latent-variable models: ELBO, IWAE and jackknife (JVI) estimates of log p(x)",
         lifespan=lifespan,
+        # Any route may answer these: the middleware (401, 413), validation (422), lookups (404) and a
+        # bug (500), always as problem+json.
+        responses=problem_responses(401, 404, 413, 422, 500),
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
