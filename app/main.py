@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # One intra-op thread per CPU the container may use (torch would otherwise count the host's).
         torch.set_num_threads(settings.torch_threads or cpu_limit())
         registry = ModelRegistry(settings.checkpoint_dir, settings.device)
-        worker = DeviceWorker(registry.device, settings.queue_depth, settings.retry_after_s)
+        worker = DeviceWorker(registry.device, settings.queue_depth, settings.retry_after_s,
+                              batch_max_inputs=settings.batch_max_inputs, batch_delay_s=settings.batch_delay_ms / 1000,
+                              on_forward=lambda requests, inputs: app_metrics.batch_requests.observe(requests))
         worker.start()
         app.state.registry, app.state.worker = registry, worker
         # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.

@@ -4,6 +4,7 @@ device worker, and every number comes from ``models`` (the estimators, diagnosti
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from .schemas import (
     SubsetInfo,
     Timing,
 )
-from .worker import DeviceWorker, JobContext
+from .worker import BatchItem, DeviceWorker, JobContext
 
 __all__ = ["Evidence", "evidence", "compare", "check_limits"]
 
@@ -112,11 +113,13 @@ async def evidence(
     xb, binarization = binarize(x, model.likelihood, binarize_method, seed, generator)
     device = entry.device or "cpu"
 
-    def work(ctx: JobContext) -> Evidence:
-        log_w = model.log_weights(
-            xb.to(device), spec.k, generator=generator, max_elements=settings.max_elements, before_chunk_fn=ctx.check
-        )
-        ctx.check()
+    def prepare() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return xb.to(device), model.sample_noise(spec.k, xb.shape[0], generator)
+
+    def forward(x_all: torch.Tensor, noise: list[torch.Tensor], check: Callable[[], None]) -> torch.Tensor:
+        return model.log_weights_from_noise(x_all, noise, max_elements=settings.max_elements, before_chunk_fn=check)
+
+    def finish(log_w: torch.Tensor) -> Evidence:
         # The model runs in float32; the estimators get float64 so that nothing is lost after it.
         est = estimate(log_w.double(), spec, with_diagnostics=with_diagnostics, generator=generator)
         log_px, std_err = _floats(est.log_px), _floats(est.std_err)
@@ -129,6 +132,7 @@ async def evidence(
         ]
         return Evidence(_estimator_out(spec, est.subsets), results, spec.k * len(log_px))
 
+    work = BatchItem(key=(entry.name, spec, with_diagnostics), size=xb.shape[0], prepare=prepare, forward=forward, finish=finish)
     job = await worker.submit(work, settings.deadline_s)
     return EvidenceResponse(
         model=entry.name, device=device, estimator=job.value.estimate_out, binarization=binarization, seed=seed,

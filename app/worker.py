@@ -1,8 +1,14 @@
 """One inference thread per device, fed by a bounded queue; the event loop never runs model work.
 
-A request's work is a callable taking a ``JobContext``; it runs under ``torch.inference_mode`` and calls
-``ctx.check()`` between chunks, which raises once the deadline has passed or the client has gone, so
-that abandoned work stops at the next chunk.
+A request's work is either a callable taking a ``JobContext`` or a ``BatchItem``: the three steps of
+an evidence request (draw its own noise, run the model, estimate on its columns). Work runs under
+``torch.inference_mode`` and calls ``ctx.check()`` between chunks, which raises once the deadline has
+passed or the client has gone, so that abandoned work stops at the next chunk.
+
+Dynamic batching (``batch_max_inputs > 0``): queued ``BatchItem``s with the same key (model and
+estimator) are coalesced, waiting at most ``batch_delay_s`` for companions, into one forward pass.
+Each request draws its noise from its own seeded generator, so its draws are those it gets alone; the
+forward pass over a larger batch may round the log-weights differently in the last float32 bit.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -20,7 +27,7 @@ import torch
 
 from .errors import DeadlineExceeded, ServerSaturated
 
-__all__ = ["JobContext", "DeviceWorker", "JobResult"]
+__all__ = ["BatchItem", "JobContext", "DeviceWorker", "JobResult"]
 
 T = TypeVar("T")
 log = logging.getLogger("logpx")
@@ -50,8 +57,24 @@ class JobResult(Generic[T]):
 
 
 @dataclass
+class BatchItem(Generic[T]):
+    """An evidence request split so that several can share one forward pass.
+
+    ``prepare()`` returns the request's inputs (on the device) and its noise (``sample_noise``);
+    ``forward(x, noise, check)`` runs the model on a (possibly combined) batch and returns ``[k, B]``;
+    ``finish(log_w)`` turns the request's own ``[k, B_i]`` columns into its result.
+    """
+
+    key: Hashable
+    size: int
+    prepare: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]
+    forward: Callable[[torch.Tensor, list[torch.Tensor], Callable[[], None]], torch.Tensor]
+    finish: Callable[[torch.Tensor], T]
+
+
+@dataclass
 class _Job:
-    fn: Callable[[JobContext], Any]
+    work: Callable[[JobContext], Any] | BatchItem[Any]
     ctx: JobContext
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.monotonic)
@@ -60,13 +83,16 @@ class _Job:
 class DeviceWorker:
     """Runs jobs one at a time on one device, in submission order."""
 
-    def __init__(self, device: str, queue_depth: int, retry_after_s: int, on_done: Callable[[float, float], None] | None = None) -> None:
+    def __init__(self, device: str, queue_depth: int, retry_after_s: int, *, batch_max_inputs: int = 0,
+                 batch_delay_s: float = 0.0, on_forward: Callable[[int, int], None] | None = None) -> None:
         self.device = device
         self.retry_after_s = retry_after_s
+        self.batch_max_inputs = batch_max_inputs
+        self.batch_delay_s = batch_delay_s
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_depth)
+        self._backlog: deque[_Job | None] = deque()  # taken from the queue while batching, not yet run
+        self._on_forward = on_forward  # (requests, inputs) per forward pass, for metrics
         self._thread = threading.Thread(target=self._run, name=f"logpx-worker-{device}", daemon=True)
-        self._on_done = on_done
-        self.busy = False
 
     def start(self) -> None:
         self._thread.start()
@@ -79,10 +105,10 @@ class DeviceWorker:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    async def submit(self, fn: Callable[[JobContext], T], deadline_s: float) -> JobResult[T]:
+    async def submit(self, work: Callable[[JobContext], T] | BatchItem[T], deadline_s: float) -> JobResult[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobResult[T]] = loop.create_future()
-        job = _Job(fn, JobContext(time.monotonic() + deadline_s, future), loop)
+        job = _Job(work, JobContext(time.monotonic() + deadline_s, future), loop)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -92,29 +118,95 @@ class DeviceWorker:
             ) from None
         return await future
 
+    def _next(self, timeout: float | None = None) -> _Job | None:
+        if self._backlog:
+            return self._backlog.popleft()
+        return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
+
+    def _collect(self, first: _Job) -> list[_Job]:
+        """``first`` and the queued jobs that may share its forward pass, in arrival order."""
+        assert isinstance(first.work, BatchItem)
+        group, total = [first], first.work.size
+        until = time.monotonic() + self.batch_delay_s
+        while total < self.batch_max_inputs:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                job = self._next(timeout=remaining)
+            except queue.Empty:
+                break
+            if job is not None and isinstance(job.work, BatchItem) and job.work.key == first.work.key \
+                    and total + job.work.size <= self.batch_max_inputs:
+                group.append(job)
+                total += job.work.size
+            else:
+                self._backlog.append(job)  # runs next, in order
+                break
+        return group
+
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
+            job = self._next()
             if job is None:
                 return
-            started = time.monotonic()
-            queue_s = started - job.enqueued
-            self.busy = True
-            try:
-                job.ctx.check()
-                with torch.inference_mode():
-                    value = job.fn(job.ctx)
-                result: Any = JobResult(value, queue_s, time.monotonic() - started)
-                outcome = ("result", result)
-            except _Cancelled:
-                continue
-            except BaseException as exc:  # delivered to the awaiting request, which maps it to a response
-                outcome = ("error", exc)
-            finally:
-                self.busy = False
-            if self._on_done is not None:
-                self._on_done(queue_s, time.monotonic() - started)
-            job.loop.call_soon_threadsafe(_settle, job.ctx.future, outcome)
+            if isinstance(job.work, BatchItem):
+                self._run_batch(self._collect(job) if self.batch_max_inputs else [job])
+            else:
+                self._run_one(job)
+
+    def _run_one(self, job: _Job) -> None:
+        started = time.monotonic()
+        try:
+            job.ctx.check()
+            with torch.inference_mode():
+                value = job.work(job.ctx)  # type: ignore[operator]
+            outcome: tuple[str, Any] = ("result", JobResult(value, started - job.enqueued, time.monotonic() - started))
+        except _Cancelled:
+            return
+        except BaseException as exc:  # delivered to the awaiting request, which maps it to a response
+            outcome = ("error", exc)
+        job.loop.call_soon_threadsafe(_settle, job.ctx.future, outcome)
+
+    def _run_batch(self, group: list[_Job]) -> None:
+        started = time.monotonic()
+        live = [j for j in group if not j.ctx.future.cancelled()]
+
+        def check() -> None:  # the batch stops when its earliest deadline passes or every client left
+            if all(j.ctx.future.cancelled() for j in live):
+                raise _Cancelled
+            min(live, key=lambda j: j.ctx.deadline).ctx.check()
+
+        outcomes: list[tuple[str, Any]]
+        try:
+            if not live:
+                return
+            check()
+            with torch.inference_mode():
+                prepared = [j.work.prepare() for j in live]  # type: ignore[union-attr]
+                x = torch.cat([p[0] for p in prepared])
+                noise = [torch.cat(layer, dim=1) for layer in zip(*(p[1] for p in prepared))]
+                log_w = live[0].work.forward(x, noise, check)  # type: ignore[union-attr]
+                if self._on_forward is not None:
+                    self._on_forward(len(live), x.shape[0])
+                outcomes = []
+                start = 0
+                for j in live:
+                    size = j.work.size  # type: ignore[union-attr]
+                    try:
+                        value = j.work.finish(log_w[:, start : start + size])  # type: ignore[union-attr]
+                        outcomes.append(("result", value))
+                    except BaseException as exc:
+                        outcomes.append(("error", exc))
+                    start += size
+        except _Cancelled:
+            return
+        except BaseException as exc:
+            outcomes = [("error", exc)] * len(live)
+        compute_s = time.monotonic() - started
+        for j, (kind, value) in zip(live, outcomes):
+            outcome = (kind, JobResult(value, started - j.enqueued, compute_s)) if kind == "result" else (kind, value)
+            j.loop.call_soon_threadsafe(_settle, j.ctx.future, outcome)
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[str, Any]) -> None:

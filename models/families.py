@@ -25,6 +25,17 @@ class LatentModel(Protocol):
 
     def arch(self) -> dict[str, object]: ...
 
+    def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]: ...
+
+    def log_weights_from_noise(
+        self,
+        x: torch.Tensor,
+        noise: list[torch.Tensor],
+        *,
+        max_elements: int = ...,
+        before_chunk_fn: Callable[[], None] | None = None,
+    ) -> torch.Tensor: ...
+
     def log_weights(
         self,
         x: torch.Tensor,

@@ -73,6 +73,11 @@ class LinearGaussian(nn.Module):
         log_det = D * torch.log(noise_var) + 2 * torch.log(torch.diagonal(chol)).sum()
         return -0.5 * (quad + log_det + D * math.log(2 * math.pi))
 
+    def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """``[k, B, latent]`` standard normal noise (one stochastic layer); see ``VAE.sample_noise``."""
+        device = generator.device if generator is not None else None
+        return [torch.randn(k, batch, self.config.latent, generator=generator, device=device)]
+
     def log_weights(
         self,
         x: torch.Tensor,
@@ -82,18 +87,27 @@ class LinearGaussian(nn.Module):
         max_elements: int = 2**26,
         before_chunk_fn: Callable[[], None] | None = None,
     ) -> torch.Tensor:
-        """``[k, B]`` log-weights; ``x`` ``[B, D]``. Same noise contract as ``VAE.log_weights``."""
-        batch = x.shape[0]
-        gen_device = generator.device if generator is not None else x.device
-        d = self.config.latent
-        noise = torch.randn(k, batch, d, generator=generator, device=gen_device).to(x.device, x.dtype)
+        """``[k, B]`` log-weights; ``x`` ``[B, D]``. Same contract as ``VAE.log_weights``."""
+        noise = self.sample_noise(k, x.shape[0], generator)
+        return self.log_weights_from_noise(x, noise, max_elements=max_elements, before_chunk_fn=before_chunk_fn)
+
+    def log_weights_from_noise(
+        self,
+        x: torch.Tensor,
+        noise: list[torch.Tensor],
+        *,
+        max_elements: int = 2**26,
+        before_chunk_fn: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
+        k, batch = noise[0].shape[:2]
+        eps = noise[0].to(x.device, x.dtype)
         mu = x @ self.enc_weight.T + self.enc_bias  # [B, d]
         log_sigma = self.enc_log_sigma.expand_as(mu)
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
         for rows in chunks_over_k(k, batch, 2 * self.config.input_dim, max_elements):
             if before_chunk_fn is not None:
                 before_chunk_fn()  # lets a caller stop the work between chunks (deadline, cancellation)
-            z = mu + torch.exp(log_sigma) * noise[rows]  # [c, B, d]
+            z = mu + torch.exp(log_sigma) * eps[rows]  # [c, B, d]
             mean = z @ self.weight.T + self.bias  # [c, B, D]
             log_lik = normal_log_prob(x, mean, self.log_noise.expand_as(mean))
             out[rows] = log_lik + standard_normal_log_prob(z) - normal_log_prob(z, mu, log_sigma)

@@ -76,6 +76,14 @@ class VAE(nn.Module):
         c = self.config
         return 2 * c.input_dim + sum(c.hidden) * 2 + sum(c.hidden2) * 2 + 4 * sum(self.latent_sizes)
 
+    def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Reparameterisation noise for k draws of ``batch`` inputs: one ``[k, B, d]`` tensor per
+        stochastic layer, on the generator's device. Drawn up front (small beside the decoder's
+        activations), so that the same generator state gives the same log-weights whatever the chunking,
+        and so that requests batched together each keep their own draws."""
+        device = generator.device if generator is not None else None
+        return [torch.randn(k, batch, d, generator=generator, device=device) for d in self.latent_sizes]
+
     def log_weights(
         self,
         x: torch.Tensor,
@@ -91,9 +99,7 @@ class VAE(nn.Module):
         ----------
         x : ``[B, input_dim]`` binary float tensor on the model's device.
         k : samples per input.
-        generator : source of the reparameterisation noise; all noise for the k draws is taken from it
-            up front (``[k, B, latent]``, small beside the decoder's activations), so the same generator
-            state gives the same log-weights whatever ``max_elements`` is.
+        generator : source of the reparameterisation noise (``sample_noise``).
         max_elements : bound on the elements of the per-chunk activations.
         before_chunk_fn : called before each chunk; may raise to stop the work (deadlines).
 
@@ -101,21 +107,29 @@ class VAE(nn.Module):
         -------
         ``[k, B]`` log-weights in the model's dtype.
         """
-        batch = x.shape[0]
-        gen_device = generator.device if generator is not None else x.device
-        noise = [
-            torch.randn(k, batch, d, generator=generator, device=gen_device).to(x.device, x.dtype)
-            for d in self.latent_sizes
-        ]  # each [k, B, d]
+        noise = self.sample_noise(k, x.shape[0], generator)
+        return self.log_weights_from_noise(x, noise, max_elements=max_elements, before_chunk_fn=before_chunk_fn)
+
+    def log_weights_from_noise(
+        self,
+        x: torch.Tensor,
+        noise: list[torch.Tensor],
+        *,
+        max_elements: int = 2**26,
+        before_chunk_fn: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
+        """``[k, B]`` log-weights of ``x`` ``[B, input_dim]`` for the given ``sample_noise`` output."""
+        k, batch = noise[0].shape[:2]
+        noise = [n.to(x.device, x.dtype) for n in noise]
         mu1, log_sigma1 = self.encoder(x)  # [B, d1]: the encoder runs once per input, not per sample
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
         for rows in chunks_over_k(k, batch, self._elements_per_sample(), max_elements):
             if before_chunk_fn is not None:
                 before_chunk_fn()
-            out[rows] = self._log_weights_from_noise(x, mu1, log_sigma1, [n[rows] for n in noise])
+            out[rows] = self._chunk_log_weights(x, mu1, log_sigma1, [n[rows] for n in noise])
         return out
 
-    def _log_weights_from_noise(
+    def _chunk_log_weights(
         self, x: torch.Tensor, mu1: torch.Tensor, log_sigma1: torch.Tensor, noise: list[torch.Tensor]
     ) -> torch.Tensor:
         h1 = mu1 + torch.exp(log_sigma1) * noise[0]  # [c, B, d1]
