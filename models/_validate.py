@@ -20,5 +20,6 @@ def check_log_weights(log_w: torch.Tensor, *, min_k: int = 1) -> None:
         raise ValueError(f"log_w must be a floating dtype, got {log_w.dtype}")
     if log_w.shape[0] < min_k:
         raise ValueError(f"need at least k={min_k} samples, got log_w of shape {tuple(log_w.shape)}")
-    if torch.isnan(log_w).any() or torch.isposinf(log_w).any():
+    # One pass in the common case; -inf (a zero weight) is allowed, NaN and +inf are not.
+    if not bool(torch.isfinite(log_w).all()) and bool((torch.isnan(log_w) | torch.isposinf(log_w)).any()):
         raise ValueError("log_w contains NaN or +inf")

@@ -25,6 +25,7 @@ __all__ = [
     "delta_bias",
     "delta_var",
     "jackknife_var",
+    "jackknife_var_from_loo",
 ]
 
 
@@ -67,10 +68,14 @@ def jackknife_var(log_w: torch.Tensor) -> torch.Tensor:
     ``[k, B] -> [B]``, k >= 2; O(k) through the exact leave-one-out bounds.
     """
     check_log_weights(log_w, min_k=2)
-    k = log_w.shape[0]
-    loo = leave_one_out(log_w)  # [k, B] float64
+    return jackknife_var_from_loo(leave_one_out(log_w)).to(log_w.dtype)
+
+
+def jackknife_var_from_loo(loo: torch.Tensor) -> torch.Tensor:
+    """The jackknife variance from the leave-one-out bounds ``loo`` ``[k, B]`` (``leave_one_out``)."""
+    k = loo.shape[0]
     centred = loo - loo.mean(dim=0)
-    return ((k - 1) / k * (centred * centred).sum(dim=0)).to(log_w.dtype)
+    return (k - 1) / k * (centred * centred).sum(dim=0)
 
 
 class Diagnostics(NamedTuple):
@@ -86,8 +91,8 @@ class Diagnostics(NamedTuple):
     jackknife_var: torch.Tensor
 
 
-def diagnose(log_w: torch.Tensor) -> Diagnostics:
-    """All diagnostics of ``log_w`` ``[k, B]`` (k >= 2)."""
+def diagnose(log_w: torch.Tensor, loo: torch.Tensor | None = None) -> Diagnostics:
+    """All diagnostics of ``log_w`` ``[k, B]`` (k >= 2); ``loo``: ``leave_one_out(log_w)`` if at hand."""
     check_log_weights(log_w, min_k=2)
     k = log_w.shape[0]
     effective = ess(log_w)
@@ -99,5 +104,5 @@ def diagnose(log_w: torch.Tensor) -> Diagnostics:
         khat=khat(log_w),
         delta_bias=delta_bias(log_w),
         delta_var=delta_var(log_w),
-        jackknife_var=jackknife_var(log_w),
+        jackknife_var=jackknife_var_from_loo(leave_one_out(log_w) if loo is None else loo).to(log_w.dtype),
     )

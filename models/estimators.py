@@ -61,6 +61,7 @@ def jvi(
     exact_budget: int = DEFAULT_EXACT_BUDGET,
     num_sampled_subsets: int = DEFAULT_NUM_SAMPLED_SUBSETS,
     generator: torch.Generator | None = None,
+    loo: torch.Tensor | None = None,
 ) -> JVIResult:
     """Jackknife variational inference estimate of order m (Nowozin 2018, eq. (14)).
 
@@ -73,6 +74,8 @@ def jvi(
     exact_budget, num_sampled_subsets, generator : see ``models.jackknife.lbar``. Leave-one-out is
         always exact at O(k); leave-two-out exact at O(k^2) within the budget; higher j enumerate or
         sample.
+    loo : ``models.jackknife.leave_one_out(log_w)``, if already computed (shared with the jackknife
+        variance).
 
     Returns
     -------
@@ -91,6 +94,7 @@ def jvi(
             exact_budget=exact_budget,
             num_sampled_subsets=num_sampled_subsets,
             generator=generator,
+            loo=loo,
         )
         value += c * term.value
         mc_var += c * c * term.mc_var  # subsets for different j are drawn independently

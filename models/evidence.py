@@ -8,9 +8,10 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from .diagnostics import Diagnostics, diagnose, jackknife_var, log_weight_var
+from ._validate import check_log_weights
+from .diagnostics import Diagnostics, diagnose, jackknife_var_from_loo, log_weight_var
 from .estimators import JVIResult, elbo, iwae, jvi
-from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS
+from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS, leave_one_out
 
 __all__ = ["EstimatorSpec", "Estimate", "estimate", "point_estimate", "STD_ERR_FORMULAS"]
 
@@ -57,7 +58,7 @@ class Estimate(NamedTuple):
 
 
 def point_estimate(
-    log_w: torch.Tensor, spec: EstimatorSpec, *, generator: torch.Generator | None = None
+    log_w: torch.Tensor, spec: EstimatorSpec, *, generator: torch.Generator | None = None, loo: torch.Tensor | None = None
 ) -> JVIResult:
     """The estimate alone (differentiable: the training objectives call this). ``log_w`` is
     ``[>= k, B]``; only its first ``spec.k`` rows are used (the rest belong to a larger estimator on the
@@ -73,6 +74,7 @@ def point_estimate(
             exact_budget=spec.exact_budget,
             num_sampled_subsets=spec.num_sampled_subsets,
             generator=generator,
+            loo=loo,
         )
     value = elbo(lw) if spec.name == "elbo" else iwae(lw)
     return JVIResult(value, torch.zeros_like(value), ())
@@ -88,10 +90,12 @@ def estimate(
     """Estimate, standard error (``STD_ERR_FORMULAS``) and optionally diagnostics; ``spec.k >= 2``."""
     if spec.k < 2:
         raise ValueError(f"a standard error needs k >= 2, got {spec.k}")
-    result = point_estimate(log_w, spec, generator=generator)
     lw = log_w[: spec.k]
+    check_log_weights(lw, min_k=2)
+    loo = leave_one_out(lw) if spec.name != "elbo" or with_diagnostics else None  # computed once, used thrice
+    result = point_estimate(lw, spec, generator=generator, loo=loo)
     if spec.name == "elbo":
         std_err = (log_weight_var(lw) / spec.k).sqrt()
     else:
-        std_err = (jackknife_var(lw) + result.mc_var).sqrt()
-    return Estimate(result.value, std_err, result.subsets, diagnose(lw) if with_diagnostics else None)
+        std_err = (jackknife_var_from_loo(loo).to(lw.dtype) + result.mc_var).sqrt()
+    return Estimate(result.value, std_err, result.subsets, diagnose(lw, loo) if with_diagnostics else None)

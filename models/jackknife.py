@@ -155,6 +155,7 @@ def lbar(
     exact_budget: int = DEFAULT_EXACT_BUDGET,
     num_sampled_subsets: int = DEFAULT_NUM_SAMPLED_SUBSETS,
     generator: torch.Generator | None = None,
+    loo: torch.Tensor | None = None,
 ) -> LbarResult:
     """``Lbar_{k-j}``: the IWAE bound averaged over all subsets of size k - j (SPEC.md section 1).
 
@@ -165,6 +166,7 @@ def lbar(
     exact_budget : use an exact path when ``exact_cost(k, j)`` is at most this, else sample subsets.
     num_sampled_subsets : subsets drawn when sampling.
     generator : randomness for the sampled path (on ``log_w``'s device).
+    loo : ``leave_one_out(log_w)`` when the caller already has it (j = 1 then costs nothing).
 
     Returns
     -------
@@ -178,7 +180,7 @@ def lbar(
     if exact_cost(k, j) > exact_budget:
         return _lbar_sampled(lw, j, num_sampled_subsets, generator)
     if j == 1:
-        return LbarResult(leave_one_out(lw).mean(dim=0), zeros, "exact", k)
+        return LbarResult((leave_one_out(lw) if loo is None else loo).mean(dim=0), zeros, "exact", k)
     num_pairs = k * (k - 1) // 2
     if j == 2:
         value = _leave_two_out_log_sum(lw) / num_pairs - math.log(k - 2)

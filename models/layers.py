@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["mlp", "GaussianHead", "normal_log_prob", "standard_normal_log_prob", "chunks_over_k"]
+__all__ = ["HALF_LOG_2PI", "mlp", "GaussianHead", "normal_log_prob", "standard_normal_log_prob", "chunks_over_k"]
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -38,12 +38,12 @@ class GaussianHead(nn.Module):
 def normal_log_prob(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """``log N(z; mu, diag(exp(log_sigma))^2)`` summed over the last dimension."""
     u = (z - mu) * torch.exp(-log_sigma)
-    return (-0.5 * u * u - log_sigma - _HALF_LOG_2PI).sum(-1)
+    return (-0.5 * u * u - log_sigma - HALF_LOG_2PI).sum(-1)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """``log N(z; 0, I)`` summed over the last dimension."""
-    return (-0.5 * z * z - _HALF_LOG_2PI).sum(-1)
+    return (-0.5 * z * z - HALF_LOG_2PI).sum(-1)
 
 
 def chunks_over_k(k: int, batch: int, elements_per_sample: int, max_elements: int) -> Iterator[slice]:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import GaussianHead, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
+from .layers import HALF_LOG_2PI, GaussianHead, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
 
 __all__ = ["VAEConfig", "VAE"]
 
@@ -122,29 +122,38 @@ class VAE(nn.Module):
         k, batch = noise[0].shape[:2]
         noise = [n.to(x.device, x.dtype) for n in noise]
         mu1, log_sigma1 = self.encoder(x)  # [B, d1]: the encoder runs once per input, not per sample
+        out_layer = self.decoder[1]
+        x_out = (x @ out_layer.weight, x @ out_layer.bias)  # [B, H], [B]
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
         for rows in chunks_over_k(k, batch, self._elements_per_sample(), max_elements):
             if before_chunk_fn is not None:
                 before_chunk_fn()
-            out[rows] = self._chunk_log_weights(x, mu1, log_sigma1, [n[rows] for n in noise])
+            out[rows] = self._chunk_log_weights(x, mu1, log_sigma1, [n[rows] for n in noise], x_out)
         return out
 
     def _chunk_log_weights(
-        self, x: torch.Tensor, mu1: torch.Tensor, log_sigma1: torch.Tensor, noise: list[torch.Tensor]
+        self, x: torch.Tensor, mu1: torch.Tensor, log_sigma1: torch.Tensor, noise: list[torch.Tensor],
+        x_out: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         h1 = mu1 + torch.exp(log_sigma1) * noise[0]  # [c, B, d1]
-        log_q = normal_log_prob(h1, mu1, log_sigma1)  # [c, B]
+        # log q(h1 | x) with (h1 - mu) / sigma = noise exactly: no recomputation, no rounding.
+        log_q = (-0.5 * noise[0] * noise[0] - log_sigma1).sum(-1) - HALF_LOG_2PI * noise[0].shape[-1]  # [c, B]
         if self.config.layers == 1:
             log_prior = standard_normal_log_prob(h1)
         else:
             mu2, log_sigma2 = self.encoder2(h1)  # [c, B, d2]
             h2 = mu2 + torch.exp(log_sigma2) * noise[1]
-            log_q = log_q + normal_log_prob(h2, mu2, log_sigma2)
+            log_q = log_q + (-0.5 * noise[1] * noise[1] - log_sigma2).sum(-1) - HALF_LOG_2PI * noise[1].shape[-1]
             prior_mu, prior_log_sigma = self.prior1(h2)  # p(h1 | h2)
             log_prior = standard_normal_log_prob(h2) + normal_log_prob(h1, prior_mu, prior_log_sigma)
-        logits = self.decoder(h1)  # [c, B, 784]
-        # Bernoulli log-likelihood on logits: x * l - softplus(l), never the log of a clipped sigmoid.
-        log_lik = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        hidden = self.decoder[0](h1)  # [c, B, H]
+        logits = self.decoder[1](hidden)  # [c, B, 784]
+        # Bernoulli log-likelihood on logits, sum_j x_j l_j - softplus(l_j), never the log of a clipped
+        # sigmoid. The x . l term is linear in the last layer, so it is taken through it once per input
+        # (x_out = (W^T x, b . x)) instead of elementwise over all k x 784 logits.
+        x_w, x_b = x_out
+        x_dot_logits = (hidden * x_w).sum(-1) + x_b  # [c, B]
+        log_lik = x_dot_logits - F.softplus(logits).sum(-1)
         return log_lik + log_prior - log_q  # [c, B]
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

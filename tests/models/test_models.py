@@ -141,3 +141,28 @@ def test_training_a_tiny_model_improves_its_bound(tmp_path: Path) -> None:
     history = read_metadata(out)["training"]["history"]
     assert len(history) == 3
     assert history[-1]["valid_iwae"] > history[0]["valid_iwae"] + 5, history
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_vae_log_weights_match_torch_distributions(layers: int) -> None:
+    """log p(x, z) - log q(z | x) rebuilt from torch.distributions on the same noise."""
+    from torch.distributions import Bernoulli, Normal
+
+    model = tiny_vae(seed=4, layers=layers).double()
+    x = (torch.rand(3, 784, generator=torch.Generator().manual_seed(0), dtype=torch.float64) > 0.6).double()
+    noise = [n.double() for n in model.sample_noise(6, 3, torch.Generator().manual_seed(1))]
+    with torch.no_grad():
+        got = model.log_weights_from_noise(x, noise)
+        mu1, ls1 = model.encoder(x)
+        h1 = mu1 + ls1.exp() * noise[0]
+        log_q = Normal(mu1, ls1.exp()).log_prob(h1).sum(-1)
+        if layers == 1:
+            log_prior = Normal(0.0, 1.0).log_prob(h1).sum(-1)
+        else:
+            mu2, ls2 = model.encoder2(h1)
+            h2 = mu2 + ls2.exp() * noise[1]
+            log_q = log_q + Normal(mu2, ls2.exp()).log_prob(h2).sum(-1)
+            pm, pls = model.prior1(h2)
+            log_prior = Normal(0.0, 1.0).log_prob(h2).sum(-1) + Normal(pm, pls.exp()).log_prob(h1).sum(-1)
+        log_lik = Bernoulli(logits=model.decoder(h1)).log_prob(x.expand(6, -1, -1)).sum(-1)
+    assert torch.allclose(got, log_lik + log_prior - log_q, rtol=1e-12, atol=1e-9)

@@ -1,0 +1,281 @@
+"""The benchmark suite: one command, a JSON file and a Markdown table.
+
+    python -m benchmarks.run [--device cpu|cuda] [--repeats 3] [--quick] [--out NAME]
+
+1. Throughput of log-weight evaluation (importance samples / s) for the one- and two-layer models,
+   B in {1, 100}, k in {100, 1000, 5000}; FLOPs per sample counted from the architecture; the matrix
+   multiply rate this machine reaches on the same GEMM shapes; efficiency = achieved / measured.
+2. Baseline in the same run: the per-example loop of public reference code (one image at a time, the
+   image repeated k times through encoder and decoder, float64) on identical work and checkpoint.
+3. Estimator overhead: jvi order 1 and order 2 (exact) at k = 1000, B = 100, as a fraction of the
+   forward pass they follow.
+4. HTTP (a real server on loopback): latency p50 / p99 of B = 1, k = 100 at concurrency 1, 8, 32;
+   throughput of B = 100, k = 5000 over HTTP against the same work in-process; throughput at
+   concurrency 32 with dynamic batching off and on.
+Every figure is a median over repeats with its min and max. Results: benchmarks/results/<out>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+from torch import nn
+
+from models import EstimatorSpec, estimate
+from models.checkpoint import load_checkpoint
+
+from .machine import machine_info, save, timed
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {"one-layer": "vae1-iwae50", "two-layer": "vae2-iwae50"}
+
+
+def linear_flops(module: nn.Module) -> int:
+    """Multiply-adds x 2 of every Linear layer in ``module`` (tanh, sampling and the likelihood are not counted)."""
+    return sum(2 * m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
+
+
+def flops_per_sample(model: nn.Module) -> tuple[int, int]:
+    """(per sample, per input): the encoder of x runs once per input; everything else once per sample."""
+    per_input = linear_flops(model.encoder)
+    return linear_flops(model) - per_input, per_input
+
+
+def gemm_shapes(model: nn.Module, rows: int) -> list[tuple[int, int, int]]:
+    """(M, K, N) of every per-sample Linear for ``rows`` samples."""
+    shapes = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and not name.startswith("encoder."):
+            shapes.append((rows, m.in_features, m.out_features))
+    return shapes
+
+
+def matmul_rate(shapes: list[tuple[int, int, int]], device: str, repeats: int) -> dict[str, float]:
+    """FLOP/s of plain ``addmm`` over the given shapes (float32), the machine's ceiling for this work."""
+    mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device), torch.randn(n, device=device)) for m, k, n in shapes]
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    t = timed(lambda: [torch.addmm(b, a, w) for a, w, b in mats], repeats, device)
+    return {"flops": flops, **t, "flops_per_s": flops / t["median_s"]}
+
+
+def reference_loop(model: nn.Module, x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """What public reference code does: per image, repeat it k times and run the whole model in float64."""
+    model64 = model.double()
+    out = []
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1].double().expand(k, -1)  # [k, 784]: the encoder sees the same image k times
+        noise = [n.double() for n in model64.sample_noise(1, k, generator)]  # [1, k, d]
+        out.append(model64.log_weights_from_noise(xi, noise)[0])  # [k]
+    model.float()
+    return torch.stack(out, dim=1)
+
+
+def throughput(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    ks = [100, 1000] if args.quick else [100, 1000, 5000]
+    for label, name in MODELS.items():
+        model = load_checkpoint(ROOT / "checkpoints" / f"{name}.safetensors", args.device).model
+        per_sample, per_input = flops_per_sample(model)
+        for batch in (1, 100):
+            for k in ks:
+                x = (torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)) > 0.5).float().to(args.device)
+                g = torch.Generator(device=args.device)
+
+                def run() -> torch.Tensor:
+                    g.manual_seed(0)
+                    with torch.inference_mode():
+                        return model.log_weights(x, k, generator=g)
+
+                t = timed(run, args.repeats, args.device)
+                flops = per_sample * k * batch + per_input * batch
+                rate = matmul_rate(gemm_shapes(model, min(k * batch, 2**26 // (batch * 1600) * batch)), args.device, args.repeats)
+                row = {"section": "throughput", "model": label, "B": batch, "k": k, **t,
+                       "samples_per_s": k * batch / t["median_s"], "flops_per_sample": per_sample,
+                       "achieved_flops_per_s": flops / t["median_s"], "matmul_flops_per_s": rate["flops_per_s"],
+                       "efficiency": flops / t["median_s"] / rate["flops_per_s"]}
+                if batch == 100 and k == 1000 or (batch == 1 and k == ks[-1]):
+                    # Baseline on identical work: same checkpoint, same number of samples.
+                    g64 = torch.Generator().manual_seed(0)
+                    with torch.inference_mode():
+                        base = timed(lambda: reference_loop(model, x.cpu(), k, g64), 1 if k * batch >= 10**5 else args.repeats)
+                    row["baseline_median_s"] = base["median_s"]
+                    row["speedup_vs_baseline"] = base["median_s"] / t["median_s"]
+                rows.append(row)
+                print(row, flush=True)
+
+
+def estimator_overhead(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    model = load_checkpoint(ROOT / "checkpoints" / "vae1-iwae50.safetensors", args.device).model
+    x = (torch.rand(100, 784, generator=torch.Generator().manual_seed(0)) > 0.5).float().to(args.device)
+    g = torch.Generator(device=args.device)
+    with torch.inference_mode():
+        g.manual_seed(0)
+        forward = timed(lambda: model.log_weights(x, 1000, generator=g), args.repeats, args.device)
+        log_w = model.log_weights(x, 1000, generator=g).double()
+        for order in (1, 2):
+            t = timed(lambda: estimate(log_w, EstimatorSpec("jvi", 1000, order)), args.repeats, args.device)
+            row = {"section": "estimator", "estimator": f"jvi order {order}", "k": 1000, "B": 100, **t,
+                   "forward_median_s": forward["median_s"], "fraction_of_forward": t["median_s"] / forward["median_s"]}
+            rows.append(row)
+            print(row, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`logpx serve` on loopback with the shipped checkpoints."""
+
+    def __init__(self, device: str, **env: str) -> None:
+        self.port = _free_port()
+        full_env = {**os.environ, "LOGPX_PORT": str(self.port), "LOGPX_CHECKPOINT_DIR": str(ROOT / "checkpoints"),
+                    "LOGPX_DEVICE": device, "LOGPX_LOG_LEVEL": "warning", "LOGPX_QUEUE_DEPTH": "256", **env}
+        self.proc = subprocess.Popen([str(Path(sys.executable).with_name("logpx")), "serve"], env=full_env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server not ready")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _load(url: str, body: dict[str, Any], concurrency: int, total: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    remaining = [total]
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                t0 = time.perf_counter()
+                r = http.post("/v1/models/vae1-iwae50/evidence", json=body)
+                assert r.status_code == 200, r.text
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(latencies), time.perf_counter() - start
+
+
+def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    small = {"inputs": [[0.0] * 300 + [1.0] * 184 + [0.0] * 300], "estimator": {"name": "iwae", "k": 100}, "diagnostics": False}
+    server = Server(args.device)
+    try:
+        for concurrency in (1, 8, 32):
+            lat, wall = _load(server.url, small, concurrency, 64 if args.quick else 320)
+            row = {"section": "http_latency", "concurrency": concurrency, "B": 1, "k": 100, "p50_ms": 1e3 * statistics.median(lat),
+                   "p99_ms": 1e3 * lat[int(0.99 * (len(lat) - 1))], "requests_per_s": len(lat) / wall}
+            rows.append(row)
+            print(row, flush=True)
+        k_large = 1000 if args.quick else 5000
+        large = {"inputs": [[float(i % 3 == 0)] * 784 for i in range(100)], "estimator": {"name": "iwae", "k": k_large}, "diagnostics": False}
+        with httpx.Client(base_url=server.url, timeout=600) as http:
+            over_http = timed(lambda: http.post("/v1/models/vae1-iwae50/evidence", json=large).raise_for_status(), args.repeats)
+        model = load_checkpoint(ROOT / "checkpoints" / "vae1-iwae50.safetensors", args.device).model
+        x = torch.tensor(large["inputs"], device=args.device)
+        g = torch.Generator()
+
+        def in_process() -> None:
+            g.manual_seed(0)
+            with torch.inference_mode():
+                estimate(model.log_weights(x, k_large, generator=g).double(), EstimatorSpec("iwae", k_large))
+
+        local = timed(in_process, args.repeats, args.device)
+        row = {"section": "http_large", "B": 100, "k": k_large, "http_median_s": over_http["median_s"], "http_min_s": over_http["min_s"],
+               "http_max_s": over_http["max_s"], "in_process_median_s": local["median_s"], "http_over_in_process": over_http["median_s"] / local["median_s"]}
+        rows.append(row)
+        print(row, flush=True)
+    finally:
+        server.close()
+    for label, env in (("off", {}), ("on", {"LOGPX_BATCH_MAX_INPUTS": "64", "LOGPX_BATCH_DELAY_MS": "5"})):
+        server = Server(args.device, **env)
+        try:
+            runs = [_load(server.url, small, 32, 96 if args.quick else 640) for _ in range(args.repeats)]
+        finally:
+            server.close()
+        rates = [len(lat) / wall for lat, wall in runs]
+        row = {"section": "batching", "batching": label, "concurrency": 32, "B": 1, "k": 100,
+               "requests_per_s": statistics.median(rates), "min": min(rates), "max": max(rates)}
+        rows.append(row)
+        print(row, flush=True)
+
+
+def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    out = [f"Machine: {info['processor']}, {info['cpu_count']} CPUs{', ' + info['gpu'] if 'gpu' in info else ''}; torch {info['torch']}, "
+           f"{info['torch_threads']} threads; device {info['device']}; {info['date']}", ""]
+    out += ["### Log-weight evaluation", "",
+            "| model | B | k | time s (min-max) | samples/s | GFLOP/s | matmul GFLOP/s | efficiency | baseline s | speed-up |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in (r for r in rows if r["section"] == "throughput"):
+        base = f"{r['baseline_median_s']:.3f} | {r['speedup_vs_baseline']:.1f}x" if "baseline_median_s" in r else "- | -"
+        out.append(f"| {r['model']} | {r['B']} | {r['k']} | {r['median_s']:.4f} ({r['min_s']:.4f}-{r['max_s']:.4f}) | {r['samples_per_s']:.3g} | "
+                   f"{r['achieved_flops_per_s'] / 1e9:.1f} | {r['matmul_flops_per_s'] / 1e9:.1f} | {100 * r['efficiency']:.0f}% | {base} |")
+    out += ["", "### Estimator overhead (B = 100, k = 1000)", "", "| estimator | time s (min-max) | forward s | fraction of forward |", "|---|---|---|---|"]
+    for r in (r for r in rows if r["section"] == "estimator"):
+        out.append(f"| {r['estimator']} | {r['median_s']:.4f} ({r['min_s']:.4f}-{r['max_s']:.4f}) | {r['forward_median_s']:.4f} | {100 * r['fraction_of_forward']:.1f}% |")
+    out += ["", "### HTTP", "", "| request | concurrency | p50 ms | p99 ms | requests/s |", "|---|---|---|---|---|"]
+    for r in (r for r in rows if r["section"] == "http_latency"):
+        out.append(f"| B=1, k=100 | {r['concurrency']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests_per_s']:.1f} |")
+    for r in (r for r in rows if r["section"] == "http_large"):
+        out += ["", f"B = 100, k = {r['k']}: over HTTP {r['http_median_s']:.3f} s ({r['http_min_s']:.3f}-{r['http_max_s']:.3f}), in-process "
+                f"{r['in_process_median_s']:.3f} s: HTTP / in-process = {r['http_over_in_process']:.3f}"]
+    batching = {r["batching"]: r for r in rows if r["section"] == "batching"}
+    if len(batching) == 2:
+        off, on = batching["off"], batching["on"]
+        out += ["", f"Dynamic batching, B = 1, k = 100, concurrency 32: off {off['requests_per_s']:.1f} req/s ({off['min']:.1f}-{off['max']:.1f}), "
+                f"on {on['requests_per_s']:.1f} req/s ({on['min']:.1f}-{on['max']:.1f}): {on['requests_per_s'] / off['requests_per_s']:.2f}x"]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, to check the suite runs")
+    parser.add_argument("--sections", nargs="+", default=["throughput", "estimator", "http"])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    for section in args.sections:
+        {"throughput": throughput, "estimator": estimator_overhead, "http": http_section}[section](args, rows)
+    info = machine_info(args.device)
+    text = markdown(info, rows)
+    print(text)
+    path = save(args.out or f"suite-{args.device}{'-quick' if args.quick else ''}", {"machine": info, "rows": rows}, text)
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
