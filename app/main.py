@@ -18,7 +18,7 @@ from .middleware import RequestGuard
 from .registry import ModelRegistry
 from .resources import cpu_limit
 from .schemas import problem_responses
-from .routes import evidence, health, metrics, models, v2
+from .routes import evidence, health, metrics, models, predict, v2
 from .worker import DeviceWorker
 
 __all__ = ["create_app"]
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = app_metrics
     register_error_handlers(app)
-    for module in (health, models, evidence, v2, metrics):
+    for module in (health, models, evidence, predict, v2, metrics):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

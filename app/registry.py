@@ -89,12 +89,11 @@ class ModelRegistry:
     @staticmethod
     def _warm_up(checkpoint: Checkpoint) -> None:
         """One tiny pass on the target device, so the first request pays no lazy initialisation."""
-        model = checkpoint.model
         with torch.inference_mode():
-            x = torch.zeros(1, model.input_dim, device=next(model.parameters()).device)
-            log_w = model.log_weights(x, 2, generator=torch.Generator().manual_seed(0))
-            if not torch.isfinite(log_w).all():
-                raise CheckpointError("warm-up produced non-finite log-weights")
+            try:
+                checkpoint.model.warm_up()
+            except ValueError as exc:
+                raise CheckpointError(str(exc)) from None
 
     def unload(self, name: str) -> None:
         with self._lock:

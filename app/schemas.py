@@ -217,3 +217,46 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         s: {"model": Problem, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         for s in statuses
     }
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Image] = Field(min_length=1, description="Images: 784 numbers or 28 x 28 nested lists each")
+    scale: Literal["unit", "byte"] = "unit"
+    labels: list[int] | None = Field(None, description="True classes (0..9), one per input: adds log p(y | x, D)")
+    k: int = Field(100, ge=2, description="Posterior weight samples (at most the server's max_k)")
+    order: int = Field(1, ge=1, description="JVI order for the predictive log-likelihood, < k")
+    seed: int = Field(0, ge=0, lt=2**63)
+    diagnostics: bool = True
+
+
+class Entropy(BaseModel):
+    total: float = Field(description="Entropy of the predictive distribution, nats")
+    aleatoric: float = Field(description="Expected entropy under the posterior")
+    epistemic: float = Field(description="Mutual information between the label and the weights (total - aleatoric)")
+
+
+class LogLikelihood(BaseModel):
+    label: int
+    iwae: float | None = Field(description="log (1/k) sum_i p(y | x, w_i): biased low by O(1/k)")
+    jvi: float | None = Field(description="Jackknife-corrected estimate of the given order")
+    std_err: float | None
+    diagnostics: Diagnostics | None = None
+
+
+class Prediction(BaseModel):
+    probs: list[float]
+    predicted: int
+    entropy: Entropy
+    log_likelihood: LogLikelihood | None = None
+
+
+class PredictResponse(BaseModel):
+    model: str
+    device: str
+    k: int
+    order: int
+    seed: int
+    predictions: list[Prediction]
+    timing: Timing

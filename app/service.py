@@ -13,11 +13,12 @@ import torch
 from models import EstimatorSpec, estimate
 from models.compare import summarize_replicates
 from models.evidence import STD_ERR_FORMULAS, point_estimate
+from models.bbb import predictive_summary
 from models.psis import khat_threshold
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
-from .inputs import binarize, finite_or_none
+from .inputs import binarize, finite_or_none, parse_estimator
 from .registry import ModelEntry
 from .schemas import (
     Binarization,
@@ -27,14 +28,18 @@ from .schemas import (
     EstimatorIn,
     EstimatorOut,
     EstimatorSummary,
+    Entropy,
     EvidenceResponse,
     InputEstimate,
+    LogLikelihood,
+    Prediction,
+    PredictResponse,
     SubsetInfo,
     Timing,
 )
 from .worker import BatchItem, DeviceWorker, JobContext
 
-__all__ = ["Evidence", "evidence", "compare", "check_limits"]
+__all__ = ["Evidence", "evidence", "compare", "predict", "check_limits"]
 
 EVIDENCE_FAMILIES = ("vae", "linear_gaussian")
 
@@ -190,3 +195,63 @@ async def compare(
         estimators=summaries[: len(req.estimators)],
         timing=Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started),
     )
+
+
+def _model_for_predict(entry: ModelEntry) -> torch.nn.Module:
+    assert entry.checkpoint is not None
+    if entry.family != "bbb":
+        raise WrongModelFamily(
+            f"model {entry.name!r} is a {entry.family!r} model: predict applies to Bayesian classifiers (bbb); "
+            f"use POST /v1/models/{entry.name}/evidence", field="name",
+        )
+    return entry.checkpoint.model
+
+
+async def predict(
+    entry: ModelEntry, worker: DeviceWorker, settings: Settings, x: torch.Tensor, labels: list[int] | None,
+    k: int, order: int, seed: int, with_diagnostics: bool,
+) -> PredictResponse:
+    """Predictive class probabilities and entropy split from k posterior weight draws; with labels, the
+    predictive log-likelihood by the iwae and jvi estimators on the per-draw log-likelihoods."""
+    started = time.monotonic()
+    model = _model_for_predict(entry)
+    check_limits(settings, x.shape[0], [parse_estimator({"name": "jvi", "k": k, "order": order}, "order")])
+    classes = model.config.classes
+    if labels is not None:
+        if len(labels) != x.shape[0]:
+            raise InvalidInput(f"{len(labels)} labels for {x.shape[0]} inputs", field="labels", limit=x.shape[0])
+        bad = [i for i, y in enumerate(labels) if not 0 <= y < classes]
+        if bad:
+            raise InvalidInput(f"labels[{bad[0]}] = {labels[bad[0]]} is not a class 0..{classes - 1}", field=f"labels[{bad[0]}]",
+                               limit=f"0..{classes - 1}")
+    device = entry.device or "cpu"
+    generator = torch.Generator().manual_seed(seed)
+
+    def work(ctx: JobContext) -> list[Prediction]:
+        xd = x.to(device)
+        log_probs, _ = model.sample_forward(xd, k, generator if device == "cpu" else None, before_chunk_fn=ctx.check)
+        summary = predictive_summary(log_probs)
+        loglik: list[LogLikelihood | None] = [None] * x.shape[0]
+        if labels is not None:
+            y = torch.tensor(labels, device=xd.device)
+            per_draw = model.label_log_likelihoods(log_probs, y).double()  # [k, B]
+            iw = estimate(per_draw, EstimatorSpec("iwae", k), with_diagnostics=with_diagnostics)
+            jv = point_estimate(per_draw, EstimatorSpec("jvi", k, order), generator=generator)
+            iwae_v, jvi_v, se = _floats(iw.log_px), _floats(jv.value), _floats((iw.std_err.pow(2) + jv.mc_var).sqrt())
+            loglik = [
+                LogLikelihood(label=labels[i], iwae=iwae_v[i], jvi=jvi_v[i], std_err=se[i],
+                              diagnostics=_diagnostics(iw.diagnostics, k, i) if iw.diagnostics is not None else None)
+                for i in range(x.shape[0])
+            ]
+        probs = summary.probs.cpu().tolist()
+        return [
+            Prediction(probs=probs[i], predicted=int(summary.predicted[i]),
+                       entropy=Entropy(total=float(summary.entropy[i]), aleatoric=float(summary.aleatoric[i]),
+                                       epistemic=float(summary.epistemic[i])),
+                       log_likelihood=loglik[i])
+            for i in range(x.shape[0])
+        ]
+
+    job = await worker.submit(work, settings.deadline_s)
+    return PredictResponse(model=entry.name, device=device, k=k, order=order, seed=seed, predictions=job.value,
+                           timing=Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started))

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from .bbb import BayesMLP, BBBConfig
 from .linear_gaussian import LinearGaussian, LinearGaussianConfig
 from .vae import VAE, VAEConfig
 
@@ -51,6 +52,7 @@ class LatentModel(Protocol):
 FAMILIES: dict[str, tuple[type[nn.Module], type[Any]]] = {
     "vae": (VAE, VAEConfig),
     "linear_gaussian": (LinearGaussian, LinearGaussianConfig),
+    "bbb": (BayesMLP, BBBConfig),
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .layers import chunks_over_k, normal_log_prob, standard_normal_log_prob
+from .layers import warm_up_latent, chunks_over_k, normal_log_prob, standard_normal_log_prob
 
 __all__ = ["LinearGaussianConfig", "LinearGaussian"]
 
@@ -72,6 +72,9 @@ class LinearGaussian(nn.Module):
         quad = (r * r).sum(-1) / noise_var - (proj * proj).sum(0) / noise_var**2
         log_det = D * torch.log(noise_var) + 2 * torch.log(torch.diagonal(chol)).sum()
         return -0.5 * (quad + log_det + D * math.log(2 * math.pi))
+
+    def warm_up(self) -> None:
+        warm_up_latent(self)
 
     def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """``[k, B, latent]`` standard normal noise (one stochastic layer); see ``VAE.sample_noise``."""

@@ -4,6 +4,7 @@ Usage:
     python -m models.train --data DIR --family vae --layers 1 --objective iwae --k 50 --epochs 10 \
         --out checkpoints/vae1-iwae50.safetensors
     python -m models.train --data DIR --family linear_gaussian --latent 4 --out checkpoints/lg.safetensors
+    python -m models.train --data DIR --family bbb --epochs 10 --out checkpoints/bbb.safetensors
 
 DIR holds IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]); the last 10,000
 images are held out. VAEs train with Adam on dynamically binarised images; every epoch reports the
@@ -22,8 +23,11 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
+from .bbb import BayesMLP, BBBConfig, expected_calibration_error, kl_weights, predictive_summary
 from .checkpoint import save_checkpoint
 from .data import binarize_sample, load_idx_dataset, split_train_valid
 from .evidence import EstimatorSpec, point_estimate
@@ -35,7 +39,7 @@ from .vae import VAE, VAEConfig
 class TrainConfig:
     data: str = ""  # directory of IDX files (required)
     out: str = ""  # checkpoint path (required)
-    family: str = "vae"  # vae | linear_gaussian
+    family: str = "vae"  # vae | linear_gaussian | bbb
     layers: int = 1  # stochastic layers (vae)
     latent: int = 50  # top latent size; 2 for the 2-D variant
     objective: str = "iwae"  # elbo | iwae | jvi
@@ -51,7 +55,10 @@ class TrainConfig:
     threads: int = 0  # torch threads (0: torch's default)
     encoder_shrink: float = 0.8  # linear_gaussian: encoder mean map = shrink * exact posterior map
     encoder_widen: float = 1.5  # linear_gaussian: encoder std = widen * exact posterior std
-    hidden: list[int] = field(default_factory=lambda: [200, 200])
+    hidden: list[int] = field(default_factory=lambda: [200, 200])  # vae; bbb uses --bbb-hidden
+    bbb_hidden: list[int] = field(default_factory=lambda: [400, 400])
+    weight_samples: int = 2  # bbb: Monte Carlo weight draws per minibatch in the free energy
+    kl_weighting: str = "blundell"  # bbb: blundell (2^(M-i) / (2^M - 1)) or uniform (1/M)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -172,12 +179,81 @@ def fit_linear_gaussian(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, ob
     print(f"valid exact log p(x) = {valid_exact:.3f} over {cfg.valid_eval} images")
 
 
+@torch.no_grad()
+def classifier_metrics(log_probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy, predictive log-likelihood (IWAE over the k draws of ``log_probs`` ``[k, B, C]``) and ECE."""
+    k = log_probs.shape[0]
+    summary = predictive_summary(log_probs)
+    per_sample = BayesMLP.label_log_likelihoods(log_probs, labels).double()  # [k, B]
+    log_lik = point_estimate(per_sample, EstimatorSpec("iwae", k)).value if k > 1 else per_sample[0]
+    return {
+        "accuracy": float((summary.predicted == labels).double().mean()),
+        "log_lik": float(log_lik.mean()),
+        "ece": expected_calibration_error(summary.probs, labels),
+    }
+
+
+def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: dict[str, object]) -> None:
+    """Bayes by Backprop, and the deterministic network of the same size trained the same way."""
+    x_train, x_valid = split_train_valid(x)
+    y_train, y_valid = split_train_valid(labels)
+    if cfg.limit:
+        x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
+    x_eval, y_eval = x_valid[: cfg.valid_eval], y_valid[: cfg.valid_eval]
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        model = BayesMLP(BBBConfig(hidden=cfg.bbb_hidden))
+        baseline = nn.Sequential(*[m for a, b in zip([784, *cfg.bbb_hidden], [*cfg.bbb_hidden, 10]) for m in (nn.Linear(a, b), nn.ReLU())][:-1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    num_batches = math.ceil(x_train.shape[0] / cfg.batch_size)
+    weights = kl_weights(num_batches, cfg.kl_weighting)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        order = torch.randperm(x_train.shape[0], generator=generator)
+        running = 0.0
+        bar = tqdm(range(num_batches), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
+        for i in bar:
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            loss = model.free_energy(x_train[idx], y_train[idx], float(weights[i]), cfg.weight_samples, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            base_loss = F.cross_entropy(baseline(x_train[idx]), y_train[idx])
+            baseline_optimizer.zero_grad(set_to_none=True)
+            base_loss.backward()
+            baseline_optimizer.step()
+            running += (loss.item() - running) / (i + 1)
+            bar.set_postfix({"free_energy": f"{running:.1f}"}, refresh=False)
+        with torch.no_grad():
+            log_probs, _ = model.sample_forward(x_eval, 100, torch.Generator().manual_seed(cfg.seed + epoch))
+            bayes = classifier_metrics(log_probs, y_eval)
+            det = classifier_metrics(F.log_softmax(baseline(x_eval), -1).unsqueeze(0), y_eval)
+        history.append({"epoch": epoch, "train_free_energy": running, **{f"valid_{n}": v for n, v in bayes.items()},
+                        **{f"deterministic_valid_{n}": v for n, v in det.items()}})
+        print(" ".join(f"{n}={v:.4f}" if isinstance(v, float) else f"{n}={v}" for n, v in history[-1].items()), flush=True)
+        elapsed = time.perf_counter() - start
+        training = {"objective": "bbb_free_energy", "k": cfg.weight_samples, "order": None, "epochs": epoch,
+                    "kl_weighting": cfg.kl_weighting, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+                    "wall_time_s": round(elapsed, 1), "history": history}
+        save_checkpoint(cfg.out, model, training=training,
+                        dataset={**dataset, "train_images": x_train.shape[0], "valid_images": x_valid.shape[0]},
+                        final_bounds=history[-1], extra={"deterministic_baseline": {n: v for n, v in history[-1].items() if n.startswith("deterministic")}})
+        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
+            print(f"stopping after epoch {epoch}: {elapsed / 60:.1f} min > --max-minutes {cfg.max_minutes}")
+            break
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    x, _, dataset = load_idx_dataset(cfg.data)
-    if cfg.family == "linear_gaussian":
+    x, labels, dataset = load_idx_dataset(cfg.data)
+    if cfg.family == "bbb":
+        train_bbb(cfg, x, labels, dataset)
+    elif cfg.family == "linear_gaussian":
         fit_linear_gaussian(cfg, x, dataset)
     elif cfg.family == "vae":
         train_vae(cfg, x, dataset)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import HALF_LOG_2PI, GaussianHead, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
+from .layers import HALF_LOG_2PI, warm_up_latent, GaussianHead, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
 
 __all__ = ["VAEConfig", "VAE"]
 
@@ -75,6 +75,9 @@ class VAE(nn.Module):
     def _elements_per_sample(self) -> int:
         c = self.config
         return 2 * c.input_dim + sum(c.hidden) * 2 + sum(c.hidden2) * 2 + 4 * sum(self.latent_sizes)
+
+    def warm_up(self) -> None:
+        warm_up_latent(self)
 
     def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Reparameterisation noise for k draws of ``batch`` inputs: one ``[k, B, d]`` tensor per

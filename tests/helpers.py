@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.bbb import BayesMLP, BBBConfig
 from models.checkpoint import save_checkpoint
 from models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from models.vae import VAE, VAEConfig
@@ -49,8 +50,15 @@ def sample_linear_gaussian(model: LinearGaussian, n: int, seed: int) -> torch.Te
         return (z @ model.weight.T + model.bias + noise).clamp(0, 1)
 
 
+def tiny_bbb(seed: int = 0) -> BayesMLP:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return BayesMLP(BBBConfig(hidden=[16])).eval()
+
+
 def write_checkpoints(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(directory / "tinybbb.safetensors", tiny_bbb(), training=TRAINING, dataset=DATASET)
     save_checkpoint(directory / "tiny.safetensors", tiny_vae(), training=TRAINING, dataset=DATASET)
     save_checkpoint(directory / "lg.safetensors", linear_gaussian(), training=TRAINING, dataset=DATASET)
     (directory / "broken.safetensors").write_bytes(b"this is not a safetensors file")

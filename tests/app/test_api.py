@@ -32,7 +32,7 @@ def test_health(client: TestClient) -> None:
     assert client.get("/v2/health/live").json() == {"status": "live", "models": None}
     ready = client.get("/v2/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["models"] == {"broken": "failed", "lg": "ready", "tiny": "ready"}
+    assert ready.json()["models"] == {"broken": "failed", "lg": "ready", "tiny": "ready", "tinybbb": "ready"}
 
 
 def test_models_list_and_detail(client: TestClient) -> None:

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+
+from .. import service
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, require_json
+from ..inputs import images_from_files, images_from_json
+from ..schemas import PredictRequest, PredictResponse, problem_responses
+
+router = APIRouter(prefix="/v1/models", tags=["predict"])
+ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
+
+
+@router.post("/{name}/predict", response_model=PredictResponse, responses=ERRORS, dependencies=[Depends(require_json)])
+async def predict(name: str, body: PredictRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
+                  settings: SettingsDep, metrics: MetricsDep) -> PredictResponse:
+    """Bayesian classifiers: predictive probabilities, entropy split, and with labels log p(y | x, D)."""
+    request.state.log.update(model=name)
+    entry = registry.get_ready(name)
+    x = images_from_json(body.inputs, body.scale)
+    out = await service.predict(entry, worker, settings, x, body.labels, body.k, body.order, body.seed, body.diagnostics)
+    request.state.log.update(batch=x.shape[0], k=body.k, queue_s=round(out.timing.queue_s, 6), compute_s=round(out.timing.compute_s, 6))
+    metrics.samples.labels(name).inc(x.shape[0] * body.k)
+    return out
+
+
+@router.post("/{name}/predict/images", response_model=PredictResponse, responses=ERRORS)
+async def predict_images(
+    name: str,
+    request: Request,
+    registry: RegistryDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    files: Annotated[list[UploadFile], File(description="PNG or JPEG, greyscale 28x28")],
+    labels: Annotated[list[int] | None, Form(description="one per file, in order")] = None,
+    k: Annotated[int, Form(ge=2)] = 100,
+    order: Annotated[int, Form(ge=1)] = 1,
+    seed: Annotated[int, Form(ge=0, lt=2**63)] = 0,
+    diagnostics: Annotated[bool, Form()] = True,
+) -> PredictResponse:
+    """The same as ``predict``, with image files as a multipart upload (field ``files``, repeated)."""
+    request.state.log.update(model=name)
+    entry = registry.get_ready(name)
+    x = images_from_files([(f.content_type, await f.read()) for f in files])
+    out = await service.predict(entry, worker, settings, x, labels, k, order, seed, diagnostics)
+    metrics.samples.labels(name).inc(x.shape[0] * k)
+    return out
