@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint
 from .data import binarize_sample, load_idx_dataset, split_train_valid
-from .evidence import EstimatorSpec, estimate
+from .bbb import expected_calibration_error, predictive_summary
+from .evidence import EstimatorSpec, estimate, point_estimate
 from .psis import khat_threshold
 
 BINARIZE_SEED = 12345  # the same fixed binarisation the training command reports held-out bounds on
@@ -32,12 +33,72 @@ def parse_spec(text: str) -> EstimatorSpec:
     return EstimatorSpec(parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 1)  # type: ignore[arg-type]
 
 
+def evaluate_classifier(args: argparse.Namespace, ckpt, x: torch.Tensor, labels: torch.Tensor,  # type: ignore[no-untyped-def]
+                        dataset: dict[str, object]) -> dict[str, object]:
+    """Bayesian classifiers: accuracy, ECE, predictive log-likelihood with k_ref draws, and iwae / jvi at
+    small k against it (replicates cut from the same draws, so the comparison costs no extra draws)."""
+    model = ckpt.model
+    k_ref = max(s.k for s in args.estimators)
+    generator = torch.Generator().manual_seed(args.seed)
+    per_draw_parts, probs_parts, entropy_parts = [], [], []
+    with torch.inference_mode():
+        for xb, yb in tqdm(list(zip(x.split(args.batch_size), labels.split(args.batch_size))), desc="evaluating", unit="batch"):
+            log_probs, _ = model.sample_forward(xb, k_ref, generator)
+            summary = predictive_summary(log_probs)
+            probs_parts.append(summary.probs)
+            entropy_parts.append(summary.entropy)
+            per_draw_parts.append(model.label_log_likelihoods(log_probs, yb).double())
+    per_draw = torch.cat(per_draw_parts, dim=1)  # [k_ref, N]
+    probs = torch.cat(probs_parts)
+    n = x.shape[0]
+    reference = point_estimate(per_draw, EstimatorSpec("iwae", k_ref)).value  # [N]
+    summary_out: dict[str, object] = {
+        "checkpoint": args.checkpoint, "sha256": ckpt.sha256, "split": args.split, "images": n, "seed": args.seed, "k": k_ref,
+        "accuracy": float((probs.argmax(-1) == labels).double().mean()),
+        "ece": expected_calibration_error(probs, labels),
+        "log_lik": float(reference.mean()), "log_lik_se_over_images": float(reference.std() / math.sqrt(n)),
+        "mean_entropy": float(torch.cat(entropy_parts).mean()),
+        "deterministic_baseline": ckpt.metadata.get("deterministic_baseline"), "small_k": {},
+    }
+    print(f"{args.checkpoint}: {n} images of the {args.split} split, k = {k_ref} weight draws, seed {args.seed}")
+    print(f"  accuracy {summary_out['accuracy']:.4f}, ECE {summary_out['ece']:.4f}, predictive log-likelihood "
+          f"{summary_out['log_lik']:.4f} +- {summary_out['log_lik_se_over_images']:.4f} (images)")
+    for k in args.small_k:
+        replicates = k_ref // k
+        blocks = per_draw[: replicates * k].reshape(replicates, k, n).transpose(0, 1).reshape(k, replicates * n)  # [k, R*N]
+        errors: dict[str, object] = {}
+        abs_err = {}
+        for name, spec in (("iwae", EstimatorSpec("iwae", k)), ("jvi", EstimatorSpec("jvi", k, 1))):
+            value = point_estimate(blocks, spec).value.reshape(replicates, n).mean(0)  # [N]: mean over replicates
+            err = value - reference
+            abs_err[name] = err.abs()
+            errors[name] = {"mean_error": float(err.mean()), "se": float(err.std() / math.sqrt(n)),
+                            "mean_abs_error": float(err.abs().mean())}
+        gain = abs_err["iwae"] - abs_err["jvi"]  # [N]: how much closer jvi lies, per input
+        decided = gain.abs() > 1e-9
+        errors["gain"] = {"mean": float(gain.mean()), "se": float(gain.std() / math.sqrt(n)),
+                          "jvi_closer": int((gain > 1e-9).sum()), "iwae_closer": int((gain < -1e-9).sum()), "ties": int((~decided).sum())}
+        summary_out["small_k"][k] = errors  # type: ignore[index]
+        print(f"  k={k:>3}: iwae - ref {errors['iwae']['mean_error']:+.5f} +- {errors['iwae']['se']:.5f}, "  # type: ignore[index]
+              f"jvi - ref {errors['jvi']['mean_error']:+.5f} +- {errors['jvi']['se']:.5f}; "  # type: ignore[index]
+              f"|error| lower with jvi by {float(gain.mean()):.5f} +- {float(gain.std() / math.sqrt(n)):.5f}, "
+              f"jvi closer on {errors['gain']['jvi_closer']} inputs, iwae on {errors['gain']['iwae_closer']}")  # type: ignore[index]
+    if summary_out["deterministic_baseline"]:
+        print(f"  deterministic network, same size and training: {summary_out['deterministic_baseline']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary_out, f, indent=2)
+    return summary_out
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("--data", required=True, help="directory with IDX files")
-    parser.add_argument("--split", default="valid", choices=["valid", "train", "t10k"],
-                        help="valid: the last 10,000 training images; t10k: an IDX test set")
+    parser.add_argument("--split", default="valid",
+                        help="valid: the last 10,000 images of train-*; train: the rest; any other PREFIX: all of PREFIX-images-idx3-ubyte")
+    parser.add_argument("--small-k", type=int, nargs="+", default=[2, 5, 10, 20],
+                        help="bbb: k for the iwae / jvi comparison against the largest k")
     parser.add_argument("--limit", type=int, default=1000, help="first N images of the split (0: all)")
     parser.add_argument("--estimators", type=parse_spec, nargs="+", default=[parse_spec(s) for s in ("elbo:5000", "iwae:5000", "jvi:5000:1")])
     parser.add_argument("--batch-size", type=int, default=20)
@@ -50,12 +111,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.model
-    x, _, dataset = load_idx_dataset(args.data, "t10k" if args.split == "t10k" else "train")
-    if args.split != "t10k":
-        train, valid = split_train_valid(x)
-        x = valid if args.split == "valid" else train
+    x, labels, dataset = load_idx_dataset(args.data, "train" if args.split in ("valid", "train") else args.split)
+    if args.split in ("valid", "train"):
+        x = split_train_valid(x)[args.split == "valid"]
+        labels = split_train_valid(labels)[args.split == "valid"]
     if args.limit:
-        x = x[: args.limit]
+        x, labels = x[: args.limit], labels[: args.limit]
+    if model.family == "bbb":
+        return evaluate_classifier(args, ckpt, x, labels, dataset)
     if model.likelihood == "bernoulli":
         x = binarize_sample(x, torch.Generator().manual_seed(BINARIZE_SEED))
     k_draw = max(s.k for s in args.estimators)
