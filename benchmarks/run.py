@@ -18,11 +18,7 @@ Every figure is a median over repeats with its min and max. Results: benchmarks/
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +28,7 @@ import httpx
 import torch
 from torch import nn
 
+from app.local_server import LocalServer
 from models import EstimatorSpec, estimate
 from models.checkpoint import load_checkpoint
 
@@ -130,36 +127,8 @@ def estimator_overhead(args: argparse.Namespace, rows: list[dict[str, Any]]) -> 
             print(row, flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`logpx serve` on loopback with the shipped checkpoints."""
-
-    def __init__(self, device: str, **env: str) -> None:
-        self.port = _free_port()
-        full_env = {**os.environ, "LOGPX_PORT": str(self.port), "LOGPX_CHECKPOINT_DIR": str(ROOT / "checkpoints"),
-                    "LOGPX_DEVICE": device, "LOGPX_LOG_LEVEL": "warning", "LOGPX_QUEUE_DEPTH": "256", **env}
-        self.proc = subprocess.Popen([str(Path(sys.executable).with_name("logpx")), "serve"], env=full_env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not ready")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+def _server_env(device: str) -> dict[str, str]:
+    return {"LOGPX_DEVICE": device, "LOGPX_LOG_LEVEL": "warning", "LOGPX_QUEUE_DEPTH": "256"}
 
 
 def _load(url: str, body: dict[str, Any], concurrency: int, total: int) -> tuple[list[float], float]:
@@ -191,8 +160,7 @@ def _load(url: str, body: dict[str, Any], concurrency: int, total: int) -> tuple
 
 def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     small = {"inputs": [[0.0] * 300 + [1.0] * 184 + [0.0] * 300], "estimator": {"name": "iwae", "k": 100}, "diagnostics": False}
-    server = Server(args.device)
-    try:
+    with LocalServer(ROOT / "checkpoints", env=_server_env(args.device)) as server:
         for concurrency in (1, 8, 32):
             lat, wall = _load(server.url, small, concurrency, 64 if args.quick else 320)
             row = {"section": "http_latency", "concurrency": concurrency, "B": 1, "k": 100, "p50_ms": 1e3 * statistics.median(lat),
@@ -217,14 +185,9 @@ def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                "http_max_s": over_http["max_s"], "in_process_median_s": local["median_s"], "http_over_in_process": over_http["median_s"] / local["median_s"]}
         rows.append(row)
         print(row, flush=True)
-    finally:
-        server.close()
     for label, env in (("off", {}), ("on", {"LOGPX_BATCH_MAX_INPUTS": "64", "LOGPX_BATCH_DELAY_MS": "5"})):
-        server = Server(args.device, **env)
-        try:
+        with LocalServer(ROOT / "checkpoints", env={**_server_env(args.device), **env}) as server:
             runs = [_load(server.url, small, 32, 96 if args.quick else 640) for _ in range(args.repeats)]
-        finally:
-            server.close()
         rates = [len(lat) / wall for lat, wall in runs]
         row = {"section": "batching", "batching": label, "concurrency": 32, "B": 1, "k": 100,
                "requests_per_s": statistics.median(rates), "min": min(rates), "max": max(rates)}

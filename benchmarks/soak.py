@@ -13,12 +13,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -28,6 +24,8 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
+
+from app.local_server import LocalServer
 
 from .machine import machine_info, save
 
@@ -68,25 +66,11 @@ def rss_bytes(pid: int) -> int:
 
 
 def run(checkpoint_dir: str, model: str, duration: float, clients: int, max_requests: int, seed: int = 0) -> dict[str, Any]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "LOGPX_PORT": str(port), "LOGPX_HOST": "127.0.0.1", "LOGPX_CHECKPOINT_DIR": checkpoint_dir,
-           "LOGPX_LOG_LEVEL": "warning", "LOGPX_QUEUE_DEPTH": str(4 * clients)}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("logpx")), "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server never became ready")
-            time.sleep(0.1)
+    env = {"LOGPX_LOG_LEVEL": "warning", "LOGPX_QUEUE_DEPTH": str(4 * clients)}
+    with LocalServer(checkpoint_dir, env=env) as server:
+        url = server.url
+        assert server.proc is not None
+        pid = server.proc.pid
         kinds = request_kinds(model)
         weights = [6 if status == 200 else 1 for _, status, _ in kinds]
         statuses: Counter[str] = Counter()
@@ -117,7 +101,7 @@ def run(checkpoint_dir: str, model: str, duration: float, clients: int, max_requ
 
         def sample_warm_rss() -> None:
             time.sleep(min(duration * 0.2, 30))
-            warm_rss.append(rss_bytes(server.pid))
+            warm_rss.append(rss_bytes(pid))
 
         sampler = threading.Thread(target=sample_warm_rss)
         sampler.start()
@@ -128,10 +112,7 @@ def run(checkpoint_dir: str, model: str, duration: float, clients: int, max_requ
             t.join()
         sampler.join()
         wall = time.monotonic() - start
-        end_rss = rss_bytes(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        end_rss = rss_bytes(pid)
     latencies.sort()
     return {
         "requests": len(latencies), "wall_s": wall, "clients": clients, "model": model,

@@ -2,50 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-import torch
 from torch import nn
 
 from .bbb import BayesMLP, BBBConfig
 from .linear_gaussian import LinearGaussian, LinearGaussianConfig
 from .vae import VAE, VAEConfig
 
-__all__ = ["LatentModel", "FAMILIES", "build_model"]
-
-
-class LatentModel(Protocol):
-    """What the service and the estimators need of a latent-variable model."""
-
-    family: str
-    likelihood: str
-
-    @property
-    def input_dim(self) -> int: ...
-
-    def arch(self) -> dict[str, object]: ...
-
-    def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]: ...
-
-    def log_weights_from_noise(
-        self,
-        x: torch.Tensor,
-        noise: list[torch.Tensor],
-        *,
-        max_elements: int = ...,
-        before_chunk_fn: Callable[[], None] | None = None,
-    ) -> torch.Tensor: ...
-
-    def log_weights(
-        self,
-        x: torch.Tensor,
-        k: int,
-        *,
-        generator: torch.Generator | None = None,
-        max_elements: int = ...,
-        before_chunk_fn: Callable[[], None] | None = None,
-    ) -> torch.Tensor: ...
+__all__ = ["FAMILIES", "build_model"]
 
 
 # family name -> (module class, config dataclass)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["HALF_LOG_2PI", "warm_up_latent", "mlp", "GaussianHead", "normal_log_prob", "standard_normal_log_prob", "chunks_over_k"]
+__all__ = ["HALF_LOG_2PI", "mlp", "GaussianHead", "normal_log_prob", "standard_normal_log_prob", "chunks_over_k"]
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -44,14 +44,6 @@ def normal_log_prob(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """``log N(z; 0, I)`` summed over the last dimension."""
     return (-0.5 * z * z - HALF_LOG_2PI).sum(-1)
-
-
-def warm_up_latent(model: nn.Module) -> None:
-    """One tiny ``log_weights`` pass on the model's device, so the first request pays no lazy set-up."""
-    x = torch.zeros(1, model.input_dim, device=next(model.parameters()).device)
-    log_w = model.log_weights(x, 2, generator=torch.Generator().manual_seed(0))
-    if not torch.isfinite(log_w).all():
-        raise ValueError("warm-up produced non-finite log-weights")
 
 
 def chunks_over_k(k: int, batch: int, elements_per_sample: int, max_elements: int) -> Iterator[slice]:

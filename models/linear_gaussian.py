@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .layers import warm_up_latent, chunks_over_k, normal_log_prob, standard_normal_log_prob
+from .latent import LatentVariableModel
+from .layers import chunks_over_k, normal_log_prob, standard_normal_log_prob
 
 __all__ = ["LinearGaussianConfig", "LinearGaussian"]
 
@@ -26,13 +27,14 @@ class LinearGaussianConfig:
     latent: int = 4
 
 
-class LinearGaussian(nn.Module):
+class LinearGaussian(LatentVariableModel):
     family = "linear_gaussian"
     likelihood = "gaussian"
 
     def __init__(self, config: LinearGaussianConfig) -> None:
         super().__init__()
         self.config = config
+        self.latent_sizes = [config.latent]
         d, D = config.latent, config.input_dim
         self.weight = nn.Parameter(torch.zeros(D, d))  # W
         self.bias = nn.Parameter(torch.zeros(D))  # b
@@ -72,27 +74,6 @@ class LinearGaussian(nn.Module):
         quad = (r * r).sum(-1) / noise_var - (proj * proj).sum(0) / noise_var**2
         log_det = D * torch.log(noise_var) + 2 * torch.log(torch.diagonal(chol)).sum()
         return -0.5 * (quad + log_det + D * math.log(2 * math.pi))
-
-    def warm_up(self) -> None:
-        warm_up_latent(self)
-
-    def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """``[k, B, latent]`` standard normal noise (one stochastic layer); see ``VAE.sample_noise``."""
-        device = generator.device if generator is not None else None
-        return [torch.randn(k, batch, self.config.latent, generator=generator, device=device)]
-
-    def log_weights(
-        self,
-        x: torch.Tensor,
-        k: int,
-        *,
-        generator: torch.Generator | None = None,
-        max_elements: int = 2**26,
-        before_chunk_fn: Callable[[], None] | None = None,
-    ) -> torch.Tensor:
-        """``[k, B]`` log-weights; ``x`` ``[B, D]``. Same contract as ``VAE.log_weights``."""
-        noise = self.sample_noise(k, x.shape[0], generator)
-        return self.log_weights_from_noise(x, noise, max_elements=max_elements, before_chunk_fn=before_chunk_fn)
 
     def log_weights_from_noise(
         self,

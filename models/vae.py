@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import HALF_LOG_2PI, warm_up_latent, GaussianHead, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
+from .latent import LatentVariableModel
+from .layers import HALF_LOG_2PI, GaussianHead, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
 
 __all__ = ["VAEConfig", "VAE"]
 
@@ -38,7 +39,7 @@ class VAEConfig:
             raise ValueError(f"layers must be 1 or 2, got {self.layers}")
 
 
-class VAE(nn.Module):
+class VAE(LatentVariableModel):
     """A VAE whose ``log_weights`` returns ``log p(x, z) - log q(z | x)`` for k draws per input."""
 
     family = "vae"
@@ -76,43 +77,6 @@ class VAE(nn.Module):
         c = self.config
         return 2 * c.input_dim + sum(c.hidden) * 2 + sum(c.hidden2) * 2 + 4 * sum(self.latent_sizes)
 
-    def warm_up(self) -> None:
-        warm_up_latent(self)
-
-    def sample_noise(self, k: int, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """Reparameterisation noise for k draws of ``batch`` inputs: one ``[k, B, d]`` tensor per
-        stochastic layer, on the generator's device. Drawn up front (small beside the decoder's
-        activations), so that the same generator state gives the same log-weights whatever the chunking,
-        and so that requests batched together each keep their own draws."""
-        device = generator.device if generator is not None else None
-        return [torch.randn(k, batch, d, generator=generator, device=device) for d in self.latent_sizes]
-
-    def log_weights(
-        self,
-        x: torch.Tensor,
-        k: int,
-        *,
-        generator: torch.Generator | None = None,
-        max_elements: int = 2**26,
-        before_chunk_fn: Callable[[], None] | None = None,
-    ) -> torch.Tensor:
-        """Draw k latents per input and return their log-weights.
-
-        Parameters
-        ----------
-        x : ``[B, input_dim]`` binary float tensor on the model's device.
-        k : samples per input.
-        generator : source of the reparameterisation noise (``sample_noise``).
-        max_elements : bound on the elements of the per-chunk activations.
-        before_chunk_fn : called before each chunk; may raise to stop the work (deadlines).
-
-        Returns
-        -------
-        ``[k, B]`` log-weights in the model's dtype.
-        """
-        noise = self.sample_noise(k, x.shape[0], generator)
-        return self.log_weights_from_noise(x, noise, max_elements=max_elements, before_chunk_fn=before_chunk_fn)
-
     def log_weights_from_noise(
         self,
         x: torch.Tensor,
@@ -121,7 +85,6 @@ class VAE(nn.Module):
         max_elements: int = 2**26,
         before_chunk_fn: Callable[[], None] | None = None,
     ) -> torch.Tensor:
-        """``[k, B]`` log-weights of ``x`` ``[B, input_dim]`` for the given ``sample_noise`` output."""
         k, batch = noise[0].shape[:2]
         noise = [n.to(x.device, x.dtype) for n in noise]
         mu1, log_sigma1 = self.encoder(x)  # [B, d1]: the encoder runs once per input, not per sample

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +75,3 @@ def png_bytes(array: np.ndarray, mode: str = "L", fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, mode=mode if mode != "L" else None).save(buf, format=fmt)
     return buf.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -3,7 +3,7 @@ the tested entry command, hadolint, and nginx spreading requests over two real s
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import shutil
 import subprocess
@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.client import LogpxClient
+from app.local_server import LocalServer, free_port
 
-from .helpers import free_port, write_checkpoints
+from .helpers import write_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -45,7 +45,8 @@ def test_dockerfile_agrees_with_settings_and_make_serve() -> None:
     # The container runs exactly what `make serve` and the end-to-end test run.
     assert 'CMD ["logpx", "serve"]' in DOCKERFILE
     assert "$(BIN)/logpx serve" in (ROOT / "Makefile").read_text()
-    assert '"serve"]' in (ROOT / "tests" / "test_e2e.py").read_text()
+    assert '"serve"]' in (ROOT / "app" / "local_server.py").read_text()  # what the end-to-end test starts
+    assert "LocalServer(ROOT / \"checkpoints\"" in (ROOT / "tests" / "test_e2e.py").read_text()
     assert re.search(r"^USER 10001:10001$", DOCKERFILE, re.M)
     assert env["LOGPX_CHECKPOINT_DIR"] == "/srv/logpx/checkpoints" and "COPY --chown=10001:10001 checkpoints/" in DOCKERFILE
     compose = (ROOT / "docker-compose.yml").read_text()
@@ -56,28 +57,21 @@ def test_dockerfile_agrees_with_settings_and_make_serve() -> None:
 def test_nginx_spreads_requests_over_two_replicas(tmp_path: Path) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     checkpoints = write_checkpoints(tmp_path / "checkpoints")
-    ports = [free_port(), free_port()]
     lb_port = free_port()
-    conf = (ROOT / "docker" / "nginx.conf").read_text()
-    conf = conf.replace("server logpx-replica:8000 max_fails=3 fail_timeout=10s;",
-                        " ".join(f"server 127.0.0.1:{p};" for p in ports))
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{lb_port};").replace("/tmp/", f"{tmp_path}/")
-    (tmp_path / "nginx.conf").write_text(conf)
-    check = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-
-    procs = []
-    logs = []
-    try:
-        for port in ports:
-            env = {**os.environ, "LOGPX_PORT": str(port), "LOGPX_CHECKPOINT_DIR": str(checkpoints), "LOGPX_TORCH_THREADS": "1"}
-            logs.append(open(tmp_path / f"server-{port}.log", "wb"))
-            procs.append(subprocess.Popen([str(BIN / "logpx"), "serve"], env=env, stdout=logs[-1], stderr=subprocess.STDOUT))
-        procs.append(subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in ports:
-            with LogpxClient(f"http://127.0.0.1:{port}") as c:
-                c.wait_ready(60)
+    with contextlib.ExitStack() as stack:
+        replicas = [stack.enter_context(LocalServer(checkpoints, env={"LOGPX_TORCH_THREADS": "1"}, log_path=tmp_path / f"server-{i}.log"))
+                    for i in range(2)]
+        ports = [r.port for r in replicas]
+        conf = (ROOT / "docker" / "nginx.conf").read_text()
+        conf = conf.replace("server logpx-replica:8000 max_fails=3 fail_timeout=10s;",
+                            " ".join(f"server 127.0.0.1:{p};" for p in ports))
+        conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{lb_port};").replace("/tmp/", f"{tmp_path}/")
+        (tmp_path / "nginx.conf").write_text(conf)
+        check = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        lb = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.callback(lambda: (lb.terminate(), lb.wait(timeout=20)))
         body = {"inputs": [[0.0] * 784], "estimator": {"name": "iwae", "k": 10}}
         deadline = time.monotonic() + 30
         with httpx.Client(base_url=f"http://127.0.0.1:{lb_port}") as http:
@@ -96,14 +90,3 @@ def test_nginx_spreads_requests_over_two_replicas(tmp_path: Path) -> None:
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             served = re.search(r'logpx_requests_total\{endpoint="/v1/models/\{name\}/evidence",model="tiny",status="200"\} (\d+)', metrics)
             assert served and int(served.group(1)) >= 3, (port, served)
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for f in logs:
-            f.close()

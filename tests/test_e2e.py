@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -14,8 +13,7 @@ import httpx
 import pytest
 
 from app.client import LogpxClient
-
-from .helpers import free_port
+from app.local_server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = sorted((ROOT / "tests" / "data").glob("mnist-*.png"))
@@ -24,24 +22,9 @@ MODEL = "vae1-iwae50"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "LOGPX_PORT": str(port), "LOGPX_HOST": "127.0.0.1", "LOGPX_CHECKPOINT_DIR": str(ROOT / "checkpoints")}
-    logpx = Path(sys.executable).with_name("logpx")
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "wb")
-    proc = subprocess.Popen([str(logpx), "serve"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with LogpxClient(url) as client:
-            client.wait_ready(timeout=120)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    """The shipped checkpoints served by `logpx serve`, the command `make serve` and the image run."""
+    with LocalServer(ROOT / "checkpoints", log_path=tmp_path_factory.mktemp("server") / "server.log") as local:
+        yield local.url
 
 
 def test_cli_scores_pngs(server: str) -> None:

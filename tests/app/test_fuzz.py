@@ -8,10 +8,7 @@ matches its schema.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -19,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
-from app.client import LogpxClient
+from app.local_server import LocalServer
 
-from ..helpers import free_port, write_checkpoints
+from ..helpers import write_checkpoints
 
 EXAMPLES = int(os.environ.get("LOGPX_FUZZ_EXAMPLES", "25"))
 
@@ -29,20 +26,9 @@ EXAMPLES = int(os.environ.get("LOGPX_FUZZ_EXAMPLES", "25"))
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    env = {**os.environ, "LOGPX_PORT": str(port), "LOGPX_CHECKPOINT_DIR": str(write_checkpoints(directory / "ckpt")),
-           "LOGPX_MAX_K": "2000", "LOGPX_MAX_BATCH_K": "20000", "LOGPX_LOG_LEVEL": "warning"}
-    log = open(directory / "server.log", "wb")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("logpx")), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with LogpxClient(url) as client:
-            client.wait_ready(60)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+    env = {"LOGPX_MAX_K": "2000", "LOGPX_MAX_BATCH_K": "20000", "LOGPX_LOG_LEVEL": "warning"}
+    with LocalServer(write_checkpoints(directory / "ckpt"), env=env, log_path=directory / "server.log") as server:
+        yield server.url
 
 
 def test_api_never_fails_and_matches_its_schema(live_url: str) -> None:
