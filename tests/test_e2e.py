@@ -69,3 +69,15 @@ def test_live_answers_fast_while_a_long_request_computes(server: str) -> None:
     thread.join()
     assert len(latencies) >= 3, "the long request finished too soon to measure"
     assert max(latencies) < 0.1, latencies
+
+
+def test_cli_compares_estimators(server: str) -> None:
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("logpx")), "compare", *map(str, DIGITS[:2]), "--model", MODEL,
+         "--estimators", "iwae:50", "jvi:50:1", "--reference", "iwae:500", "--replicates", "4", "--url", server],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert "4 replicates, common random numbers" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("iwae-", "jvi-"))}
+    assert set(rows) == {"iwae-500", "iwae-50", "jvi-50"}
+    assert float(rows["iwae-50"][-1]) < 0  # IWAE-50 lies below IWAE-500 on the same draws
