@@ -17,8 +17,8 @@ from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
 from .resources import cpu_limit
-from .schemas import problem_responses
 from .routes import evidence, health, metrics, models, predict, v2
+from .schemas import problem_responses
 from .worker import DeviceWorker
 
 __all__ = ["create_app"]

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from models import EstimatorSpec, estimate
+from models.bbb import predictive_summary
 from models.compare import summarize_replicates
 from models.evidence import STD_ERR_FORMULAS, point_estimate
-from models.bbb import predictive_summary
 from models.psis import khat_threshold
 
 from .config import Settings
@@ -21,14 +21,13 @@ from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
 from .inputs import binarize, finite_or_none, parse_estimator
 from .registry import ModelEntry
 from .schemas import (
-    Binarization,
     CompareRequest,
     CompareResponse,
     Diagnostics,
+    Entropy,
     EstimatorIn,
     EstimatorOut,
     EstimatorSummary,
-    Entropy,
     EvidenceResponse,
     InputEstimate,
     LogLikelihood,
@@ -98,7 +97,6 @@ class Evidence:
 
     estimate_out: EstimatorOut
     results: list[InputEstimate]
-    num_samples: int
 
 
 def _diagnostics(d: Any, k: int, index: int) -> Diagnostics:
@@ -135,7 +133,7 @@ async def evidence(
             )
             for i in range(len(log_px))
         ]
-        return Evidence(_estimator_out(spec, est.subsets), results, spec.k * len(log_px))
+        return Evidence(_estimator_out(spec, est.subsets), results)
 
     work = BatchItem(key=(entry.name, spec, with_diagnostics), size=xb.shape[0], prepare=prepare, forward=forward, finish=finish)
     job = await worker.submit(work, settings.deadline_s)

@@ -14,8 +14,8 @@ to which the IWAE and JVI estimators of ``models.estimators`` apply unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import torch

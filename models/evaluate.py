@@ -19,9 +19,9 @@ import math
 import torch
 from tqdm import tqdm
 
+from .bbb import expected_calibration_error, predictive_summary
 from .checkpoint import load_checkpoint
 from .data import binarize_sample, load_idx_dataset, split_train_valid
-from .bbb import expected_calibration_error, predictive_summary
 from .evidence import EstimatorSpec, estimate, point_estimate
 from .psis import khat_threshold
 

@@ -7,9 +7,8 @@ gives IWAE a real bias that the estimators must shrink, with the truth known exa
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch

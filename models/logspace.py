@@ -6,19 +6,7 @@ import math
 
 import torch
 
-__all__ = ["log1mexp", "exclusive_logcumsumexp", "log_mean_exp"]
-
-
-def log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(x))`` for ``x <= 0``, accurate on both branches (Maechler 2012, eq. (7)).
-
-    ``log(-expm1(x))`` near 0 and ``log1p(-exp(x))`` far from it; ``x = 0`` gives ``-inf``.
-    """
-    near_zero = x > -math.log(2.0)
-    # Evaluate each branch on a safe argument so that neither produces a NaN that `where` would keep.
-    a = torch.where(near_zero, x, torch.full_like(x, -1.0))
-    b = torch.where(near_zero, torch.full_like(x, -1.0), x)
-    return torch.where(near_zero, torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(b)))
+__all__ = ["exclusive_logcumsumexp", "log_mean_exp"]
 
 
 def exclusive_logcumsumexp(x: torch.Tensor, dim: int = 0, reverse: bool = False) -> torch.Tensor:

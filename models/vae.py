@@ -10,7 +10,6 @@ is the one-layer architecture with ``latent=2``.
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from dataclasses import asdict, dataclass, field
 
 import torch
