@@ -37,6 +37,15 @@ def require_json(request: Request) -> None:
                                    field="Content-Type", limit="application/json")
 
 
+def record_request(request: Request, metrics: Metrics, model: str, batch: int, k: int, queue_s: float, compute_s: float,
+                   samples: int) -> None:
+    """The access-log fields and metrics every inference route reports."""
+    request.state.log.update(model=model, batch=batch, k=k, queue_s=round(queue_s, 6), compute_s=round(compute_s, 6))
+    metrics.samples.labels(model).inc(samples)
+    metrics.queue_seconds.observe(queue_s)
+    metrics.compute_seconds.observe(compute_s)
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 WorkerDep = Annotated[DeviceWorker, Depends(get_worker)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -5,19 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from .. import service
-from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, require_json
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..inputs import images_from_files, images_from_json, parse_estimator
 from ..schemas import Binarize, CompareRequest, CompareResponse, EvidenceRequest, EvidenceResponse, problem_responses
 
 router = APIRouter(prefix="/v1/models", tags=["evidence"])
 ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
-
-
-def _record(request: Request, metrics: MetricsDep, model: str, batch: int, k: int, queue_s: float, compute_s: float, samples: int) -> None:
-    request.state.log.update(model=model, batch=batch, k=k, queue_s=round(queue_s, 6), compute_s=round(compute_s, 6))
-    metrics.samples.labels(model).inc(samples)
-    metrics.queue_seconds.observe(queue_s)
-    metrics.compute_seconds.observe(compute_s)
 
 
 @router.post("/{name}/evidence", response_model=EvidenceResponse, responses=ERRORS, dependencies=[Depends(require_json)])
@@ -28,7 +21,7 @@ async def evidence(name: str, body: EvidenceRequest, request: Request, registry:
     entry = registry.get_ready(name)
     x = images_from_json(body.inputs, body.scale)
     out = await service.evidence(entry, worker, settings, x, body.estimator, body.seed, body.binarize, body.diagnostics)
-    _record(request, metrics, name, x.shape[0], body.estimator.k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * body.estimator.k)
+    record_request(request, metrics, name, x.shape[0], body.estimator.k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * body.estimator.k)
     return out
 
 
@@ -55,7 +48,7 @@ async def evidence_images(
     service.check_limits(settings, len(files), [spec])
     x = images_from_files([(f.content_type, await f.read()) for f in files])
     out = await service.evidence(entry, worker, settings, x, spec, seed, binarize, diagnostics)
-    _record(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)
+    record_request(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)
     return out
 
 
@@ -68,5 +61,5 @@ async def compare(name: str, body: CompareRequest, request: Request, registry: R
     x = images_from_json(body.inputs, body.scale)
     out = await service.compare(entry, worker, settings, x, body)
     k_max = max(e.k for e in body.estimators + ([body.reference] if body.reference else []))
-    _record(request, metrics, name, x.shape[0], k_max, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k_max * body.replicates)
+    record_request(request, metrics, name, x.shape[0], k_max, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k_max * body.replicates)
     return out

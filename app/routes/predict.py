@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from .. import service
-from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, require_json
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..inputs import images_from_files, images_from_json
 from ..schemas import PredictRequest, PredictResponse, problem_responses
 
@@ -21,8 +21,7 @@ async def predict(name: str, body: PredictRequest, request: Request, registry: R
     entry = registry.get_ready(name)
     x = images_from_json(body.inputs, body.scale)
     out = await service.predict(entry, worker, settings, x, body.labels, body.k, body.order, body.seed, body.diagnostics)
-    request.state.log.update(batch=x.shape[0], k=body.k, queue_s=round(out.timing.queue_s, 6), compute_s=round(out.timing.compute_s, 6))
-    metrics.samples.labels(name).inc(x.shape[0] * body.k)
+    record_request(request, metrics, name, x.shape[0], body.k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * body.k)
     return out
 
 
@@ -46,5 +45,5 @@ async def predict_images(
     entry = registry.get_ready(name)
     x = images_from_files([(f.content_type, await f.read()) for f in files])
     out = await service.predict(entry, worker, settings, x, labels, k, order, seed, diagnostics)
-    metrics.samples.labels(name).inc(x.shape[0] * k)
+    record_request(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)
     return out

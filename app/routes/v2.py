@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from .. import service
-from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, require_json
+from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..errors import InvalidInput
 from ..inputs import PIXELS, images_from_json, parse_estimator
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
@@ -86,7 +86,7 @@ async def infer(name: str, body: InferRequest, request: Request, registry: Regis
     if not isinstance(seed, int) or seed < 0:
         raise InvalidInput("seed must be a non-negative integer", field="parameters.seed")
     out = await service.evidence(entry, worker, settings, x, spec, seed, params.get("binarize"), True)
-    metrics.samples.labels(name).inc(batch * spec.k)
+    record_request(request, metrics, name, batch, spec.k, out.timing.queue_s, out.timing.compute_s, batch * spec.k)
     outputs = [
         InferOutput(name="log_px", shape=[batch], datatype="FP64", data=[r.log_px for r in out.results]),
         InferOutput(name="std_err", shape=[batch], datatype="FP64", data=[r.std_err for r in out.results]),
