@@ -144,10 +144,11 @@ async def evidence(
     )
 
 
-def _summary(spec: EstimatorSpec, values: torch.Tensor, reference: torch.Tensor | None) -> EstimatorSummary:
+def _summary(spec: EstimatorSpec, values: torch.Tensor, reference: torch.Tensor | None,
+             subsets: tuple[tuple[str, int], ...]) -> EstimatorSummary:
     s = summarize_replicates(values, reference)
     return EstimatorSummary(
-        estimator=_estimator_out(spec),
+        estimator=_estimator_out(spec, subsets),
         mean=_floats(s.mean),
         sd=_floats(s.sd),
         diff_to_reference=_floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
@@ -175,18 +176,21 @@ async def compare(
     xb, binarization = binarize(x, model.likelihood, req.binarize, req.seed, generator)
     device = entry.device or "cpu"
 
-    def work(ctx: JobContext) -> list[torch.Tensor]:
+    def work(ctx: JobContext) -> tuple[torch.Tensor, list[tuple[tuple[str, int], ...]]]:
         values = torch.empty(len(specs), req.replicates, x.shape[0], dtype=torch.float64)
+        subsets: list[tuple[tuple[str, int], ...]] = [()] * len(specs)  # how each JVI's Lbar terms were computed
         xd = xb.to(device)
         for r in range(req.replicates):
             log_w = model.log_weights(xd, k_draw, generator=generator, max_elements=settings.max_elements, before_chunk_fn=ctx.check)
             for s, spec in enumerate(specs):
-                values[s, r] = point_estimate(log_w.double(), spec, generator=generator).value.cpu()
-        return list(values)
+                result = point_estimate(log_w.double(), spec, generator=generator)
+                values[s, r], subsets[s] = result.value.cpu(), result.subsets
+        return values, subsets
 
     job = await worker.submit(work, settings.deadline_s)
-    reference = job.value[-1] if req.reference else None
-    summaries = [_summary(spec, v, reference) for spec, v in zip(specs, job.value)]
+    values, subsets = job.value
+    reference = values[-1] if req.reference else None
+    summaries = [_summary(spec, v, reference, sub) for spec, v, sub in zip(specs, values, subsets)]
     return CompareResponse(
         model=entry.name, device=device, replicates=req.replicates, seed=req.seed, binarization=binarization,
         reference=summaries[-1] if req.reference else None,

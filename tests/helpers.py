@@ -1,4 +1,4 @@
-"""Tiny models and checkpoint directories for the tests (no network, no ../shared)."""
+"""Tiny models and checkpoint directories for the tests: no network, no data from outside the repository."""
 
 from __future__ import annotations
 

@@ -177,3 +177,13 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     ev = paths["/v1/models/{name}/evidence"]["post"]
     assert "EvidenceRequest" in str(ev["requestBody"]) and "EvidenceResponse" in str(ev["responses"]["200"])
     assert "application/problem+json" in ev["responses"]["413"]["content"]
+
+
+def test_sampled_subsets_are_reported(client: TestClient) -> None:
+    """JVI order 3 at k = 200: C(200, 3) subsets are too many to list, so Lbar_{k-3} is sampled and the
+    response says so, in evidence and in compare."""
+    estimator = {"name": "jvi", "k": 200, "order": 3}
+    ev = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": estimator}).json()
+    assert [(s["left_out"], s["method"]) for s in ev["estimator"]["subsets"]] == [(1, "exact"), (2, "exact"), (3, "sampled")]
+    cmp = client.post("/v1/models/tiny/compare", json={"inputs": [IMAGE], "estimators": [estimator], "replicates": 2}).json()
+    assert cmp["estimators"][0]["estimator"]["subsets"][2]["method"] == "sampled"
