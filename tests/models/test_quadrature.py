@@ -18,7 +18,7 @@ from PIL import Image
 
 from models import iwae, jvi, khat
 from models.checkpoint import load_checkpoint
-from models.diagnostics import ess
+from models.diagnostics import ess, jackknife_var
 from models.quadrature import grid_log_px
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,14 +40,34 @@ def test_quadrature_is_converged(model_and_digits) -> None:  # type: ignore[no-u
     assert torch.allclose(quad, finer_wider, atol=1e-3, rtol=0), (quad, finer_wider)
 
 
-def test_iwae_100k_agrees_with_quadrature(model_and_digits) -> None:  # type: ignore[no-untyped-def]
-    model, x, quad = model_and_digits
+@pytest.fixture(scope="module")
+def draws(model_and_digits) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    model, x, _ = model_and_digits
     with torch.no_grad():
-        log_w = model.log_weights(x, 100_000, generator=torch.Generator().manual_seed(0)).double()
+        return model.log_weights(x, 100_000, generator=torch.Generator().manual_seed(0)).double()  # [100000, 5]
+
+
+def test_iwae_100k_agrees_with_quadrature(model_and_digits, draws) -> None:  # type: ignore[no-untyped-def]
+    _, _, quad = model_and_digits
+    log_w = draws
     k_hat = khat(log_w)
     reliable = k_hat < 0.5
     assert reliable.sum() >= 3, k_hat
     assert ((iwae(log_w) - quad).abs()[reliable] < 0.05).all(), (iwae(log_w) - quad, k_hat)
+
+
+def test_monte_carlo_error_grows_with_khat(draws) -> None:  # type: ignore[no-untyped-def]
+    """What k-hat is for: at k = 1000 (100 replicates cut from the same draws), the digit with the highest
+    k-hat has the largest spread of IWAE across replicates and the one with the lowest the smallest; and
+    the jackknife standard error each response reports tracks that spread (within 25%)."""
+    k, replicates = 1000, 100
+    cols = draws.reshape(replicates, k, -1).permute(1, 0, 2).reshape(k, -1)  # [k, R * 5]
+    values = iwae(cols).reshape(replicates, -1)
+    spread = values.std(0)  # [5]
+    median_khat = khat(cols).reshape(replicates, -1).median(0).values
+    assert spread.argmax() == median_khat.argmax() and spread.argmin() == median_khat.argmin(), (spread, median_khat)
+    reported = jackknife_var(cols).sqrt().reshape(replicates, -1).mean(0)
+    assert ((reported / spread - 1).abs() < 0.25).all(), (reported, spread)
 
 
 def test_bias_against_quadrature_follows_the_delta_method(model_and_digits) -> None:  # type: ignore[no-untyped-def]
