@@ -65,10 +65,11 @@ def test_predictive_entropy_is_higher_far_from_the_data() -> None:
     digits = digits[:100]
     noise = torch.rand(100, 784, generator=torch.Generator().manual_seed(0))
     shapes = _fashion_like_shapes(99, seed=0)
+    fashion, _, _ = load_idx_dataset(ROOT / "tests" / "data" / "fashion-valid200", "valid200")  # real garments
     with torch.inference_mode():
         entropy = {name: predictive_summary(model.sample_forward(x, 200, torch.Generator().manual_seed(1))[0])
-                   for name, x in (("digits", digits), ("noise", noise), ("shapes", shapes))}
-    for far in ("noise", "shapes"):
+                   for name, x in (("digits", digits), ("noise", noise), ("shapes", shapes), ("fashion", fashion[:100]))}
+    for far in ("noise", "shapes", "fashion"):
         d, f = entropy["digits"].entropy, entropy[far].entropy
         se = (d.var() / len(d) + f.var() / len(f)).sqrt()
         assert f.mean() - d.mean() > 3 * se, (far, float(f.mean()), float(d.mean()))
