@@ -7,7 +7,8 @@
 set -euo pipefail
 data=${1:?usage: $0 MNIST_DIR [NAME...]}
 shift
-names=("${@:-vae1-elbo vae1-iwae50 vae1-jvi50 vae2-iwae50 vae2d-iwae50 lg4 bbb-mlp400}")
+names=("${@:-vae1-elbo vae1-iwae50 vae1-jvi50 vae2-iwae50 vae2d-iwae50 lg4 bbb-mlp400 fashion-vae1-iwae50}")
+fashion=${FASHION_DIR:-/usr/share/datasets/fashion-mnist}  # Debian's dataset-fashion-mnist
 read -r -a names <<< "${names[*]}"
 py=${PYTHON:-.venv/bin/python}
 cd "$(dirname "$0")/.."
@@ -18,8 +19,10 @@ for name in "${names[@]}"; do
         --estimators iwae:10000 --small-k 2 5 10 20 --batch-size 50 --json checkpoints/cards/bbb-mlp400.json
     continue
   fi
-  "$py" -m models.evaluate "checkpoints/$name.safetensors" --data "$data" --split valid --limit 1000 \
+  source=$data quick=tests/data/mnist-valid200
+  if [ "${name#fashion-}" != "$name" ]; then source=$fashion quick=tests/data/fashion-valid200; fi
+  "$py" -m models.evaluate "checkpoints/$name.safetensors" --data "$source" --split valid --limit 1000 \
       --estimators elbo:5000 iwae:5000 jvi:5000:1 --json "checkpoints/cards/$name.json"
-  "$py" -m models.evaluate "checkpoints/$name.safetensors" --data tests/data/mnist-valid200 --split valid200 --limit 50 \
+  "$py" -m models.evaluate "checkpoints/$name.safetensors" --data "$quick" --split valid200 --limit 50 \
       --estimators iwae:1000 --json "checkpoints/cards/$name.quick.json"
 done

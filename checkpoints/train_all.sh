@@ -17,3 +17,7 @@ run() { name=$1; shift; "$py" -m models.train --data "$data" --threads 1 --out "
   run vae1-jvi50 --layers 1 --objective jvi --k 50 --order 1 --epochs 1000 --max-minutes 38
 ) &
 wait
+# Trained afterwards, alone on the machine (2 threads), from Debian's dataset-fashion-mnist:
+fashion=${FASHION_DIR:-/usr/share/datasets/fashion-mnist}
+"$py" -m models.train --data "$fashion" --layers 1 --objective iwae --k 50 --epochs 1000 --max-minutes 14 \
+    --out checkpoints/fashion-vae1-iwae50.safetensors > checkpoints/logs/fashion-vae1-iwae50.log 2>&1
