@@ -25,7 +25,8 @@ def test_every_shipped_checkpoint_has_a_card() -> None:
 def test_quick_check_reproduces(card: Path) -> None:
     recorded = json.loads(card.read_text())
     name = card.name.removesuffix(".quick.json")
-    out = evaluate_main([str(ROOT / "checkpoints" / f"{name}.safetensors"), "--data", str(ROOT / "tests" / "data" / "mnist-valid200"),
+    data = ROOT / "tests" / "data" / ("fashion-valid200" if name.startswith("fashion-") else "mnist-valid200")
+    out = evaluate_main([str(ROOT / "checkpoints" / f"{name}.safetensors"), "--data", str(data),
                          "--split", "valid200", "--limit", str(recorded["images"]), "--estimators", "iwae:1000", "--seed", str(recorded["seed"])])
     want, got = recorded["estimators"]["iwae-1000"], out["estimators"]["iwae-1000"]
     assert abs(got["mean"] - want["mean"]) <= max(want["mc_se_of_mean"], 1e-3), (got, want)
