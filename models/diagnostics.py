@@ -96,13 +96,14 @@ def diagnose(log_w: torch.Tensor, loo: torch.Tensor | None = None) -> Diagnostic
     check_log_weights(log_w, min_k=2)
     k = log_w.shape[0]
     effective = ess(log_w)
+    relative_variance = k / effective - 1  # mu2 / mu^2, from the ESS already computed
     return Diagnostics(
         ess=effective,
         ess_fraction=effective / k,
         max_weight=max_weight(log_w),
         log_weight_var=log_weight_var(log_w),
         khat=khat(log_w),
-        delta_bias=delta_bias(log_w),
-        delta_var=delta_var(log_w),
+        delta_bias=-relative_variance / (2 * k),
+        delta_var=relative_variance / k,
         jackknife_var=jackknife_var_from_loo(leave_one_out(log_w) if loo is None else loo).to(log_w.dtype),
     )
