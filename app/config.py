@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     max_batch_k: int = Field(2_000_000, ge=2, description="Budget on inputs x samples x replicates of one request")
     max_replicates: int = Field(100, ge=1, description="Most replicates in one compare request")
     max_order: int = Field(8, ge=1, description="Highest JVI order accepted")
-    max_elements: int = Field(2**25, ge=2**16, description="Activation elements per chunk over k (memory bound)")
+    max_elements: int | None = Field(
+        None, ge=2**16, description="Activation elements per chunk over k (unset: 2^23 on CPU, cache-sized; 2^28 on CUDA)"
+    )
     deadline_s: float = Field(120.0, gt=0, description="Compute deadline per request (504 after it)")
     queue_depth: int = Field(8, ge=1, description="Requests waiting per device before 503")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503")

@@ -19,7 +19,7 @@ from models.data import binarize_sample, binarize_threshold
 from .errors import InvalidInput, UnsupportedMediaType
 from .schemas import Binarization, EstimatorIn
 
-__all__ = ["images_from_json", "images_from_files", "binarize", "parse_estimator", "finite_or_none", "IMAGE_TYPES"]
+__all__ = ["images_from_json", "images_from_files", "plan_binarization", "apply_binarization", "parse_estimator", "finite_or_none", "IMAGE_TYPES"]
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -37,24 +37,26 @@ def _shape_error(image: object, index: int, field: str) -> InvalidInput:
     return InvalidInput(f"{field}[{index}]: {detail}", field=f"{field}[{index}]", limit="784 values or 28x28")
 
 
-def _check_values(x: torch.Tensor, scale: str, field: str) -> torch.Tensor:
-    """``x`` ``[B, 784]`` float64 -> float32 in [0, 1]; NaN, inf and out-of-range values are refused."""
-    bad = ~torch.isfinite(x)
+def _check_values(x: np.ndarray, scale: str, field: str) -> torch.Tensor:
+    """``x`` ``[B, 784]`` float64 -> float32 in [0, 1]; NaN, inf and out-of-range values are refused.
+    numpy, not torch: for a few thousand values its per-call cost is a fraction of torch's dispatch, and
+    this runs on the event loop for every request."""
+    bad = ~np.isfinite(x)
     if bad.any():
-        i, j = (int(v) for v in bad.nonzero()[0])
+        i, j = (int(v) for v in np.argwhere(bad)[0])
         raise InvalidInput(f"{field}[{i}]: value {j} is not finite", field=f"{field}[{i}]", limit="finite numbers")
     high = 1.0 if scale == "unit" else 255.0
     out = (x < 0) | (x > high)
     if scale == "byte":
-        out |= x != torch.round(x)
+        out |= x != np.round(x)
     if out.any():
-        i, j = (int(v) for v in out.nonzero()[0])
+        i, j = (int(v) for v in np.argwhere(out)[0])
         limit = "[0, 1]" if scale == "unit" else "integers 0..255"
         raise InvalidInput(
-            f"{field}[{i}]: value {j} is {x[i, j].item():g}, outside {limit} (scale={scale!r})",
+            f"{field}[{i}]: value {j} is {x[i, j]:g}, outside {limit} (scale={scale!r})",
             field=f"{field}[{i}]", limit=limit,
         )
-    return (x / high).float()
+    return torch.from_numpy((x / high).astype(np.float32))
 
 
 def images_from_json(inputs: list[list[float]] | list[list[list[float]]], scale: str, field: str = "inputs") -> torch.Tensor:
@@ -67,7 +69,7 @@ def images_from_json(inputs: list[list[float]] | list[list[list[float]]], scale:
             rows.append([v for r in image for v in r])
         else:
             raise _shape_error(image, i, field)
-    return _check_values(torch.tensor(rows, dtype=torch.float64), scale, field)
+    return _check_values(np.array(rows, dtype=np.float64).reshape(len(rows), PIXELS), scale, field)
 
 
 def images_from_files(files: list[tuple[str | None, bytes]], field: str = "files") -> torch.Tensor:
@@ -111,22 +113,30 @@ def images_from_files(files: list[tuple[str | None, bytes]], field: str = "files
     return torch.from_numpy(out)
 
 
-def binarize(
-    x: torch.Tensor, likelihood: str, method: str | None, seed: int, generator: torch.Generator
-) -> tuple[torch.Tensor, Binarization]:
-    """Apply the request's binarisation; a Bernoulli model never silently scores non-binary data."""
+def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed: int) -> Binarization:
+    """Decide and validate the request's binarisation; a Bernoulli model never silently scores
+    non-binary data. ``apply_binarization`` does the work, on the device worker."""
     if method is None:
         method = "threshold" if likelihood == "bernoulli" else "none"
     if method == "threshold":
-        return binarize_threshold(x, THRESHOLD), Binarization(method="threshold", threshold=THRESHOLD)
+        return Binarization(method="threshold", threshold=THRESHOLD)
     if method == "sample":
-        return binarize_sample(x, generator), Binarization(method="sample", seed=seed)
+        return Binarization(method="sample", seed=seed)
     if likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
         raise InvalidInput(
             "binarize='none' but the inputs are not all 0 or 1, and this model has a Bernoulli likelihood; "
             "use 'threshold' or 'sample'", field="binarize", limit="binary inputs",
         )
-    return x, Binarization(method="none")
+    return Binarization(method="none")
+
+
+def apply_binarization(x: torch.Tensor, plan: Binarization, generator: torch.Generator) -> torch.Tensor:
+    """``x`` binarised as planned; ``sample`` draws from ``generator`` (before the model's noise)."""
+    if plan.method == "threshold":
+        return binarize_threshold(x, plan.threshold)
+    if plan.method == "sample":
+        return binarize_sample(x, generator)
+    return x
 
 
 def parse_estimator(raw: dict[str, object], field: str) -> EstimatorIn:

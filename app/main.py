@@ -11,6 +11,8 @@ import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from models.runtime import keep_freed_memory
+
 from .config import Settings, get_settings
 from .errors import register_error_handlers
 from .metrics import Metrics
@@ -32,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One intra-op thread per CPU the container may use (torch would otherwise count the host's).
         torch.set_num_threads(settings.torch_threads or cpu_limit())
+        keep_freed_memory()
         registry = ModelRegistry(settings.checkpoint_dir, settings.device)
         worker = DeviceWorker(registry.device, settings.queue_depth, settings.retry_after_s,
                               batch_max_inputs=settings.batch_max_inputs, batch_delay_s=settings.batch_delay_ms / 1000,

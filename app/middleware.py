@@ -81,10 +81,11 @@ class RequestGuard:
             fields: dict[str, Any] = scope["state"].get("log", {})
             endpoint = _endpoint(scope)
             self.metrics.requests.labels(fields.get("model", ""), endpoint, str(status_holder["status"])).inc()
-            log.info(json.dumps({
-                "request_id": request_id, "method": scope["method"], "path": path, "status": status_holder["status"],
-                "duration_s": round(time.monotonic() - started, 6), **fields,
-            }))
+            if log.isEnabledFor(logging.INFO):
+                log.info(json.dumps({
+                    "request_id": request_id, "method": scope["method"], "path": path, "status": status_holder["status"],
+                    "duration_s": round(time.monotonic() - started, 6), **fields,
+                }))
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         await problem_response(413, "Payload too large", f"request body over {self.max_body_bytes} bytes",

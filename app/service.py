@@ -13,12 +13,12 @@ import torch
 from models import EstimatorSpec, estimate
 from models.bbb import predictive_summary
 from models.compare import summarize_replicates
-from models.evidence import STD_ERR_FORMULAS, point_estimate
+from models.evidence import STD_ERR_FORMULAS, Estimate, point_estimate
 from models.psis import khat_threshold
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
-from .inputs import binarize, finite_or_none, parse_estimator
+from .inputs import apply_binarization, finite_or_none, parse_estimator, plan_binarization
 from .registry import ModelEntry
 from .schemas import (
     CompareRequest,
@@ -99,9 +99,11 @@ class Evidence:
     results: list[InputEstimate]
 
 
-def _diagnostics(d: Any, k: int, index: int) -> Diagnostics:
-    values = {name: finite_or_none(float(getattr(d, name)[index])) for name in d._fields}
-    return Diagnostics(**values, khat_threshold=khat_threshold(k))
+def _diagnostics(d: Any, k: int, columns: slice = slice(None)) -> list[Diagnostics]:
+    """One ``Diagnostics`` per input of ``columns``, each field's values moved off the tensor at once."""
+    values = {name: _floats(getattr(d, name)[columns]) for name in d._fields}
+    count = len(next(iter(values.values())))
+    return [Diagnostics(**{name: v[i] for name, v in values.items()}, khat_threshold=khat_threshold(k)) for i in range(count)]
 
 
 async def evidence(
@@ -113,29 +115,29 @@ async def evidence(
     check_limits(settings, x.shape[0], [estimator])
     spec = _spec(estimator)
     generator = torch.Generator().manual_seed(seed)
-    xb, binarization = binarize(x, model.likelihood, binarize_method, seed, generator)
+    binarization = plan_binarization(x, model.likelihood, binarize_method, seed)
     device = entry.device or "cpu"
 
     def prepare() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # On the worker thread: tensor work on the event loop would wait for the GIL behind the model.
+        xb = apply_binarization(x, binarization, generator)
         return xb.to(device), model.sample_noise(spec.k, xb.shape[0], generator)
 
     def forward(x_all: torch.Tensor, noise: list[torch.Tensor], check: Callable[[], None]) -> torch.Tensor:
         return model.log_weights_from_noise(x_all, noise, max_elements=settings.max_elements, before_chunk_fn=check)
 
-    def finish(log_w: torch.Tensor) -> Evidence:
+    def estimate_columns(log_w: torch.Tensor) -> Estimate:
         # The model runs in float32; the estimators get float64 so that nothing is lost after it.
-        est = estimate(log_w.double(), spec, with_diagnostics=with_diagnostics, generator=generator)
-        log_px, std_err = _floats(est.log_px), _floats(est.std_err)
-        results = [
-            InputEstimate(
-                log_px=log_px[i], std_err=std_err[i],
-                diagnostics=_diagnostics(est.diagnostics, spec.k, i) if est.diagnostics is not None else None,
-            )
-            for i in range(len(log_px))
-        ]
+        return estimate(log_w.double(), spec, with_diagnostics=with_diagnostics, generator=generator)
+
+    def finish(est: Estimate, columns: slice) -> Evidence:
+        log_px, std_err = _floats(est.log_px[columns]), _floats(est.std_err[columns])
+        diagnostics = _diagnostics(est.diagnostics, spec.k, columns) if est.diagnostics is not None else [None] * len(log_px)
+        results = [InputEstimate(log_px=v, std_err=e, diagnostics=d) for v, e, d in zip(log_px, std_err, diagnostics)]
         return Evidence(_estimator_out(spec, est.subsets), results)
 
-    work = BatchItem(key=(entry.name, spec, with_diagnostics), size=xb.shape[0], prepare=prepare, forward=forward, finish=finish)
+    work = BatchItem(key=(entry.name, spec, with_diagnostics), size=x.shape[0], prepare=prepare, forward=forward,
+                     estimate=estimate_columns, finish=finish, shared_estimate=not spec.draws_subsets)
     job = await worker.submit(work, settings.deadline_s)
     return EvidenceResponse(
         model=entry.name, device=device, estimator=job.value.estimate_out, binarization=binarization, seed=seed,
@@ -173,13 +175,13 @@ async def compare(
     specs = [_spec(e) for e in everything]
     k_draw = max(s.k for s in specs)
     generator = torch.Generator().manual_seed(req.seed)
-    xb, binarization = binarize(x, model.likelihood, req.binarize, req.seed, generator)
+    binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed)
     device = entry.device or "cpu"
 
     def work(ctx: JobContext) -> tuple[torch.Tensor, list[tuple[tuple[str, int], ...]]]:
         values = torch.empty(len(specs), req.replicates, x.shape[0], dtype=torch.float64)
         subsets: list[tuple[tuple[str, int], ...]] = [()] * len(specs)  # how each JVI's Lbar terms were computed
-        xd = xb.to(device)
+        xd = apply_binarization(x, binarization, generator).to(device)
         for r in range(req.replicates):
             log_w = model.log_weights(xd, k_draw, generator=generator, max_elements=settings.max_elements, before_chunk_fn=ctx.check)
             for s, spec in enumerate(specs):
@@ -240,9 +242,9 @@ async def predict(
             iw = estimate(per_draw, EstimatorSpec("iwae", k), with_diagnostics=with_diagnostics)
             jv = point_estimate(per_draw, EstimatorSpec("jvi", k, order), generator=generator)
             iwae_v, jvi_v, se = _floats(iw.log_px), _floats(jv.value), _floats((iw.std_err.pow(2) + jv.mc_var).sqrt())
+            diagnostics = _diagnostics(iw.diagnostics, k) if iw.diagnostics is not None else [None] * x.shape[0]
             loglik = [
-                LogLikelihood(label=labels[i], iwae=iwae_v[i], jvi=jvi_v[i], std_err=se[i],
-                              diagnostics=_diagnostics(iw.diagnostics, k, i) if iw.diagnostics is not None else None)
+                LogLikelihood(label=labels[i], iwae=iwae_v[i], jvi=jvi_v[i], std_err=se[i], diagnostics=diagnostics[i])
                 for i in range(x.shape[0])
             ]
         probs = summary.probs.cpu().tolist()

@@ -27,9 +27,10 @@ import torch
 
 from .errors import DeadlineExceeded, ServerSaturated
 
-__all__ = ["BatchItem", "JobContext", "DeviceWorker", "JobResult"]
+__all__ = ["BatchItem", "JobContext", "DeviceWorker", "JobResult", "finish_batch"]
 
 T = TypeVar("T")
+E = TypeVar("E")
 log = logging.getLogger("logpx")
 
 
@@ -57,24 +58,29 @@ class JobResult(Generic[T]):
 
 
 @dataclass
-class BatchItem(Generic[T]):
+class BatchItem(Generic[E, T]):
     """An evidence request split so that several can share one forward pass.
 
     ``prepare()`` returns the request's inputs (on the device) and its noise (``sample_noise``);
     ``forward(x, noise, check)`` runs the model on a (possibly combined) batch and returns ``[k, B]``;
-    ``finish(log_w)`` turns the request's own ``[k, B_i]`` columns into its result.
+    ``estimate(log_w)`` turns ``[k, B]`` log-weights into estimates for those B columns, and
+    ``finish(estimates, columns)`` the request's own ``columns`` of them into its result. When
+    ``shared_estimate``, each column's estimate depends on that column alone (no random draws), so one
+    ``estimate`` call serves the whole batch; otherwise each request estimates its own columns.
     """
 
     key: Hashable
     size: int
     prepare: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]
     forward: Callable[[torch.Tensor, list[torch.Tensor], Callable[[], None]], torch.Tensor]
-    finish: Callable[[torch.Tensor], T]
+    estimate: Callable[[torch.Tensor], E]
+    finish: Callable[[E, slice], T]
+    shared_estimate: bool = False
 
 
 @dataclass
 class _Job:
-    work: Callable[[JobContext], Any] | BatchItem[Any]
+    work: Callable[[JobContext], Any] | BatchItem[Any, Any]
     ctx: JobContext
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.monotonic)
@@ -105,7 +111,7 @@ class DeviceWorker:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    async def submit(self, work: Callable[[JobContext], T] | BatchItem[T], deadline_s: float) -> JobResult[T]:
+    async def submit(self, work: Callable[[JobContext], T] | BatchItem[Any, T], deadline_s: float) -> JobResult[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobResult[T]] = loop.create_future()
         job = _Job(work, JobContext(time.monotonic() + deadline_s, future), loop)
@@ -124,16 +130,15 @@ class DeviceWorker:
         return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
 
     def _collect(self, first: _Job) -> list[_Job]:
-        """``first`` and the queued jobs that may share its forward pass, in arrival order."""
+        """``first`` and the queued jobs that may share its forward pass, in arrival order: whatever is
+        already queued, then what arrives within ``batch_delay_s`` of now. Under load the queue fills
+        while a pass runs, so batches grow with the load even with no delay at all."""
         assert isinstance(first.work, BatchItem)
         group, total = [first], first.work.size
         until = time.monotonic() + self.batch_delay_s
         while total < self.batch_max_inputs:
-            remaining = until - time.monotonic()
-            if remaining <= 0:
-                break
             try:
-                job = self._next(timeout=remaining)
+                job = self._next(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
                 break
             if job is not None and isinstance(job.work, BatchItem) and job.work.key == first.work.key \
@@ -189,16 +194,7 @@ class DeviceWorker:
                 log_w = live[0].work.forward(x, noise, check)  # type: ignore[union-attr]
                 if self._on_forward is not None:
                     self._on_forward(len(live), x.shape[0])
-                outcomes = []
-                start = 0
-                for j in live:
-                    size = j.work.size  # type: ignore[union-attr]
-                    try:
-                        value = j.work.finish(log_w[:, start : start + size])  # type: ignore[union-attr]
-                        outcomes.append(("result", value))
-                    except BaseException as exc:
-                        outcomes.append(("error", exc))
-                    start += size
+                outcomes = finish_batch([j.work for j in live], log_w)  # type: ignore[misc]
         except _Cancelled:
             return
         except BaseException as exc:
@@ -207,6 +203,31 @@ class DeviceWorker:
         for j, (kind, value) in zip(live, outcomes):
             outcome = (kind, JobResult(value, started - j.enqueued, compute_s)) if kind == "result" else (kind, value)
             j.loop.call_soon_threadsafe(_settle, j.ctx.future, outcome)
+
+
+def finish_batch(items: list[BatchItem[Any, Any]], log_w: torch.Tensor) -> list[tuple[str, Any]]:
+    """Each request's outcome, ``("result", value)`` or ``("error", exception)``, from the combined
+    ``[k, B]`` log-weights, in order. A failure of the shared estimate falls back to one estimate per
+    request, so that one request's bad columns fail only that request."""
+    bounds = [0]
+    for item in items:
+        bounds.append(bounds[-1] + item.size)
+    shared = None
+    if items[0].shared_estimate and len(items) > 1:
+        try:
+            shared = items[0].estimate(log_w)
+        except Exception:
+            log.warning("shared estimate failed; estimating per request", exc_info=True)
+    outcomes: list[tuple[str, Any]] = []
+    for item, start, stop in zip(items, bounds[:-1], bounds[1:]):
+        try:
+            if shared is not None:
+                outcomes.append(("result", item.finish(shared, slice(start, stop))))
+            else:
+                outcomes.append(("result", item.finish(item.estimate(log_w[:, start:stop]), slice(0, item.size))))
+        except BaseException as exc:
+            outcomes.append(("error", exc))
+    return outcomes
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[str, Any]) -> None:

@@ -32,21 +32,28 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
-def timed(fn: Callable[[], Any], repeats: int = 5, device: str = "cpu") -> dict[str, float]:
-    """Median, min and max wall time of ``fn`` over ``repeats`` runs, after one warm-up run."""
+def timed_together(fns: dict[str, Callable[[], Any]], repeats: int = 5, device: str = "cpu") -> dict[str, dict[str, float]]:
+    """Median, min and max wall time of each function over ``repeats`` runs, after one warm-up run each.
+    The functions take turns within every repeat, so that drift in the machine's speed (this one shares
+    its host) falls on all of them alike and their ratios stay honest."""
     def sync() -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
 
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for repeat in range(repeats + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            if repeat:
+                times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": repeats} for name, t in times.items()}
+
+
+def timed(fn: Callable[[], Any], repeats: int = 5, device: str = "cpu") -> dict[str, float]:
+    """Median, min and max wall time of ``fn`` over ``repeats`` runs, after one warm-up run."""
+    return timed_together({"fn": fn}, repeats, device)["fn"]
 
 
 def save(name: str, payload: dict[str, Any], markdown: str) -> Path:

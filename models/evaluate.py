@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint
 from .data import binarize_sample, load_idx_dataset, split_train_valid
 from .evidence import EstimatorSpec, estimate, point_estimate
 from .psis import khat_threshold
+from .runtime import keep_freed_memory
 
 BINARIZE_SEED = 12345  # the same fixed binarisation the training command reports held-out bounds on
 
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()
 
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.model

@@ -11,7 +11,7 @@ import torch
 from ._validate import check_log_weights
 from .diagnostics import Diagnostics, diagnose, jackknife_var_from_loo, log_weight_var
 from .estimators import JVIResult, elbo, iwae, jvi
-from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS, leave_one_out
+from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS, exact_cost, leave_one_out
 
 __all__ = ["EstimatorSpec", "Estimate", "estimate", "point_estimate", "STD_ERR_FORMULAS"]
 
@@ -45,6 +45,12 @@ class EstimatorSpec:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if self.name == "jvi" and not 1 <= self.order < self.k:
             raise ValueError(f"jvi needs 1 <= order < k, got order={self.order}, k={self.k}")
+
+    @property
+    def draws_subsets(self) -> bool:
+        """Whether ``estimate`` draws random subsets (a JVI term over ``exact_budget``, as in
+        ``jackknife.lbar``). Otherwise every column's estimate is a function of that column alone."""
+        return self.name == "jvi" and any(exact_cost(self.k, j) > self.exact_budget for j in range(1, self.order + 1))
 
 
 class Estimate(NamedTuple):

@@ -38,11 +38,12 @@ class LatentVariableModel(nn.Module):
         x: torch.Tensor,
         noise: list[torch.Tensor],
         *,
-        max_elements: int = 2**26,
+        max_elements: int | None = None,
         before_chunk_fn: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """``[k, B]`` log-weights ``log p(x, z) - log q(z | x)`` of ``x`` ``[B, input_dim]`` for the
-        given ``sample_noise`` output, chunked over k so that activations stay within ``max_elements``;
+        given ``sample_noise`` output, chunked over k so that activations stay within ``max_elements``
+        (default: ``layers.chunk_elements`` of the device);
         ``before_chunk_fn`` is called before each chunk and may raise to stop the work (deadlines)."""
         raise NotImplementedError
 
@@ -52,7 +53,7 @@ class LatentVariableModel(nn.Module):
         k: int,
         *,
         generator: torch.Generator | None = None,
-        max_elements: int = 2**26,
+        max_elements: int | None = None,
         before_chunk_fn: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Draw k latents per input (``x`` ``[B, input_dim]`` on the model's device) and return their

@@ -32,6 +32,7 @@ from .checkpoint import save_checkpoint
 from .data import binarize_sample, load_idx_dataset, split_train_valid
 from .evidence import EstimatorSpec, point_estimate
 from .linear_gaussian import LinearGaussian, LinearGaussianConfig
+from .runtime import keep_freed_memory
 from .vae import VAE, VAEConfig
 
 
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     x, labels, dataset = load_idx_dataset(cfg.data)
     if cfg.family == "bbb":
         train_bbb(cfg, x, labels, dataset)

@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .latent import LatentVariableModel
-from .layers import HALF_LOG_2PI, GaussianHead, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
+from .layers import (
+    HALF_LOG_2PI,
+    GaussianHead,
+    chunk_elements,
+    chunks_over_k,
+    mlp,
+    normal_log_prob,
+    standard_normal_log_prob,
+)
 
 __all__ = ["VAEConfig", "VAE"]
 
@@ -72,7 +80,7 @@ class VAE(LatentVariableModel):
         with torch.no_grad():
             self.decoder[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
 
-    def _elements_per_sample(self) -> int:
+    def elements_per_sample(self) -> int:
         c = self.config
         return 2 * c.input_dim + sum(c.hidden) * 2 + sum(c.hidden2) * 2 + 4 * sum(self.latent_sizes)
 
@@ -81,7 +89,7 @@ class VAE(LatentVariableModel):
         x: torch.Tensor,
         noise: list[torch.Tensor],
         *,
-        max_elements: int = 2**26,
+        max_elements: int | None = None,
         before_chunk_fn: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         k, batch = noise[0].shape[:2]
@@ -90,7 +98,7 @@ class VAE(LatentVariableModel):
         out_layer = self.decoder[1]
         x_out = (x @ out_layer.weight, x @ out_layer.bias)  # [B, H], [B]
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
-        for rows in chunks_over_k(k, batch, self._elements_per_sample(), max_elements):
+        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements or chunk_elements(x.device)):
             if before_chunk_fn is not None:
                 before_chunk_fn()
             out[rows] = self._chunk_log_weights(x, mu1, log_sigma1, [n[rows] for n in noise], x_out)

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..inputs import images_from_files, images_from_json
+from ..json_route import JSONRoute
 from ..schemas import PredictRequest, PredictResponse, problem_responses
 
-router = APIRouter(prefix="/v1/models", tags=["predict"])
+router = APIRouter(prefix="/v1/models", tags=["predict"], route_class=JSONRoute)
 ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
 
 

@@ -13,9 +13,10 @@ from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..errors import InvalidInput
 from ..inputs import PIXELS, images_from_json, parse_estimator
+from ..json_route import JSONRoute
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=JSONRoute)
 
 _PARAMS = {"estimator", "k", "order", "seed", "binarize", "scale"}
 
