@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     queue_depth: int = Field(8, ge=1, description="Requests waiting per device before 503")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503")
     batch_max_inputs: int = Field(0, ge=0, description="Dynamic batching: most inputs coalesced into one pass (0: off)")
-    batch_delay_ms: float = Field(2.0, ge=0, description="Dynamic batching: longest wait for companions")
+    batch_delay_ms: float = Field(
+        2.0, ge=0, description="Dynamic batching: longest wait for companions beyond those already queued (0: take only those)"
+    )
     api_token: str | None = Field(None, description="Bearer token required on every endpoint but the health checks")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: the CPUs the cgroup allows)")

@@ -19,9 +19,8 @@ Every figure is a median over repeats with its min and max. Results: benchmarks/
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from models.checkpoint import load_checkpoint
 from models.layers import chunk_elements
 from models.runtime import keep_freed_memory
 
+from .load import closed_loop
 from .machine import machine_info, save, timed_together
 from .reference import float64_copy, reference_loop
 
@@ -63,10 +63,10 @@ def gemm_shapes(model: nn.Module, rows: int) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def addmm_pass(shapes: list[tuple[int, int, int]], device: str) -> tuple[Callable[[], object], int]:
-    """A pass of plain float32 ``addmm`` over the given (M, K, N) shapes, and its FLOPs."""
+def addmm_pass(shapes: list[tuple[int, int, int]], device: str, times: int = 1) -> tuple[Callable[[], object], int]:
+    """``times`` passes of plain float32 ``addmm`` over the given (M, K, N) shapes, and their FLOPs."""
     mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device), torch.randn(n, device=device)) for m, k, n in shapes]
-    return (lambda: [torch.addmm(b, a, w) for a, w, b in mats]), sum(2 * m * k * n for m, k, n in shapes)
+    return (lambda: [torch.addmm(b, a, w) for _ in range(times) for a, w, b in mats]), times * sum(2 * m * k * n for m, k, n in shapes)
 
 
 def throughput(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
@@ -87,11 +87,13 @@ def throughput(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                     with torch.inference_mode():
                         return model.log_weights_from_noise(x, noise)
 
-                # The ceiling: the per-sample layers' GEMMs alone, rows all at once or one default chunk.
+                # The ceiling: the per-sample layers' GEMMs alone on the same samples, either all rows at
+                # once or chunk by chunk as logpx does; the faster of the two.
                 fns: dict[str, Callable[[], object]] = {"logpx": run}
                 gemm_flops = {}
-                for rows_label, n_rows in {"all rows": k * batch, "one chunk": min(k * batch, chunk)}.items():
-                    fns[rows_label], gemm_flops[rows_label] = addmm_pass(gemm_shapes(model, n_rows), args.device)
+                fns["all rows"], gemm_flops["all rows"] = addmm_pass(gemm_shapes(model, k * batch), args.device)
+                if chunk < k * batch:
+                    fns["chunks"], gemm_flops["chunks"] = addmm_pass(gemm_shapes(model, chunk), args.device, -(-k * batch // chunk))
                 with_baseline = batch == 100 and k == 1000 or (batch == 1 and k == ks[-1])
                 if with_baseline:
                     # Baseline on identical work: same checkpoint, same draws, the same answer.
@@ -137,30 +139,7 @@ def _server_env(device: str) -> dict[str, str]:
 
 
 def _load(url: str, body: dict[str, Any], concurrency: int, total: int) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    remaining = [total]
-
-    def client() -> None:
-        with httpx.Client(base_url=url, timeout=600) as http:
-            while True:
-                with lock:
-                    if remaining[0] == 0:
-                        return
-                    remaining[0] -= 1
-                t0 = time.perf_counter()
-                r = http.post("/v1/models/vae1-iwae50/evidence", json=body)
-                assert r.status_code == 200, r.text
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sorted(latencies), time.perf_counter() - start
+    return closed_loop(url, "/v1/models/vae1-iwae50/evidence", json.dumps(body).encode(), concurrency, total)
 
 
 def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
@@ -183,26 +162,23 @@ def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             with torch.inference_mode():
                 estimate(model.log_weights(x, k_large, generator=g).double(), EstimatorSpec("iwae", k_large))
 
-        # Alternate the two, so that drift in the machine's speed falls on both alike.
-        over_http, local = [], []
+        server_compute: list[float] = []
         with httpx.Client(base_url=server.url, timeout=600) as http:
-            http.post("/v1/models/vae1-iwae50/evidence", json=large).raise_for_status()
-            in_process()
-            for _ in range(max(3, args.repeats)):
-                t0 = time.perf_counter()
-                http.post("/v1/models/vae1-iwae50/evidence", json=large).raise_for_status()
-                over_http.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                in_process()
-                local.append(time.perf_counter() - t0)
-        row = {"section": "http_large", "B": 100, "k": k_large, "http_median_s": statistics.median(over_http), "http_min_s": min(over_http),
-               "http_max_s": max(over_http), "in_process_median_s": statistics.median(local), "in_process_min_s": min(local),
-               "in_process_max_s": max(local), "http_over_in_process": statistics.median(over_http) / statistics.median(local)}
+            def over_http() -> None:
+                r = http.post("/v1/models/vae1-iwae50/evidence", json=large)
+                r.raise_for_status()
+                server_compute.append(r.json()["timing"]["compute_s"])
+
+            t = timed_together({"http": over_http, "in_process": in_process}, max(3, args.repeats), args.device)
+        row = {"section": "http_large", "B": 100, "k": k_large, "http_median_s": t["http"]["median_s"], "http_min_s": t["http"]["min_s"],
+               "http_max_s": t["http"]["max_s"], "in_process_median_s": t["in_process"]["median_s"], "in_process_min_s": t["in_process"]["min_s"],
+               "in_process_max_s": t["in_process"]["max_s"], "http_over_in_process": t["http"]["median_s"] / t["in_process"]["median_s"],
+               "server_compute_median_s": statistics.median(server_compute[1:])}  # [0] was the warm-up
         rows.append(row)
         print(row, flush=True)
     # Batching off and on, both servers up, loads alternated.
     with LocalServer(ROOT / "checkpoints", env=_server_env(args.device)) as off, \
-            LocalServer(ROOT / "checkpoints", env={**_server_env(args.device), "LOGPX_BATCH_MAX_INPUTS": "64", "LOGPX_BATCH_DELAY_MS": "5"}) as on:
+            LocalServer(ROOT / "checkpoints", env={**_server_env(args.device), "LOGPX_BATCH_MAX_INPUTS": "64"}) as on:
         rates: dict[str, list[float]] = {"off": [], "on": []}
         for _ in range(args.repeats):
             for label, server in (("off", off), ("on", on)):
@@ -234,7 +210,8 @@ def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     for r in (r for r in rows if r["section"] == "http_large"):
         out += ["", f"B = 100, k = {r['k']} (alternated): over HTTP {r['http_median_s']:.3f} s ({r['http_min_s']:.3f}-{r['http_max_s']:.3f}), "
                 f"in-process {r['in_process_median_s']:.3f} s ({r['in_process_min_s']:.3f}-{r['in_process_max_s']:.3f}): "
-                f"HTTP / in-process = {r['http_over_in_process']:.3f}"]
+                f"HTTP / in-process = {r['http_over_in_process']:.3f}; of the HTTP time, {r['server_compute_median_s']:.3f} s is the "
+                f"server's own compute (the model and estimator on its worker thread)"]
     batching = {r["batching"]: r for r in rows if r["section"] == "batching"}
     if len(batching) == 2:
         off, on = batching["off"], batching["on"]

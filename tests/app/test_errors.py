@@ -45,6 +45,7 @@ def png_with_declared_size(width: int, height: int) -> bytes:
         ({"inputs": [IMAGE], "estimator": {"name": "magic", "k": 5}}, 422, "estimator.name"),
         ({"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 50, "order": 9}}, 422, "estimator[0].order"),
         ({"inputs": [IMAGE], "seed": -1}, 422, "seed"),
+        ({"inputs": [IMAGE], "seed": 2**70}, 422, "seed"),  # past orjson's integers: the standard parser takes it
         ({"inputs": [IMAGE], "unknown": 1}, 422, "unknown"),
         ({"inputs": [IMAGE] * 300}, 413, "inputs"),
         ({"inputs": [IMAGE] * 100, "estimator": {"name": "iwae", "k": 50_000}}, 413, "inputs"),
