@@ -26,7 +26,7 @@ serve: venv
 	LOGPX_HOST=$(HOST) LOGPX_PORT=$(PORT) $(BIN)/logpx serve
 
 bench: venv
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --repeats 5
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -63,10 +63,17 @@ def gemm_shapes(model: nn.Module, rows: int) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def addmm_pass(shapes: list[tuple[int, int, int]], device: str, times: int = 1) -> tuple[Callable[[], object], int]:
-    """``times`` passes of plain float32 ``addmm`` over the given (M, K, N) shapes, and their FLOPs."""
+def addmm_pass(shapes: list[tuple[int, int, int]], device: str, times: int = 1) -> tuple[Callable[[], None], int]:
+    """``times`` passes of plain float32 ``addmm`` over the given (M, K, N) shapes, and their FLOPs.
+    Each product is dropped as soon as it is made, as logpx drops a chunk's activations."""
     mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device), torch.randn(n, device=device)) for m, k, n in shapes]
-    return (lambda: [torch.addmm(b, a, w) for _ in range(times) for a, w, b in mats]), times * sum(2 * m * k * n for m, k, n in shapes)
+
+    def run() -> None:
+        for _ in range(times):
+            for a, w, b in mats:
+                torch.addmm(b, a, w)
+
+    return run, times * sum(2 * m * k * n for m, k, n in shapes)
 
 
 def throughput(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
@@ -182,7 +189,7 @@ def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         rates: dict[str, list[float]] = {"off": [], "on": []}
         for _ in range(args.repeats):
             for label, server in (("off", off), ("on", on)):
-                lat, wall = _load(server.url, small, 32, 96 if args.quick else 640)
+                lat, wall = _load(server.url, small, 32, 96 if args.quick else 2000)
                 rates[label].append(len(lat) / wall)
     for label, values in rates.items():
         row = {"section": "batching", "batching": label, "concurrency": 32, "B": 1, "k": 100,
@@ -193,7 +200,7 @@ def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 
 def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     out = [f"Machine: {info['processor']}, {info['cpu_count']} CPUs{', ' + info['gpu'] if 'gpu' in info else ''}; torch {info['torch']}, "
-           f"{info['torch_threads']} threads; device {info['device']}; {info['date']}", ""]
+           f"{info['torch_threads']} threads; device {info['device']}; allocator {info['allocator']}; {info['date']}", ""]
     out += ["### Log-weight evaluation", "",
             "| model | B | k | time s (min-max) | samples/s | GFLOP/s | matmul GFLOP/s | efficiency | baseline s | speed-up |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -227,12 +234,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, to check the suite runs")
     parser.add_argument("--sections", nargs="+", default=["throughput", "estimator", "http"])
     parser.add_argument("--out", default=None)
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it is (to measure what models.runtime.keep_freed_memory buys)")
     args = parser.parse_args()
-    keep_freed_memory()  # as the service and the CLIs do
+    if not args.default_allocator:
+        keep_freed_memory()  # as the service and the CLIs do
     rows: list[dict[str, Any]] = []
     for section in args.sections:
         {"throughput": throughput, "estimator": estimator_overhead, "http": http_section}[section](args, rows)
-    info = machine_info(args.device)
+    info = {**machine_info(args.device), "allocator": "glibc default" if args.default_allocator else "keep_freed_memory"}
     text = markdown(info, rows)
     print(text)
     path = save(args.out or f"suite-{args.device}{'-quick' if args.quick else ''}", {"machine": info, "rows": rows}, text)
