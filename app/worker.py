@@ -6,7 +6,8 @@ an evidence request (draw its own noise, run the model, estimate on its columns)
 passed or the client has gone, so that abandoned work stops at the next chunk.
 
 Dynamic batching (``batch_max_inputs > 0``): queued ``BatchItem``s with the same key (model and
-estimator) are coalesced, waiting at most ``batch_delay_s`` for companions, into one forward pass.
+estimator) are coalesced into one forward pass: those already queued, then any arriving within
+``batch_delay_s``.
 Each request draws its noise from its own seeded generator, so its draws are those it gets alone; the
 forward pass over a larger batch may round the log-weights differently in the last float32 bit.
 """
