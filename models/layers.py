@@ -55,9 +55,12 @@ def chunk_elements(device: torch.device) -> int:
     return 2**23 if device.type == "cpu" else 2**28
 
 
-def chunks_over_k(k: int, batch: int, elements_per_sample: int, max_elements: int) -> Iterator[slice]:
+def chunks_over_k(
+    k: int, batch: int, elements_per_sample: int, max_elements: int | None, device: torch.device
+) -> Iterator[slice]:
     """Slices of ``range(k)`` whose ``rows x batch x elements_per_sample`` stays within ``max_elements``
-    (at least one row per chunk)."""
-    rows = max(1, max_elements // max(1, batch * elements_per_sample))
+    (``None``: ``chunk_elements(device)``), at least one row per chunk."""
+    budget = max_elements if max_elements is not None else chunk_elements(device)
+    rows = max(1, budget // max(1, batch * elements_per_sample))
     for start in range(0, k, rows):
         yield slice(start, min(k, start + rows))

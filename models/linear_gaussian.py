@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .latent import LatentVariableModel
-from .layers import chunk_elements, chunks_over_k, normal_log_prob, standard_normal_log_prob
+from .layers import chunks_over_k, normal_log_prob, standard_normal_log_prob
 
 __all__ = ["LinearGaussianConfig", "LinearGaussian"]
 
@@ -87,7 +87,7 @@ class LinearGaussian(LatentVariableModel):
         mu = x @ self.enc_weight.T + self.enc_bias  # [B, d]
         log_sigma = self.enc_log_sigma.expand_as(mu)
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
-        for rows in chunks_over_k(k, batch, 2 * self.config.input_dim, max_elements or chunk_elements(x.device)):
+        for rows in chunks_over_k(k, batch, 2 * self.config.input_dim, max_elements, x.device):
             if before_chunk_fn is not None:
                 before_chunk_fn()  # lets a caller stop the work between chunks (deadline, cancellation)
             z = mu + torch.exp(log_sigma) * eps[rows]  # [c, B, d]

@@ -20,7 +20,6 @@ from .latent import LatentVariableModel
 from .layers import (
     HALF_LOG_2PI,
     GaussianHead,
-    chunk_elements,
     chunks_over_k,
     mlp,
     normal_log_prob,
@@ -98,7 +97,7 @@ class VAE(LatentVariableModel):
         out_layer = self.decoder[1]
         x_out = (x @ out_layer.weight, x @ out_layer.bias)  # [B, H], [B]
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
-        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements or chunk_elements(x.device)):
+        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements, x.device):
             if before_chunk_fn is not None:
                 before_chunk_fn()
             out[rows] = self._chunk_log_weights(x, mu1, log_sigma1, [n[rows] for n in noise], x_out)
