@@ -4,8 +4,10 @@
     logpx models [--url URL]
     logpx score IMAGE... --model NAME [--estimator jvi --k 1000 --order 1 --seed 0]
     logpx compare IMAGE... --model NAME --estimators iwae:100 jvi:100:1 [--reference iwae:5000 --replicates 10]
-    logpx train ...                              # python -m models.train
-    logpx evaluate ...                           # python -m models.evaluate
+    logpx train ...                              # logpx train --help
+    logpx evaluate ...                           # logpx evaluate --help
+
+Client commands talk to the server at --url, default $LOGPX_URL or http://127.0.0.1:8000.
 """
 
 from __future__ import annotations
@@ -16,36 +18,58 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from models.estimators import parse_spec
 
 from .client import LogpxClient, LogpxError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class CommandError(Exception):
+    """A problem the user can fix, reported as one line and exit status 1."""
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda values: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))  # noqa: E731
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True)))
+
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
-def _parse_estimator(text: str) -> dict[str, Any]:
-    """``iwae:1000`` or ``jvi:1000:2`` -> an estimator object."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
-        raise argparse.ArgumentTypeError(f"estimator {text!r}: expected NAME:K or jvi:K:ORDER")
-    spec: dict[str, Any] = {"name": parts[0], "k": int(parts[1])}
-    if len(parts) == 3:
-        spec["order"] = int(parts[2])
-    return spec
+def _estimator_arg(text: str) -> dict[str, Any]:
+    """``iwae:1000`` or ``jvi:1000:2`` -> an estimator object of the HTTP API."""
+    try:
+        spec = parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return {"name": spec.name, "k": spec.k, **({"order": spec.order} if spec.name == "jvi" else {})}
+
+
+def _existing_files(paths: list[str]) -> list[str | Path]:
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise CommandError(
+            f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    return list(paths)
 
 
 def _load_images(paths: list[str]) -> list[list[float]]:
-    """Greyscale 28x28 image files as lists of 784 values in [0, 1] (for the JSON endpoints)."""
+    """Greyscale image files as flat lists of values in [0, 1] (for the JSON endpoints)."""
     out = []
-    for p in paths:
-        with Image.open(p) as img:
-            out.append((np.asarray(img.convert("L"), dtype=np.float64).reshape(-1) / 255.0).tolist())
+    for p in _existing_files(paths):
+        try:
+            with Image.open(p) as img:
+                out.append((np.asarray(img.convert("L"), dtype=np.float64).reshape(-1) / 255.0).tolist())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise CommandError(f"{p}: not a readable image ({exc.__class__.__name__})") from None
     return out
 
 
@@ -57,11 +81,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from .config import get_settings
-    from .main import create_app
+    from .main import create_app, log_config
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
+        timeout_graceful_shutdown=10,
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -72,13 +102,23 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     with _client(args) as client:
-        out = client.evidence_images(args.model, args.images, estimator=args.estimator, k=args.k, order=args.order,
-                                     seed=args.seed, binarize=args.binarize)
+        out = client.evidence_images(
+            args.model,
+            _existing_files(args.images),
+            estimator=args.estimator,
+            k=args.k,
+            order=args.order,
+            seed=args.seed,
+            binarize=args.binarize,
+        )
     est = out["estimator"]
-    print(f"model {out['model']} on {out['device']}: {est['name']} k={est['k']}"
-          + (f" order={est['order']}" if est.get("order") else "") + f", binarize={out['binarization']['method']}, seed={out['seed']}")
+    print(
+        f"model {out['model']} on {out['device']}: {est['name']} k={est['k']}"
+        + (f" order={est['order']}" if est.get("order") else "")
+        + f", binarize={out['binarization']['method']}, seed={out['seed']}"
+    )
     rows = []
-    for path, r in zip(args.images, out["results"]):
+    for path, r in zip(args.images, out["results"], strict=True):
         d = r.get("diagnostics") or {}
         rows.append([Path(path).name, r["log_px"], r["std_err"], d.get("ess"), d.get("khat")])
     print(_table(["image", "log_px", "std_err", "ess", "khat"], rows))
@@ -86,8 +126,15 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     with _client(args) as client:
-        out = client.compare(args.model, _load_images(args.images), args.estimators, replicates=args.replicates,
-                             seed=args.seed, reference=args.reference, binarize=args.binarize)
+        out = client.compare(
+            args.model,
+            _load_images(args.images),
+            args.estimators,
+            replicates=args.replicates,
+            seed=args.seed,
+            reference=args.reference,
+            binarize=args.binarize,
+        )
     rows = []
     for s in ([out["reference"]] if out["reference"] else []) + out["estimators"]:
         e = s["estimator"]
@@ -98,41 +145,113 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(_table(["estimator", "mean log_px", "sd", "diff to reference"], rows))
 
 
+def _client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        default=os.environ.get("LOGPX_URL", DEFAULT_URL),
+        help=f"the server's base URL (default: $LOGPX_URL, else {DEFAULT_URL})",
+    )
+    p.add_argument(
+        "--token", default=None, help="bearer token when the server requires one (default: $LOGPX_API_TOKEN)"
+    )
+
+
+def _image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="PNG or JPEG files, greyscale, of the model's input shape")
+    p.add_argument("--model", required=True, help="the model's name, as `logpx models` lists it")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (same seed, same answer; default 0)")
+    p.add_argument(
+        "--binarize",
+        choices=["threshold", "sample", "none"],
+        default=None,
+        help="how Bernoulli models binarise the images (default: the model's)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logpx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "serve",
+        help="run the service (settings from LOGPX_* environment variables, docs/settings.md)",
+        description="Run the service; settings come from LOGPX_* environment variables (docs/settings.md).",
+    ).set_defaults(fn=cmd_serve)
+    sub.add_parser("train", help="train a model and write a checkpoint (logpx train --help)", add_help=False)
+    sub.add_parser("evaluate", help="score a checkpoint on an IDX data set (logpx evaluate --help)", add_help=False)
+
+    p = sub.add_parser(
+        "models",
+        help="list the server's models and their status",
+        description="List the server's models, their status and device.",
+    )
+    p.set_defaults(fn=cmd_models)
+    _client_options(p)
+
+    p = sub.add_parser(
+        "score",
+        help="log p(x) of image files, with standard errors and diagnostics",
+        description="Estimate log p(x) of image files with one estimator.",
+    )
+    p.set_defaults(fn=cmd_score)
+    _client_options(p)
+    _image_options(p)
+    p.add_argument(
+        "--estimator", choices=["elbo", "iwae", "jvi"], default=None, help="the estimator (default: the server's)"
+    )
+    p.add_argument("--k", type=int, default=None, help="importance samples per image (default: the server's)")
+    p.add_argument("--order", type=int, default=None, help="JVI order, below k (jvi only; default 1)")
+
+    p = sub.add_parser(
+        "compare",
+        help="several estimators on common random numbers, over replicates",
+        description="Run several estimators on the same draws, over replicates, against a reference.",
+    )
+    p.set_defaults(fn=cmd_compare)
+    _client_options(p)
+    _image_options(p)
+    p.add_argument(
+        "--estimators",
+        type=_estimator_arg,
+        nargs="+",
+        required=True,
+        metavar="NAME:K[:ORDER]",
+        help="e.g. iwae:100 jvi:100:1 elbo:100",
+    )
+    p.add_argument(
+        "--reference",
+        type=_estimator_arg,
+        default=None,
+        metavar="NAME:K[:ORDER]",
+        help="estimator every other is compared with on the same draws, e.g. iwae:5000",
+    )
+    p.add_argument("--replicates", type=int, default=10, help="independent draws (default 10)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("train", "evaluate"):
-        from models import evaluate, train
+        from models.evaluation import evaluate
+        from models.training import train
 
         (train if argv[0] == "train" else evaluate).main(argv[1:])
         return
-    parser = argparse.ArgumentParser(prog="logpx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the service (settings from LOGPX_* environment variables)").set_defaults(fn=cmd_serve)
-    sub.add_parser("train", help="train a model (see python -m models.train --help)")
-    sub.add_parser("evaluate", help="score a checkpoint on a data set (see python -m models.evaluate --help)")
-    for name, fn in (("models", cmd_models), ("score", cmd_score), ("compare", cmd_compare)):
-        p = sub.add_parser(name)
-        p.set_defaults(fn=fn)
-        p.add_argument("--url", default=os.environ.get("LOGPX_URL", "http://127.0.0.1:8000"))
-        p.add_argument("--token", default=None, help="bearer token (or LOGPX_API_TOKEN)")
-        if name == "models":
-            continue
-        p.add_argument("images", nargs="+", help="PNG or JPEG files, greyscale 28x28")
-        p.add_argument("--model", required=True)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--binarize", choices=["threshold", "sample", "none"], default=None)
-        if name == "score":
-            p.add_argument("--estimator", choices=["elbo", "iwae", "jvi"], default="iwae")
-            p.add_argument("--k", type=int, default=1000)
-            p.add_argument("--order", type=int, default=None)
-        else:
-            p.add_argument("--estimators", type=_parse_estimator, nargs="+", required=True)
-            p.add_argument("--reference", type=_parse_estimator, default=None)
-            p.add_argument("--replicates", type=int, default=10)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         args.fn(args)
     except LogpxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except httpx.TransportError as exc:
+        print(
+            f"error: cannot reach the logpx server at {args.url} ({exc.__class__.__name__}: {exc}); "
+            "start it with `logpx serve`, or point --url or LOGPX_URL at it",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+    except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -1,13 +1,14 @@
 """Python client for the logpx HTTP API (httpx).
 
-    from app.client import LogpxClient
-    with LogpxClient("http://127.0.0.1:8000") as client:
-        result = client.evidence("vae1-iwae50", images, estimator={"name": "jvi", "k": 1000, "order": 1})
+from app.client import LogpxClient
+with LogpxClient("http://127.0.0.1:8000") as client:
+    result = client.evidence("vae1-iwae50", images, estimator={"name": "jvi", "k": 1000, "order": 1})
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,13 @@ class LogpxError(RuntimeError):
 
 
 class LogpxClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 300.0) -> None:
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 300.0
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
 
-    def __enter__(self) -> "LogpxClient":
+    def __enter__(self) -> LogpxClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -67,8 +70,17 @@ class LogpxClient:
     def model(self, name: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/models/{name}"))
 
-    def evidence(self, model: str, inputs: list[Any], *, estimator: dict[str, Any] | None = None, seed: int = 0,
-                 binarize: str | None = None, scale: str = "unit", diagnostics: bool = True) -> dict[str, Any]:
+    def evidence(
+        self,
+        model: str,
+        inputs: list[Any],
+        *,
+        estimator: dict[str, Any] | None = None,
+        seed: int = 0,
+        binarize: str | None = None,
+        scale: str = "unit",
+        diagnostics: bool = True,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"inputs": inputs, "seed": seed, "scale": scale, "diagnostics": diagnostics}
         if estimator:
             body["estimator"] = estimator
@@ -76,9 +88,23 @@ class LogpxClient:
             body["binarize"] = binarize
         return self._json(self._http.post(f"/v1/models/{model}/evidence", json=body))
 
-    def evidence_images(self, model: str, paths: list[str | Path], *, estimator: str = "iwae", k: int = 1000,
-                        order: int | None = None, seed: int = 0, binarize: str | None = None) -> dict[str, Any]:
-        form: dict[str, Any] = {"estimator": estimator, "k": str(k), "seed": str(seed)}
+    def evidence_images(
+        self,
+        model: str,
+        paths: Sequence[str | Path],
+        *,
+        estimator: str | None = None,
+        k: int | None = None,
+        order: int | None = None,
+        seed: int = 0,
+        binarize: str | None = None,
+    ) -> dict[str, Any]:
+        """Image files scored by ``estimator`` with ``k`` samples (the server's defaults where ``None``)."""
+        form: dict[str, Any] = {"seed": str(seed)}
+        if estimator is not None:
+            form["estimator"] = estimator
+        if k is not None:
+            form["k"] = str(k)
         if order is not None:
             form["order"] = str(order)
         if binarize:
@@ -89,10 +115,25 @@ class LogpxClient:
             files.append(("files", (p.name, p.read_bytes(), kind)))
         return self._json(self._http.post(f"/v1/models/{model}/evidence/images", data=form, files=files))
 
-    def compare(self, model: str, inputs: list[Any], estimators: list[dict[str, Any]], *, replicates: int = 10,
-                seed: int = 0, reference: dict[str, Any] | None = None, binarize: str | None = None,
-                scale: str = "unit") -> dict[str, Any]:
-        body: dict[str, Any] = {"inputs": inputs, "estimators": estimators, "replicates": replicates, "seed": seed, "scale": scale}
+    def compare(
+        self,
+        model: str,
+        inputs: list[Any],
+        estimators: list[dict[str, Any]],
+        *,
+        replicates: int = 10,
+        seed: int = 0,
+        reference: dict[str, Any] | None = None,
+        binarize: str | None = None,
+        scale: str = "unit",
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "inputs": inputs,
+            "estimators": estimators,
+            "replicates": replicates,
+            "seed": seed,
+            "scale": scale,
+        }
         if reference:
             body["reference"] = reference
         if binarize:

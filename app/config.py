@@ -28,14 +28,18 @@ class Settings(BaseSettings):
     max_replicates: int = Field(100, ge=1, description="Most replicates in one compare request")
     max_order: int = Field(8, ge=1, description="Highest JVI order accepted")
     max_elements: int | None = Field(
-        None, ge=2**16, description="Activation elements per chunk over k (unset: 2^23 on CPU, cache-sized; 2^28 on CUDA)"
+        None,
+        ge=2**16,
+        description="Activation elements per chunk over k (unset: 2^23 on CPU, cache-sized; 2^28 on CUDA)",
     )
     deadline_s: float = Field(120.0, gt=0, description="Compute deadline per request (504 after it)")
     queue_depth: int = Field(8, ge=1, description="Requests waiting per device before 503")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503")
     batch_max_inputs: int = Field(0, ge=0, description="Dynamic batching: most inputs coalesced into one pass (0: off)")
     batch_delay_ms: float = Field(
-        2.0, ge=0, description="Dynamic batching: longest wait for companions beyond those already queued (0: take only those)"
+        2.0,
+        ge=0,
+        description="Dynamic batching: longest wait for companions beyond those already queued (0: take only those)",
     )
     api_token: str | None = Field(None, description="Bearer token required on every endpoint but the health checks")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
@@ -51,4 +55,4 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return Settings()  # type: ignore[call-arg]  # fields come from the environment

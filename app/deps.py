@@ -36,12 +36,16 @@ async def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json" and not kind.endswith("+json"):
-        raise UnsupportedMediaType(f"content type {kind or 'missing'!r}: this endpoint takes application/json",
-                                   field="Content-Type", limit="application/json")
+        raise UnsupportedMediaType(
+            f"content type {kind or 'missing'!r}: this endpoint takes application/json",
+            field="Content-Type",
+            limit="application/json",
+        )
 
 
-def record_request(request: Request, metrics: Metrics, model: str, batch: int, k: int, queue_s: float, compute_s: float,
-                   samples: int) -> None:
+def record_request(
+    request: Request, metrics: Metrics, model: str, batch: int, k: int, queue_s: float, compute_s: float, samples: int
+) -> None:
     """The access-log fields and metrics every inference route reports."""
     request.state.log.update(model=model, batch=batch, k=k, queue_s=round(queue_s, 6), compute_s=round(compute_s, 6))
     metrics.samples.labels(model).inc(samples)

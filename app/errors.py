@@ -12,16 +12,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
-    "ProblemError",
+    "DeadlineExceeded",
     "InvalidInput",
     "ModelNotFound",
     "ModelNotReady",
-    "WrongModelFamily",
     "PayloadTooLarge",
-    "UnsupportedMediaType",
+    "ProblemError",
     "ServerSaturated",
-    "DeadlineExceeded",
     "Unauthorized",
+    "UnsupportedMediaType",
+    "WrongModelFamily",
     "problem_response",
     "register_error_handlers",
 ]
@@ -36,7 +36,9 @@ class ProblemError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None, limit: Any = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, field: str | None = None, limit: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
@@ -99,8 +101,15 @@ class Unauthorized(ProblemError):
 
 
 def problem_response(
-    status: int, title: str, detail: str, *, field: str | None = None, limit: Any = None,
-    headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None, instance: str | None = None,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    limit: Any = None,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    instance: str | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if field is not None:
@@ -126,8 +135,15 @@ def _loc_to_field(loc: tuple[Any, ...]) -> str:
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, field=exc.field, limit=exc.limit,
-                                headers=exc.headers, instance=request.url.path)
+        return problem_response(
+            exc.status,
+            exc.title,
+            exc.detail,
+            field=exc.field,
+            limit=exc.limit,
+            headers=exc.headers,
+            instance=request.url.path,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -142,17 +158,29 @@ def register_error_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             first = {"field": "body", "message": "body is not valid JSON"}
-        return problem_response(422, "Invalid input", f"{first['field']}: {first['message']}", field=first["field"],
-                                limit=first.get("limit"), errors=errors, instance=request.url.path)
+        return problem_response(
+            422,
+            "Invalid input",
+            f"{first['field']}: {first['message']}",
+            field=first["field"],
+            limit=first.get("limit"),
+            errors=errors,
+            instance=request.url.path,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-        return problem_response(exc.status_code, title, str(exc.detail), headers=getattr(exc, "headers", None),
-                                instance=request.url.path)
+        return problem_response(
+            exc.status_code, title, str(exc.detail), headers=getattr(exc, "headers", None), instance=request.url.path
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, never the client
-        return problem_response(500, "Internal server error", "the server failed to handle this request; see its log",
-                                instance=request.url.path)
+        return problem_response(
+            500,
+            "Internal server error",
+            "the server failed to handle this request; see its log",
+            instance=request.url.path,
+        )

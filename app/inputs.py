@@ -1,4 +1,5 @@
-"""Decode and validate request inputs into a ``[B, 784]`` float tensor in [0, 1], then binarise.
+"""Decode and validate request inputs into a ``[B, D]`` float tensor in [0, 1], then binarise; the
+shape of one input comes from the model's checkpoint.
 
 Every failure raises a domain error naming the field (``inputs[3]``, ``files[0]``) and the limit.
 """
@@ -8,37 +9,62 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
+from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from models.data import binarize_sample, binarize_threshold
+from models.io import binarize_sample, binarize_threshold
 
 from .errors import InvalidInput, UnsupportedMediaType
 from .schemas import Binarization, EstimatorIn
 
-__all__ = ["images_from_json", "images_from_files", "plan_binarization", "apply_binarization", "parse_estimator", "finite_or_none", "IMAGE_TYPES"]
+__all__ = [
+    "IMAGE_TYPES",
+    "apply_binarization",
+    "finite_or_none",
+    "images_from_files",
+    "inputs_from_json",
+    "parse_estimator",
+    "plan_binarization",
+    "read_uploads",
+]
 
-SIDE = 28
-PIXELS = SIDE * SIDE
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
 THRESHOLD = 0.5
 
 
-def _shape_error(image: object, index: int, field: str) -> InvalidInput:
-    if isinstance(image, list) and image and isinstance(image[0], list):
-        detail = f"expected 28 rows of 28 values, got {len(image)} rows" + (
-            "" if len(image) != SIDE else f" with lengths {sorted({len(r) for r in image if isinstance(r, list)})}"
+def _shape_text(shape: tuple[int, ...]) -> str:
+    size = math.prod(shape)
+    return f"{size} values" + (f" or {' x '.join(map(str, shape))} nested lists" if len(shape) > 1 else "")
+
+
+def _flatten_to(image: object, shape: tuple[int, ...]) -> list[float] | None:
+    """``image`` as a flat list when it holds ``prod(shape)`` numbers flat or nested as ``shape``, else None."""
+    if not isinstance(image, list):
+        return None
+    if len(image) == math.prod(shape) and not (image and isinstance(image[0], list)):
+        return image
+    if len(shape) < 2 or len(image) != shape[0]:
+        return None
+    flat: list[float] = []
+    for row in image:
+        part = (
+            _flatten_to(row, shape[1:])
+            if len(shape) > 2
+            else (row if isinstance(row, list) and len(row) == shape[1] else None)
         )
-    else:
-        detail = f"expected 784 values, got {len(image) if isinstance(image, list) else 'a non-list'}"
-    return InvalidInput(f"{field}[{index}]: {detail}", field=f"{field}[{index}]", limit="784 values or 28x28")
+        if part is None:
+            return None
+        flat.extend(part)
+    return flat
 
 
 def _check_values(x: np.ndarray, scale: str, field: str) -> torch.Tensor:
-    """``x`` ``[B, 784]`` float64 -> float32 in [0, 1]; NaN, inf and out-of-range values are refused.
+    """``x`` ``[B, D]`` float64 -> float32 in [0, 1]; NaN, inf and out-of-range values are refused.
     numpy, not torch: for a few thousand values its per-call cost is a fraction of torch's dispatch, and
     this runs on the event loop for every request."""
     bad = ~np.isfinite(x)
@@ -54,36 +80,58 @@ def _check_values(x: np.ndarray, scale: str, field: str) -> torch.Tensor:
         limit = "[0, 1]" if scale == "unit" else "integers 0..255"
         raise InvalidInput(
             f"{field}[{i}]: value {j} is {x[i, j]:g}, outside {limit} (scale={scale!r})",
-            field=f"{field}[{i}]", limit=limit,
+            field=f"{field}[{i}]",
+            limit=limit,
         )
     return torch.from_numpy((x / high).astype(np.float32))
 
 
-def images_from_json(inputs: list[list[float]] | list[list[list[float]]], scale: str, field: str = "inputs") -> torch.Tensor:
-    """Images as 784 numbers or 28 x 28 nested lists each -> ``[B, 784]`` float32 in [0, 1]."""
+def inputs_from_json(
+    inputs: list[Any], scale: str, input_shape: tuple[int, ...], field: str = "inputs"
+) -> torch.Tensor:
+    """Inputs as ``prod(input_shape)`` numbers or nested lists of ``input_shape`` each -> ``[B, D]``
+    float32 in [0, 1]."""
     rows = []
     for i, image in enumerate(inputs):
-        if len(image) == PIXELS and not isinstance(image[0], list):
-            rows.append(image)
-        elif len(image) == SIDE and all(isinstance(r, list) and len(r) == SIDE for r in image):
-            rows.append([v for r in image for v in r])
-        else:
-            raise _shape_error(image, i, field)
-    return _check_values(np.array(rows, dtype=np.float64).reshape(len(rows), PIXELS), scale, field)
+        flat = _flatten_to(image, input_shape)
+        if flat is None:
+            got = f"{len(image)} entries" if isinstance(image, list) else "a non-list"
+            raise InvalidInput(
+                f"{field}[{i}]: expected {_shape_text(input_shape)}, got {got}",
+                field=f"{field}[{i}]",
+                limit=_shape_text(input_shape),
+            )
+        rows.append(flat)
+    try:
+        array = np.array(rows, dtype=np.float64).reshape(len(rows), math.prod(input_shape))
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field}: values must be numbers", field=field, limit="numbers") from None
+    return _check_values(array, scale, field)
 
 
-def images_from_files(files: list[tuple[str | None, bytes]], field: str = "files") -> torch.Tensor:
-    """``(content_type, bytes)`` per uploaded PNG / JPEG, greyscale 28 x 28 -> ``[B, 784]`` in [0, 1].
+def images_from_files(
+    files: list[tuple[str | None, bytes]], input_shape: tuple[int, ...], field: str = "files"
+) -> torch.Tensor:
+    """``(content_type, bytes)`` per uploaded PNG / JPEG, greyscale ``H x W`` as the model's
+    ``input_shape`` -> ``[B, H * W]`` in [0, 1].
 
     The declared size is checked from the header before any pixel is decoded, so an image bomb is
     refused without being expanded.
     """
-    out = np.empty((len(files), PIXELS), dtype=np.float32)
+    if len(input_shape) != 2:
+        raise InvalidInput(
+            f"this model takes inputs of shape {list(input_shape)}, not images; send them as JSON",
+            field=field,
+            limit=list(input_shape),
+        )
+    height, width = input_shape
+    out = np.empty((len(files), height * width), dtype=np.float32)
     for i, (content_type, data) in enumerate(files):
         kind = (content_type or "").split(";")[0].strip().lower()
         if kind not in IMAGE_TYPES:
             raise UnsupportedMediaType(
-                f"{field}[{i}]: content type {kind or 'missing'!r} is not supported", field=f"{field}[{i}]",
+                f"{field}[{i}]: content type {kind or 'missing'!r} is not supported",
+                field=f"{field}[{i}]",
                 limit=sorted(IMAGE_TYPES),
             )
         try:
@@ -92,25 +140,40 @@ def images_from_files(files: list[tuple[str | None, bytes]], field: str = "files
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data), formats=[IMAGE_TYPES[kind]])
             with img:
-                if img.size != (SIDE, SIDE):
+                if img.size != (width, height):
                     raise InvalidInput(
-                        f"{field}[{i}]: image is {img.size[0]}x{img.size[1]}, must be 28x28 (no resizing is done)",
-                        field=f"{field}[{i}]", limit="28x28",
+                        f"{field}[{i}]: image is {img.size[0]}x{img.size[1]}, must be {width}x{height} (no resizing is done)",
+                        field=f"{field}[{i}]",
+                        limit=f"{width}x{height}",
                     )
                 if img.mode not in ("L", "1"):
                     raise InvalidInput(
-                        f"{field}[{i}]: image mode is {img.mode}, must be greyscale (L)", field=f"{field}[{i}]",
+                        f"{field}[{i}]: image mode is {img.mode}, must be greyscale (L)",
+                        field=f"{field}[{i}]",
                         limit="greyscale",
                     )
                 out[i] = np.asarray(img.convert("L"), dtype=np.float32).reshape(-1) / 255.0
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as exc:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
             if isinstance(exc, InvalidInput):
                 raise
             raise InvalidInput(
-                f"{field}[{i}]: not a decodable {IMAGE_TYPES[kind]} image", field=f"{field}[{i}]", limit=IMAGE_TYPES[kind]
+                f"{field}[{i}]: not a decodable {IMAGE_TYPES[kind]} image",
+                field=f"{field}[{i}]",
+                limit=IMAGE_TYPES[kind],
             ) from None
     return torch.from_numpy(out)
+
+
+async def read_uploads(files: list[UploadFile], input_shape: tuple[int, ...], field: str = "files") -> torch.Tensor:
+    """The uploaded image files of a multipart request, decoded for a model of ``input_shape``."""
+    return images_from_files([(f.content_type, await f.read()) for f in files], input_shape, field)
 
 
 def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed: int) -> Binarization:
@@ -125,7 +188,9 @@ def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed
     if likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
         raise InvalidInput(
             "binarize='none' but the inputs are not all 0 or 1, and this model has a Bernoulli likelihood; "
-            "use 'threshold' or 'sample'", field="binarize", limit="binary inputs",
+            "use 'threshold' or 'sample'",
+            field="binarize",
+            limit="binary inputs",
         )
     return Binarization(method="none")
 
@@ -133,7 +198,7 @@ def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed
 def apply_binarization(x: torch.Tensor, plan: Binarization, generator: torch.Generator) -> torch.Tensor:
     """``x`` binarised as planned; ``sample`` draws from ``generator`` (before the model's noise)."""
     if plan.method == "threshold":
-        return binarize_threshold(x, plan.threshold)
+        return binarize_threshold(x, THRESHOLD if plan.threshold is None else plan.threshold)
     if plan.method == "sample":
         return binarize_sample(x, generator)
     return x
@@ -145,8 +210,9 @@ def parse_estimator(raw: dict[str, object], field: str) -> EstimatorIn:
         return EstimatorIn.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        name = f"{field}.{loc}" if loc else field
+        # The order-versus-k check sees the whole object; the value at fault is the order.
+        loc = ".".join(str(p) for p in err.get("loc", ())) or ("order" if "order" in err.get("msg", "") else "")
+        name = ".".join(part for part in (field, loc) if part) or "body"
         raise InvalidInput(f"{name}: {err.get('msg', 'invalid')}", field=name) from None
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import torch
+import uvicorn.config
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from models.runtime import keep_freed_memory
 
+from . import __version__
 from .config import Settings, get_settings
 from .errors import register_error_handlers
 from .metrics import Metrics
@@ -23,7 +27,17 @@ from .routes import evidence, health, metrics, models, predict, v2
 from .schemas import problem_responses
 from .worker import DeviceWorker
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "log_config"]
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the ``logpx`` loggers: model loading (``logpx``) and one
+    JSON line per request (``logpx.access``), both to stderr as bare messages."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["logpx"] = {"format": "%(message)s"}
+    config["handlers"]["logpx"] = {"class": "logging.StreamHandler", "formatter": "logpx", "stream": "ext://sys.stderr"}
+    config["loggers"]["logpx"] = {"handlers": ["logpx"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,10 +49,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # One intra-op thread per CPU the container may use (torch would otherwise count the host's).
         torch.set_num_threads(settings.torch_threads or cpu_limit())
         keep_freed_memory()
-        registry = ModelRegistry(settings.checkpoint_dir, settings.device)
-        worker = DeviceWorker(registry.device, settings.queue_depth, settings.retry_after_s,
-                              batch_max_inputs=settings.batch_max_inputs, batch_delay_s=settings.batch_delay_ms / 1000,
-                              on_forward=lambda requests, inputs: app_metrics.batch_requests.observe(requests))
+        registry = ModelRegistry(settings.checkpoint_dir, settings.device, settings.retry_after_s)
+        worker = DeviceWorker(
+            registry.device,
+            settings.queue_depth,
+            settings.retry_after_s,
+            batch_max_inputs=settings.batch_max_inputs,
+            batch_delay_s=settings.batch_delay_ms / 1000,
+            on_forward=lambda requests, inputs: app_metrics.batch_requests.observe(requests),
+        )
         worker.start()
         app.state.registry, app.state.worker = registry, worker
         # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.
@@ -53,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="logpx",
-        version="1.0.0",
+        version=__version__,
         summary="Evidence estimation for latent-variable models: ELBO, IWAE and jackknife (JVI) estimates of log p(x)",
         lifespan=lifespan,
         # Any route may answer these: the middleware (401, 413), validation (422), lookups (404) and a
@@ -66,8 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, models, evidence, predict, v2, metrics):
         app.include_router(module.router)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, api_token=settings.api_token, metrics=app_metrics)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, api_token=settings.api_token, metrics=app_metrics
+    )
     logging.getLogger("logpx").setLevel(settings.log_level.upper())
     return app

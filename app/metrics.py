@@ -13,13 +13,39 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "logpx_requests_total", "HTTP requests by model, endpoint and status", ["model", "endpoint", "status"],
+            "logpx_requests_total",
+            "HTTP requests by model, endpoint and status",
+            ["model", "endpoint", "status"],
             registry=self.registry,
         )
-        self.queue_seconds = Histogram("logpx_queue_seconds", "Time waiting for the device worker", buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.compute_seconds = Histogram("logpx_compute_seconds", "Model and estimator time per request", buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.samples = Counter("logpx_importance_samples_total", "Importance samples evaluated (inputs x k)", ["model"], registry=self.registry)
-        self.batch_requests = Histogram("logpx_batch_requests", "Requests coalesced into one forward pass",
-                                        buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.queue_seconds = Histogram(
+            "logpx_queue_seconds",
+            "Time waiting for the device worker",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.compute_seconds = Histogram(
+            "logpx_compute_seconds",
+            "Model and estimator time per request",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.samples = Counter(
+            "logpx_importance_samples_total",
+            "Importance samples evaluated (inputs x k)",
+            ["model"],
+            registry=self.registry,
+        )
+        self.batch_requests = Histogram(
+            "logpx_batch_requests",
+            "Requests coalesced into one forward pass",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("logpx_queue_depth", "Requests waiting per device", ["device"], registry=self.registry)
-        self.cuda_memory = Gauge("logpx_cuda_memory_allocated_bytes", "torch.cuda.memory_allocated per device", ["device"], registry=self.registry)
+        self.cuda_memory = Gauge(
+            "logpx_cuda_memory_allocated_bytes",
+            "torch.cuda.memory_allocated per device",
+            ["device"],
+            registry=self.registry,
+        )

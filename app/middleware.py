@@ -65,8 +65,13 @@ class RequestGuard:
         path = scope["path"]
         try:
             if self.api_token and path not in OPEN_PATHS and not _authorised(scope, self.api_token):
-                await problem_response(401, "Unauthorized", "missing or wrong bearer token", field="Authorization",
-                                       headers={"WWW-Authenticate": "Bearer"})(scope, receive, send_raw)
+                await problem_response(
+                    401,
+                    "Unauthorized",
+                    "missing or wrong bearer token",
+                    field="Authorization",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )(scope, receive, send_raw)
                 return
             declared = _header(scope, b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
@@ -82,14 +87,27 @@ class RequestGuard:
             endpoint = _endpoint(scope)
             self.metrics.requests.labels(fields.get("model", ""), endpoint, str(status_holder["status"])).inc()
             if log.isEnabledFor(logging.INFO):
-                log.info(json.dumps({
-                    "request_id": request_id, "method": scope["method"], "path": path, "status": status_holder["status"],
-                    "duration_s": round(time.monotonic() - started, 6), **fields,
-                }))
+                log.info(
+                    json.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": path,
+                            "status": status_holder["status"],
+                            "duration_s": round(time.monotonic() - started, 6),
+                            **fields,
+                        }
+                    )
+                )
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem_response(413, "Payload too large", f"request body over {self.max_body_bytes} bytes",
-                               field="body", limit=self.max_body_bytes)(scope, receive, send)
+        await problem_response(
+            413,
+            "Payload too large",
+            f"request body over {self.max_body_bytes} bytes",
+            field="body",
+            limit=self.max_body_bytes,
+        )(scope, receive, send)
 
     def _limited(self, receive: Receive, overflow: dict[str, bool]) -> Receive:
         seen = 0

@@ -14,11 +14,12 @@ from typing import Literal
 
 import torch
 
-from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from models.families import Family
+from models.io import Checkpoint, CheckpointError, load_checkpoint
 
 from .errors import InvalidInput, ModelNotFound, ModelNotReady
 
-__all__ = ["ModelEntry", "ModelRegistry", "resolve_device", "NAME_PATTERN"]
+__all__ = ["NAME_PATTERN", "ModelEntry", "ModelRegistry", "resolve_device"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 log = logging.getLogger("logpx")
@@ -33,23 +34,30 @@ def resolve_device(device: str) -> str:
 @dataclass
 class ModelEntry:
     name: str
-    path: Path
+    path: Path | None
+    device: str
     status: Literal["loading", "ready", "failed"] = "loading"
     reason: str | None = None
-    device: str | None = None
     checkpoint: Checkpoint | None = None
 
     @property
+    def model(self) -> Family:
+        """The loaded model; only ``get_ready`` entries are asked."""
+        assert self.checkpoint is not None, f"model {self.name} is {self.status}"
+        return self.checkpoint.model
+
+    @property
     def family(self) -> str | None:
-        return self.checkpoint.metadata["family"] if self.checkpoint else None
+        return self.checkpoint.model.family if self.checkpoint else None
 
 
 class ModelRegistry:
-    """``load_all``, ``load``, ``get``, ``unload``, ``ready``; safe to read from any thread."""
+    """``load_all``, ``load``, ``update``, ``get``, ``ready``; safe to read from any thread."""
 
-    def __init__(self, directory: Path, device: str) -> None:
+    def __init__(self, directory: Path, device: str, retry_after_s: int = 5) -> None:
         self.directory = Path(directory)
         self.device = resolve_device(device)
+        self.retry_after_s = retry_after_s
         self._entries: dict[str, ModelEntry] = {}
         self._lock = threading.Lock()
         self._loaded = threading.Event()
@@ -60,7 +68,7 @@ class ModelRegistry:
         with self._lock:
             for path in paths:
                 if NAME_PATTERN.match(path.stem):
-                    self._entries.setdefault(path.stem, ModelEntry(path.stem, path))
+                    self._entries.setdefault(path.stem, ModelEntry(path.stem, path, self.device))
         if not paths:
             log.warning("no checkpoints found in %s", self.directory)
         return [p.stem for p in paths]
@@ -73,6 +81,7 @@ class ModelRegistry:
 
     def load(self, name: str) -> ModelEntry:
         entry = self._entries[name]
+        assert entry.path is not None, f"{name} was registered in memory"
         try:
             checkpoint = load_checkpoint(entry.path, self.device)
             self._warm_up(checkpoint)
@@ -82,22 +91,27 @@ class ModelRegistry:
             log.exception("checkpoint %s failed to load", name)
             entry.status, entry.reason = "failed", f"{type(exc).__name__}: could not be loaded"
         else:
-            entry.checkpoint, entry.device, entry.status, entry.reason = checkpoint, self.device, "ready", None
+            entry.checkpoint, entry.status, entry.reason = checkpoint, "ready", None
         log.info("model %s: %s%s", name, entry.status, f" ({entry.reason})" if entry.reason else "")
         return entry
 
-    @staticmethod
-    def _warm_up(checkpoint: Checkpoint) -> None:
+    def update(self, name: str, checkpoint: Checkpoint) -> ModelEntry:
+        """Serve an already built checkpoint under ``name`` (moved to this registry's device and warmed
+        up), replacing any entry of that name; no file needed (KServe's ``ModelRepository.update``)."""
+        checkpoint.model.to(self.device).eval()
+        self._warm_up(checkpoint)
+        entry = ModelEntry(name, None, self.device, "ready", None, checkpoint)
+        with self._lock:
+            self._entries[name] = entry
+        return entry
+
+    def _warm_up(self, checkpoint: Checkpoint) -> None:
         """One tiny pass on the target device, so the first request pays no lazy initialisation."""
-        with torch.inference_mode():
+        with torch.no_grad():
             try:
-                checkpoint.model.warm_up()
+                checkpoint.model.warm_up(torch.Generator(device=self.device).manual_seed(0))
             except ValueError as exc:
                 raise CheckpointError(str(exc)) from None
-
-    def unload(self, name: str) -> None:
-        with self._lock:
-            self._entries.pop(name, None)
 
     def entries(self) -> list[ModelEntry]:
         with self._lock:
@@ -119,7 +133,8 @@ class ModelRegistry:
         if entry.status != "ready":
             raise ModelNotReady(
                 f"model {name!r} is {entry.status}" + (f": {entry.reason}" if entry.reason else ""),
-                field="name", headers={"Retry-After": "5"} if entry.status == "loading" else None,
+                field="name",
+                headers={"Retry-After": str(self.retry_after_s)} if entry.status == "loading" else None,
             )
         return entry
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP contract (SPEC.md section 4), in pairs.
+"""Request and response bodies of the HTTP contract (docs/api.md), in pairs.
 
 Static bounds live on the fields; the configurable limits (batch size, k, budgets) are checked per
 request against the settings and reported with the limit that was broken.
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.estimators import DEFAULT_SPEC
 
 Image = list[float] | list[list[float]]
 
@@ -23,7 +25,7 @@ class EstimatorIn(BaseModel):
     order: int | None = Field(None, ge=1, description="JVI order m, 1 <= m < k; jvi only (default 1)")
 
     @model_validator(mode="after")
-    def _order(self) -> "EstimatorIn":
+    def _order(self) -> EstimatorIn:
         if self.name != "jvi" and self.order is not None:
             raise ValueError("order applies to the jvi estimator only")
         if self.name == "jvi":
@@ -39,22 +41,29 @@ Binarize = Literal["threshold", "sample", "none"]
 class EvidenceRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"inputs": [[0.0] * 784], "estimator": {"name": "iwae", "k": 1000}, "seed": 0}]},
+        json_schema_extra={
+            "examples": [{"inputs": [[0.0] * 784], "estimator": {"name": "iwae", "k": 1000}, "seed": 0}]
+        },
     )
 
-    inputs: list[Image] = Field(min_length=1, description="Images: 784 numbers or 28 x 28 nested lists each")
+    inputs: list[Image] = Field(
+        min_length=1, description="Inputs of the model's input_shape: flat, or nested (28 x 28 lists for MNIST models)"
+    )
     scale: Literal["unit", "byte"] = Field("unit", description="'unit': values in [0, 1]; 'byte': integers 0..255")
-    estimator: EstimatorIn = Field(default_factory=lambda: EstimatorIn(name="iwae", k=1000))
+    estimator: EstimatorIn = Field(
+        default_factory=lambda: EstimatorIn(name=DEFAULT_SPEC.name, k=DEFAULT_SPEC.k, order=None)
+    )
     seed: int = Field(0, ge=0, lt=2**63, description="Same seed, same request, same answer")
     binarize: Binarize | None = Field(
-        None, description="Bernoulli models: 'threshold' (x > 0.5, default) or 'sample' (Bernoulli(x) with the seed); "
-        "'none' only for inputs that are already 0/1 or for models with a continuous likelihood (their default)"
+        None,
+        description="Bernoulli models: 'threshold' (x > 0.5, default) or 'sample' (Bernoulli(x) with the seed); "
+        "'none' only for inputs that are already 0/1 or for models with a continuous likelihood (their default)",
     )
     diagnostics: bool = Field(True, description="Include the variance diagnostics per input")
 
 
 class Diagnostics(BaseModel):
-    """SPEC.md section 1; ``null`` where undefined (k-hat needs k >= 25)."""
+    """docs/estimators.md; ``null`` where undefined (k-hat needs k >= 25)."""
 
     ess: float | None
     ess_fraction: float | None
@@ -117,7 +126,9 @@ class CompareRequest(BaseModel):
     estimators: list[EstimatorIn] = Field(min_length=1, max_length=16)
     replicates: int = Field(10, ge=2, description="Independent draws; at most the server's max_replicates")
     seed: int = Field(0, ge=0, lt=2**63)
-    reference: EstimatorIn | None = Field(None, description="e.g. {'name': 'iwae', 'k': 5000}; shares each replicate's draw")
+    reference: EstimatorIn | None = Field(
+        None, description="e.g. {'name': 'iwae', 'k': 5000}; shares each replicate's draw"
+    )
     binarize: Binarize | None = None
 
 
@@ -157,7 +168,9 @@ class ModelDetail(ModelSummary):
     sha256: str | None = None
     input_shape: list[int] | None = None
     likelihood: str | None = None
-    metadata: dict[str, Any] | None = Field(None, description="The checkpoint's metadata document (SPEC.md section 3)")
+    metadata: dict[str, Any] | None = Field(
+        None, description="The checkpoint's metadata document (docs/checkpoints.md)"
+    )
     defaults: dict[str, Any]
 
 
@@ -179,7 +192,8 @@ class InferRequest(BaseModel):
     id: str | None = None
     inputs: list[InferTensor] = Field(min_length=1, max_length=1)
     parameters: dict[str, Any] | None = Field(
-        None, description="estimator ('iwae'), k (1000), order, seed (0), binarize, scale ('unit')"
+        None,
+        description=f"estimator ('{DEFAULT_SPEC.name}'), k ({DEFAULT_SPEC.k}), order, seed (0), binarize, scale ('unit')",
     )
 
 
@@ -214,7 +228,10 @@ class Problem(BaseModel):
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     return {
-        s: {"model": Problem, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        s: {
+            "model": Problem,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
         for s in statuses
     }
 
@@ -222,7 +239,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[Image] = Field(min_length=1, description="Images: 784 numbers or 28 x 28 nested lists each")
+    inputs: list[Image] = Field(min_length=1, description="Inputs of the model's input_shape, flat or nested")
     scale: Literal["unit", "byte"] = "unit"
     labels: list[int] | None = Field(None, description="True classes (0..9), one per input: adds log p(y | x, D)")
     k: int = Field(100, ge=2, description="Posterior weight samples (at most the server's max_k)")

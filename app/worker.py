@@ -2,7 +2,7 @@
 
 A request's work is either a callable taking a ``JobContext`` or a ``BatchItem``: the three steps of
 an evidence request (draw its own noise, run the model, estimate on its columns). Work runs under
-``torch.inference_mode`` and calls ``ctx.check()`` between chunks, which raises once the deadline has
+``torch.no_grad`` (a sampler may turn gradients back on: AIS needs them) and calls ``ctx.check()`` between chunks, which raises once the deadline has
 passed or the client has gone, so that abandoned work stops at the next chunk.
 
 Dynamic batching (``batch_max_inputs > 0``): queued ``BatchItem``s with the same key (model and
@@ -28,7 +28,7 @@ import torch
 
 from .errors import DeadlineExceeded, ServerSaturated
 
-__all__ = ["BatchItem", "JobContext", "DeviceWorker", "JobResult", "finish_batch"]
+__all__ = ["BatchItem", "DeviceWorker", "JobContext", "JobResult", "finish_batch"]
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -72,8 +72,8 @@ class BatchItem(Generic[E, T]):
 
     key: Hashable
     size: int
-    prepare: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]
-    forward: Callable[[torch.Tensor, list[torch.Tensor], Callable[[], None]], torch.Tensor]
+    prepare: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    forward: Callable[[torch.Tensor, torch.Tensor, Callable[[], None]], torch.Tensor]
     estimate: Callable[[torch.Tensor], E]
     finish: Callable[[E, slice], T]
     shared_estimate: bool = False
@@ -90,8 +90,16 @@ class _Job:
 class DeviceWorker:
     """Runs jobs one at a time on one device, in submission order."""
 
-    def __init__(self, device: str, queue_depth: int, retry_after_s: int, *, batch_max_inputs: int = 0,
-                 batch_delay_s: float = 0.0, on_forward: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        device: str,
+        queue_depth: int,
+        retry_after_s: int,
+        *,
+        batch_max_inputs: int = 0,
+        batch_delay_s: float = 0.0,
+        on_forward: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.device = device
         self.retry_after_s = retry_after_s
         self.batch_max_inputs = batch_max_inputs
@@ -121,7 +129,9 @@ class DeviceWorker:
         except queue.Full:
             raise ServerSaturated(
                 f"the {self.device} queue is full ({self._queue.maxsize} requests waiting); retry later",
-                field="queue_depth", limit=self._queue.maxsize, headers={"Retry-After": str(self.retry_after_s)},
+                field="queue_depth",
+                limit=self._queue.maxsize,
+                headers={"Retry-After": str(self.retry_after_s)},
             ) from None
         return await future
 
@@ -142,8 +152,12 @@ class DeviceWorker:
                 job = self._next(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
                 break
-            if job is not None and isinstance(job.work, BatchItem) and job.work.key == first.work.key \
-                    and total + job.work.size <= self.batch_max_inputs:
+            if (
+                job is not None
+                and isinstance(job.work, BatchItem)
+                and job.work.key == first.work.key
+                and total + job.work.size <= self.batch_max_inputs
+            ):
                 group.append(job)
                 total += job.work.size
             else:
@@ -165,7 +179,7 @@ class DeviceWorker:
         started = time.monotonic()
         try:
             job.ctx.check()
-            with torch.inference_mode():
+            with torch.no_grad():
                 value = job.work(job.ctx)  # type: ignore[operator]
             outcome: tuple[str, Any] = ("result", JobResult(value, started - job.enqueued, time.monotonic() - started))
         except _Cancelled:
@@ -188,10 +202,10 @@ class DeviceWorker:
             if not live:
                 return
             check()
-            with torch.inference_mode():
+            with torch.no_grad():
                 prepared = [j.work.prepare() for j in live]  # type: ignore[union-attr]
                 x = torch.cat([p[0] for p in prepared])
-                noise = [torch.cat(layer, dim=1) for layer in zip(*(p[1] for p in prepared))]
+                noise = torch.cat([p[1] for p in prepared], dim=1)
                 log_w = live[0].work.forward(x, noise, check)  # type: ignore[union-attr]
                 if self._on_forward is not None:
                     self._on_forward(len(live), x.shape[0])

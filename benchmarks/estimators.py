@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from models import iwae, jvi
-from models.jackknife import lbar, lbar_enumerated
+from models.estimators.jackknife import lbar, lbar_enumerated
 
 from .machine import machine_info, save, timed
 
@@ -48,7 +48,11 @@ def main() -> None:
 
     def cell(row: dict[str, object], name: str) -> str:
         v = row.get(name)
-        return f"{v['median_s'] * 1e3:.2f} ({v['min_s'] * 1e3:.2f}-{v['max_s'] * 1e3:.2f})" if isinstance(v, dict) else "n/a (memory)"
+        return (
+            f"{v['median_s'] * 1e3:.2f} ({v['min_s'] * 1e3:.2f}-{v['max_s'] * 1e3:.2f})"
+            if isinstance(v, dict)
+            else "n/a (memory)"
+        )
 
     def speedup(row: dict[str, object], j: int) -> str:
         e, f = row.get(f"enum_lbar{j}"), row.get(f"fast_lbar{j}")
@@ -58,7 +62,7 @@ def main() -> None:
     lines = [
         f"Machine: {info['processor']}, {info['cpu_count']} CPUs, torch {info['torch']} ({info['torch_threads']} threads), device {info['device']}, {info['date']}",
         "",
-        "Milliseconds, median (min-max) over repeats; B = %d." % args.batch,
+        f"Milliseconds, median (min-max) over repeats; B = {args.batch}.",
         "",
         "| k | iwae | jvi order 1 | jvi order 2 (exact) | enumerate Lbar_{k-1} | enumerate Lbar_{k-2} | speed-up j=1 | speed-up j=2 |",
         "|---|---|---|---|---|---|---|---|",

@@ -24,7 +24,11 @@ async def _connection(host: str, port: int, request: bytes, remaining: list[int]
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
             body = await reader.readexactly(length)
             if status != 200:
                 raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
@@ -37,15 +41,21 @@ def closed_loop(url: str, path: str, body: bytes, concurrency: int, total: int) 
     """POST ``body`` (JSON) to ``url + path`` ``total`` times over ``concurrency`` connections; returns the
     sorted latencies in seconds and the wall time."""
     parts = urlsplit(url)
-    request = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     latencies: list[float] = []
     remaining = [total]  # requests not yet sent, shared by the connections (one loop: no lock needed)
 
     async def run() -> float:
         start = time.perf_counter()
-        await asyncio.gather(*(_connection(parts.hostname or "127.0.0.1", parts.port or 80, request, remaining, latencies)
-                               for _ in range(concurrency)))
+        await asyncio.gather(
+            *(
+                _connection(parts.hostname or "127.0.0.1", parts.port or 80, request, remaining, latencies)
+                for _ in range(concurrency)
+            )
+        )
         return time.perf_counter() - start
 
     wall = asyncio.run(run())

@@ -8,7 +8,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 def machine_info(device: str = "cpu") -> dict[str, Any]:
     info: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -32,10 +32,13 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
-def timed_together(fns: dict[str, Callable[[], Any]], repeats: int = 5, device: str = "cpu") -> dict[str, dict[str, float]]:
+def timed_together(
+    fns: dict[str, Callable[[], Any]], repeats: int = 5, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
     """Median, min and max wall time of each function over ``repeats`` runs, after one warm-up run each.
     The functions take turns within every repeat, so that drift in the machine's speed (this one shares
     its host) falls on all of them alike and their ratios stay honest."""
+
     def sync() -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
@@ -48,7 +51,10 @@ def timed_together(fns: dict[str, Callable[[], Any]], repeats: int = 5, device: 
             sync()
             if repeat:
                 times[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": repeats} for name, t in times.items()}
+    return {
+        name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": repeats}
+        for name, t in times.items()
+    }
 
 
 def timed(fn: Callable[[], Any], repeats: int = 5, device: str = "cpu") -> dict[str, float]:

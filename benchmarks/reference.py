@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.layers import normal_log_prob, standard_normal_log_prob
-from models.vae import VAE
+from models.families.layers import normal_log_prob, standard_normal_log_prob
+from models.families.vae import VAE
 
 __all__ = ["float64_copy", "reference_log_weights", "reference_loop"]
 

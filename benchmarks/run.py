@@ -29,11 +29,11 @@ import httpx
 import torch
 from torch import nn
 
-from app.local_server import LocalServer
 from models import EstimatorSpec, estimate
-from models.checkpoint import load_checkpoint
-from models.layers import chunk_elements
+from models.families.layers import chunk_elements
+from models.io.checkpoint import load_checkpoint
 from models.runtime import keep_freed_memory
+from tests.local_server import LocalServer
 
 from .load import closed_loop
 from .machine import machine_info, save, timed_together
@@ -66,7 +66,10 @@ def gemm_shapes(model: nn.Module, rows: int) -> list[tuple[int, int, int]]:
 def addmm_pass(shapes: list[tuple[int, int, int]], device: str, times: int = 1) -> tuple[Callable[[], None], int]:
     """``times`` passes of plain float32 ``addmm`` over the given (M, K, N) shapes, and their FLOPs.
     Each product is dropped as soon as it is made, as logpx drops a chunk's activations."""
-    mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device), torch.randn(n, device=device)) for m, k, n in shapes]
+    mats = [
+        (torch.randn(m, k, device=device), torch.randn(k, n, device=device), torch.randn(n, device=device))
+        for m, k, n in shapes
+    ]
 
     def run() -> None:
         for _ in range(times):
@@ -100,8 +103,10 @@ def throughput(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 gemm_flops = {}
                 fns["all rows"], gemm_flops["all rows"] = addmm_pass(gemm_shapes(model, k * batch), args.device)
                 if chunk < k * batch:
-                    fns["chunks"], gemm_flops["chunks"] = addmm_pass(gemm_shapes(model, chunk), args.device, -(-k * batch // chunk))
-                with_baseline = batch == 100 and k == 1000 or (batch == 1 and k == ks[-1])
+                    fns["chunks"], gemm_flops["chunks"] = addmm_pass(
+                        gemm_shapes(model, chunk), args.device, -(-k * batch // chunk)
+                    )
+                with_baseline = (batch == 100 and k == 1000) or (batch == 1 and k == ks[-1])
                 if with_baseline:
                     # Baseline on identical work: same checkpoint, same draws, the same answer.
                     with torch.inference_mode():
@@ -112,14 +117,26 @@ def throughput(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                     t = timed_together(fns, args.repeats, args.device)
                 flops = per_sample * k * batch + per_input * batch
                 rate = max(gemm_flops[r] / t[r]["median_s"] for r in gemm_flops)
-                row = {"section": "throughput", "model": label, "B": batch, "k": k, **t["logpx"],
-                       "samples_per_s": k * batch / t["logpx"]["median_s"], "flops_per_sample": per_sample,
-                       "achieved_flops_per_s": flops / t["logpx"]["median_s"], "matmul_flops_per_s": rate,
-                       "efficiency": flops / t["logpx"]["median_s"] / rate}
+                row = {
+                    "section": "throughput",
+                    "model": label,
+                    "B": batch,
+                    "k": k,
+                    **t["logpx"],
+                    "samples_per_s": k * batch / t["logpx"]["median_s"],
+                    "flops_per_sample": per_sample,
+                    "achieved_flops_per_s": flops / t["logpx"]["median_s"],
+                    "matmul_flops_per_s": rate,
+                    "efficiency": flops / t["logpx"]["median_s"] / rate,
+                }
                 if with_baseline:
-                    row.update(baseline_median_s=t["baseline"]["median_s"], baseline_min_s=t["baseline"]["min_s"],
-                               baseline_max_s=t["baseline"]["max_s"], baseline_max_gap_nats=gap,
-                               speedup_vs_baseline=t["baseline"]["median_s"] / t["logpx"]["median_s"])
+                    row.update(
+                        baseline_median_s=t["baseline"]["median_s"],
+                        baseline_min_s=t["baseline"]["min_s"],
+                        baseline_max_s=t["baseline"]["max_s"],
+                        baseline_max_gap_nats=gap,
+                        speedup_vs_baseline=t["baseline"]["median_s"] / t["logpx"]["median_s"],
+                    )
                 rows.append(row)
                 print(row, flush=True)
 
@@ -130,13 +147,28 @@ def estimator_overhead(args: argparse.Namespace, rows: list[dict[str, Any]]) -> 
     noise = model.sample_noise(1000, 100, torch.Generator(device=args.device).manual_seed(0))
     with torch.inference_mode():
         log_w = model.log_weights_from_noise(x, noise).double()
-        t = timed_together({"forward": lambda: model.log_weights_from_noise(x, noise),
-                            **{f"jvi order {order}": (lambda order=order: estimate(log_w, EstimatorSpec("jvi", 1000, order))) for order in (1, 2)}},
-                           args.repeats, args.device)
+        t = timed_together(
+            {
+                "forward": lambda: model.log_weights_from_noise(x, noise),
+                **{
+                    f"jvi order {order}": (lambda order=order: estimate(log_w, EstimatorSpec("jvi", 1000, order)))
+                    for order in (1, 2)
+                },
+            },
+            args.repeats,
+            args.device,
+        )
     forward = t.pop("forward")
     for label, stats in t.items():
-        row = {"section": "estimator", "estimator": label, "k": 1000, "B": 100, **stats,
-               "forward_median_s": forward["median_s"], "fraction_of_forward": stats["median_s"] / forward["median_s"]}
+        row = {
+            "section": "estimator",
+            "estimator": label,
+            "k": 1000,
+            "B": 100,
+            **stats,
+            "forward_median_s": forward["median_s"],
+            "fraction_of_forward": stats["median_s"] / forward["median_s"],
+        }
         rows.append(row)
         print(row, flush=True)
 
@@ -150,16 +182,31 @@ def _load(url: str, body: dict[str, Any], concurrency: int, total: int) -> tuple
 
 
 def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    small = {"inputs": [[0.0] * 300 + [1.0] * 184 + [0.0] * 300], "estimator": {"name": "iwae", "k": 100}, "diagnostics": False}
+    small = {
+        "inputs": [[0.0] * 300 + [1.0] * 184 + [0.0] * 300],
+        "estimator": {"name": "iwae", "k": 100},
+        "diagnostics": False,
+    }
     with LocalServer(ROOT / "checkpoints", env=_server_env(args.device)) as server:
         for concurrency in (1, 8, 32):
             lat, wall = _load(server.url, small, concurrency, 64 if args.quick else 320)
-            row = {"section": "http_latency", "concurrency": concurrency, "B": 1, "k": 100, "p50_ms": 1e3 * statistics.median(lat),
-                   "p99_ms": 1e3 * lat[int(0.99 * (len(lat) - 1))], "requests_per_s": len(lat) / wall}
+            row = {
+                "section": "http_latency",
+                "concurrency": concurrency,
+                "B": 1,
+                "k": 100,
+                "p50_ms": 1e3 * statistics.median(lat),
+                "p99_ms": 1e3 * lat[int(0.99 * (len(lat) - 1))],
+                "requests_per_s": len(lat) / wall,
+            }
             rows.append(row)
             print(row, flush=True)
         k_large = 1000 if args.quick else 5000
-        large = {"inputs": [[float(i % 3 == 0)] * 784 for i in range(100)], "estimator": {"name": "iwae", "k": k_large}, "diagnostics": False}
+        large = {
+            "inputs": [[float(i % 3 == 0)] * 784 for i in range(100)],
+            "estimator": {"name": "iwae", "k": k_large},
+            "diagnostics": False,
+        }
         model = load_checkpoint(ROOT / "checkpoints" / "vae1-iwae50.safetensors", args.device).model
         x = torch.tensor(large["inputs"], device=args.device)
         g = torch.Generator()
@@ -171,59 +218,105 @@ def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 
         server_compute: list[float] = []
         with httpx.Client(base_url=server.url, timeout=600) as http:
+
             def over_http() -> None:
                 r = http.post("/v1/models/vae1-iwae50/evidence", json=large)
                 r.raise_for_status()
                 server_compute.append(r.json()["timing"]["compute_s"])
 
             t = timed_together({"http": over_http, "in_process": in_process}, max(3, args.repeats), args.device)
-        row = {"section": "http_large", "B": 100, "k": k_large, "http_median_s": t["http"]["median_s"], "http_min_s": t["http"]["min_s"],
-               "http_max_s": t["http"]["max_s"], "in_process_median_s": t["in_process"]["median_s"], "in_process_min_s": t["in_process"]["min_s"],
-               "in_process_max_s": t["in_process"]["max_s"], "http_over_in_process": t["http"]["median_s"] / t["in_process"]["median_s"],
-               "server_compute_median_s": statistics.median(server_compute[1:])}  # [0] was the warm-up
+        row = {
+            "section": "http_large",
+            "B": 100,
+            "k": k_large,
+            "http_median_s": t["http"]["median_s"],
+            "http_min_s": t["http"]["min_s"],
+            "http_max_s": t["http"]["max_s"],
+            "in_process_median_s": t["in_process"]["median_s"],
+            "in_process_min_s": t["in_process"]["min_s"],
+            "in_process_max_s": t["in_process"]["max_s"],
+            "http_over_in_process": t["http"]["median_s"] / t["in_process"]["median_s"],
+            "server_compute_median_s": statistics.median(server_compute[1:]),
+        }  # [0] was the warm-up
         rows.append(row)
         print(row, flush=True)
     # Batching off and on, both servers up, loads alternated.
-    with LocalServer(ROOT / "checkpoints", env=_server_env(args.device)) as off, \
-            LocalServer(ROOT / "checkpoints", env={**_server_env(args.device), "LOGPX_BATCH_MAX_INPUTS": "64"}) as on:
+    with (
+        LocalServer(ROOT / "checkpoints", env=_server_env(args.device)) as off,
+        LocalServer(ROOT / "checkpoints", env={**_server_env(args.device), "LOGPX_BATCH_MAX_INPUTS": "64"}) as on,
+    ):
         rates: dict[str, list[float]] = {"off": [], "on": []}
         for _ in range(args.repeats):
             for label, server in (("off", off), ("on", on)):
                 lat, wall = _load(server.url, small, 32, 96 if args.quick else 2000)
                 rates[label].append(len(lat) / wall)
     for label, values in rates.items():
-        row = {"section": "batching", "batching": label, "concurrency": 32, "B": 1, "k": 100,
-               "requests_per_s": statistics.median(values), "min": min(values), "max": max(values)}
+        row = {
+            "section": "batching",
+            "batching": label,
+            "concurrency": 32,
+            "B": 1,
+            "k": 100,
+            "requests_per_s": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+        }
         rows.append(row)
         print(row, flush=True)
 
 
 def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    out = [f"Machine: {info['processor']}, {info['cpu_count']} CPUs{', ' + info['gpu'] if 'gpu' in info else ''}; torch {info['torch']}, "
-           f"{info['torch_threads']} threads; device {info['device']}; allocator {info['allocator']}; {info['date']}", ""]
-    out += ["### Log-weight evaluation", "",
-            "| model | B | k | time s (min-max) | samples/s | GFLOP/s | matmul GFLOP/s | efficiency | baseline s | speed-up |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"Machine: {info['processor']}, {info['cpu_count']} CPUs{', ' + info['gpu'] if 'gpu' in info else ''}; torch {info['torch']}, "
+        f"{info['torch_threads']} threads; device {info['device']}; allocator {info['allocator']}; {info['date']}",
+        "",
+    ]
+    out += [
+        "### Log-weight evaluation",
+        "",
+        "| model | B | k | time s (min-max) | samples/s | GFLOP/s | matmul GFLOP/s | efficiency | baseline s | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in (r for r in rows if r["section"] == "throughput"):
-        base = f"{r['baseline_median_s']:.3f} | {r['speedup_vs_baseline']:.1f}x" if "baseline_median_s" in r else "- | -"
-        out.append(f"| {r['model']} | {r['B']} | {r['k']} | {r['median_s']:.4f} ({r['min_s']:.4f}-{r['max_s']:.4f}) | {r['samples_per_s']:.3g} | "
-                   f"{r['achieved_flops_per_s'] / 1e9:.1f} | {r['matmul_flops_per_s'] / 1e9:.1f} | {100 * r['efficiency']:.0f}% | {base} |")
-    out += ["", "### Estimator overhead (B = 100, k = 1000)", "", "| estimator | time s (min-max) | forward s | fraction of forward |", "|---|---|---|---|"]
+        base = (
+            f"{r['baseline_median_s']:.3f} | {r['speedup_vs_baseline']:.1f}x" if "baseline_median_s" in r else "- | -"
+        )
+        out.append(
+            f"| {r['model']} | {r['B']} | {r['k']} | {r['median_s']:.4f} ({r['min_s']:.4f}-{r['max_s']:.4f}) | {r['samples_per_s']:.3g} | "
+            f"{r['achieved_flops_per_s'] / 1e9:.1f} | {r['matmul_flops_per_s'] / 1e9:.1f} | {100 * r['efficiency']:.0f}% | {base} |"
+        )
+    out += [
+        "",
+        "### Estimator overhead (B = 100, k = 1000)",
+        "",
+        "| estimator | time s (min-max) | forward s | fraction of forward |",
+        "|---|---|---|---|",
+    ]
     for r in (r for r in rows if r["section"] == "estimator"):
-        out.append(f"| {r['estimator']} | {r['median_s']:.4f} ({r['min_s']:.4f}-{r['max_s']:.4f}) | {r['forward_median_s']:.4f} | {100 * r['fraction_of_forward']:.1f}% |")
+        out.append(
+            f"| {r['estimator']} | {r['median_s']:.4f} ({r['min_s']:.4f}-{r['max_s']:.4f}) | {r['forward_median_s']:.4f} | {100 * r['fraction_of_forward']:.1f}% |"
+        )
     out += ["", "### HTTP", "", "| request | concurrency | p50 ms | p99 ms | requests/s |", "|---|---|---|---|---|"]
     for r in (r for r in rows if r["section"] == "http_latency"):
-        out.append(f"| B=1, k=100 | {r['concurrency']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests_per_s']:.1f} |")
+        out.append(
+            f"| B=1, k=100 | {r['concurrency']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests_per_s']:.1f} |"
+        )
     for r in (r for r in rows if r["section"] == "http_large"):
-        out += ["", f"B = 100, k = {r['k']} (alternated): over HTTP {r['http_median_s']:.3f} s ({r['http_min_s']:.3f}-{r['http_max_s']:.3f}), "
-                f"in-process {r['in_process_median_s']:.3f} s ({r['in_process_min_s']:.3f}-{r['in_process_max_s']:.3f}): "
-                f"HTTP / in-process = {r['http_over_in_process']:.3f}; of the HTTP time, {r['server_compute_median_s']:.3f} s is the "
-                f"server's own compute (the model and estimator on its worker thread)"]
+        out += [
+            "",
+            f"B = 100, k = {r['k']} (alternated): over HTTP {r['http_median_s']:.3f} s ({r['http_min_s']:.3f}-{r['http_max_s']:.3f}), "
+            f"in-process {r['in_process_median_s']:.3f} s ({r['in_process_min_s']:.3f}-{r['in_process_max_s']:.3f}): "
+            f"HTTP / in-process = {r['http_over_in_process']:.3f}; of the HTTP time, {r['server_compute_median_s']:.3f} s is the "
+            f"server's own compute (the model and estimator on its worker thread)",
+        ]
     batching = {r["batching"]: r for r in rows if r["section"] == "batching"}
     if len(batching) == 2:
         off, on = batching["off"], batching["on"]
-        out += ["", f"Dynamic batching, B = 1, k = 100, concurrency 32: off {off['requests_per_s']:.1f} req/s ({off['min']:.1f}-{off['max']:.1f}), "
-                f"on {on['requests_per_s']:.1f} req/s ({on['min']:.1f}-{on['max']:.1f}): {on['requests_per_s'] / off['requests_per_s']:.2f}x"]
+        out += [
+            "",
+            f"Dynamic batching, B = 1, k = 100, concurrency 32: off {off['requests_per_s']:.1f} req/s ({off['min']:.1f}-{off['max']:.1f}), "
+            f"on {on['requests_per_s']:.1f} req/s ({on['min']:.1f}-{on['max']:.1f}): {on['requests_per_s'] / off['requests_per_s']:.2f}x",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -234,18 +327,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, to check the suite runs")
     parser.add_argument("--sections", nargs="+", default=["throughput", "estimator", "http"])
     parser.add_argument("--out", default=None)
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's allocator as it is (to measure what models.runtime.keep_freed_memory buys)")
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (to measure what models.runtime.keep_freed_memory buys)",
+    )
     args = parser.parse_args()
     if not args.default_allocator:
         keep_freed_memory()  # as the service and the CLIs do
     rows: list[dict[str, Any]] = []
     for section in args.sections:
         {"throughput": throughput, "estimator": estimator_overhead, "http": http_section}[section](args, rows)
-    info = {**machine_info(args.device), "allocator": "glibc default" if args.default_allocator else "keep_freed_memory"}
+    info = {
+        **machine_info(args.device),
+        "allocator": "glibc default" if args.default_allocator else "keep_freed_memory",
+    }
     text = markdown(info, rows)
     print(text)
-    path = save(args.out or f"suite-{args.device}{'-quick' if args.quick else ''}", {"machine": info, "rows": rows}, text)
+    path = save(
+        args.out or f"suite-{args.device}{'-quick' if args.quick else ''}", {"machine": info, "rows": rows}, text
+    )
     print(f"saved {path}")
 
 

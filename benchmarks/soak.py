@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from app.local_server import LocalServer
+from tests.local_server import LocalServer
 
 from .machine import machine_info, save
 
@@ -41,19 +41,67 @@ def request_kinds(model: str) -> list[tuple[str, int, dict[str, Any]]]:
     image = [0.0] * 300 + [1.0] * 184 + [0.0] * 300
     ev = f"/v1/models/{model}/evidence"
     return [
-        ("evidence", 200, {"method": "POST", "url": ev, "json": {"inputs": [image], "estimator": {"name": "iwae", "k": 100}}}),
-        ("evidence_jvi", 200, {"method": "POST", "url": ev, "json": {"inputs": [image] * 4, "estimator": {"name": "jvi", "k": 200, "order": 2}}}),
-        ("compare", 200, {"method": "POST", "url": f"/v1/models/{model}/compare",
-                          "json": {"inputs": [image], "estimators": [{"name": "iwae", "k": 50}, {"name": "jvi", "k": 50}], "replicates": 3}}),
-        ("png", 200, {"method": "POST", "url": ev + "/images", "files": [("files", ("a.png", _png(), "image/png"))], "data": {"k": "50"}}),
+        (
+            "evidence",
+            200,
+            {"method": "POST", "url": ev, "json": {"inputs": [image], "estimator": {"name": "iwae", "k": 100}}},
+        ),
+        (
+            "evidence_jvi",
+            200,
+            {
+                "method": "POST",
+                "url": ev,
+                "json": {"inputs": [image] * 4, "estimator": {"name": "jvi", "k": 200, "order": 2}},
+            },
+        ),
+        (
+            "compare",
+            200,
+            {
+                "method": "POST",
+                "url": f"/v1/models/{model}/compare",
+                "json": {
+                    "inputs": [image],
+                    "estimators": [{"name": "iwae", "k": 50}, {"name": "jvi", "k": 50}],
+                    "replicates": 3,
+                },
+            },
+        ),
+        (
+            "png",
+            200,
+            {
+                "method": "POST",
+                "url": ev + "/images",
+                "files": [("files", ("a.png", _png(), "image/png"))],
+                "data": {"k": "50"},
+            },
+        ),
         ("models", 200, {"method": "GET", "url": "/v1/models"}),
         ("bad_shape", 422, {"method": "POST", "url": ev, "json": {"inputs": [[0.5] * 100]}}),
         ("bad_value", 422, {"method": "POST", "url": ev, "json": {"inputs": [[7.0] * 784]}}),
-        ("bad_k", 422, {"method": "POST", "url": ev, "json": {"inputs": [image], "estimator": {"name": "iwae", "k": 0}}}),
-        ("bad_json", 422, {"method": "POST", "url": ev, "content": b'{"inputs": [', "headers": {"content-type": "application/json"}}),
+        (
+            "bad_k",
+            422,
+            {"method": "POST", "url": ev, "json": {"inputs": [image], "estimator": {"name": "iwae", "k": 0}}},
+        ),
+        (
+            "bad_json",
+            422,
+            {"method": "POST", "url": ev, "content": b'{"inputs": [', "headers": {"content-type": "application/json"}},
+        ),
         ("bad_media", 415, {"method": "POST", "url": ev, "content": b"x", "headers": {"content-type": "text/plain"}}),
-        ("bad_png_size", 422, {"method": "POST", "url": ev + "/images", "files": [("files", ("a.png", _png(29), "image/png"))]}),
-        ("not_an_image", 422, {"method": "POST", "url": ev + "/images", "files": [("files", ("a.png", b"hello", "image/png"))]}),
+        (
+            "bad_png_size",
+            422,
+            {"method": "POST", "url": ev + "/images", "files": [("files", ("a.png", _png(29), "image/png"))]},
+        ),
+        (
+            "not_an_image",
+            422,
+            {"method": "POST", "url": ev + "/images", "files": [("files", ("a.png", b"hello", "image/png"))]},
+        ),
         ("unknown_model", 404, {"method": "POST", "url": "/v1/models/nope/evidence", "json": {"inputs": [image]}}),
     ]
 
@@ -65,7 +113,9 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def run(checkpoint_dir: str, model: str, duration: float, clients: int, max_requests: int, seed: int = 0) -> dict[str, Any]:
+def run(
+    checkpoint_dir: str, model: str, duration: float, clients: int, max_requests: int, seed: int = 0
+) -> dict[str, Any]:
     env = {"LOGPX_LOG_LEVEL": "warning", "LOGPX_QUEUE_DEPTH": str(4 * clients)}
     with LocalServer(checkpoint_dir, env=env) as server:
         url = server.url
@@ -115,10 +165,16 @@ def run(checkpoint_dir: str, model: str, duration: float, clients: int, max_requ
         end_rss = rss_bytes(pid)
     latencies.sort()
     return {
-        "requests": len(latencies), "wall_s": wall, "clients": clients, "model": model,
-        "statuses": dict(statuses), "unexpected": dict(unexpected),
-        "p50_ms": 1e3 * statistics.median(latencies), "p99_ms": 1e3 * latencies[int(0.99 * (len(latencies) - 1))],
-        "rss_after_warmup_mb": warm_rss[0] / 2**20, "rss_end_mb": end_rss / 2**20,
+        "requests": len(latencies),
+        "wall_s": wall,
+        "clients": clients,
+        "model": model,
+        "statuses": dict(statuses),
+        "unexpected": dict(unexpected),
+        "p50_ms": 1e3 * statistics.median(latencies),
+        "p99_ms": 1e3 * latencies[int(0.99 * (len(latencies) - 1))],
+        "rss_after_warmup_mb": warm_rss[0] / 2**20,
+        "rss_end_mb": end_rss / 2**20,
         "rss_growth": end_rss / warm_rss[0] - 1,
     }
 

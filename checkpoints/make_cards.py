@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.checkpoint import read_metadata
+from models.io.checkpoint import read_metadata
 
 HERE = Path(__file__).parent
 
@@ -19,7 +19,9 @@ def fmt(e: dict[str, float]) -> str:
 
 
 def main() -> None:
-    print("| model | layers / latent | objective | epochs | train wall time | held-out ELBO | held-out IWAE-5000 | held-out JVI-5000 (m=1) | k-hat > threshold | quick check IWAE-1000 |")
+    print(
+        "| model | layers / latent | objective | epochs | train wall time | held-out ELBO | held-out IWAE-5000 | held-out JVI-5000 (m=1) | k-hat > threshold | quick check IWAE-1000 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for card in sorted(HERE.glob("cards/*.json")):
         if ".quick" in card.name or card.stem.startswith("bbb"):
@@ -30,13 +32,17 @@ def main() -> None:
         t = meta["training"]
         arch = meta["arch"]
         shape = f"{arch.get('layers', 1)} / {arch['latent']}"
-        objective = t["objective"] + (f" k={t['k']}" if t.get("k") else "") + (f" m={t['order']}" if t.get("order") else "")
+        objective = (
+            t["objective"] + (f" k={t['k']}" if t.get("k") else "") + (f" m={t['order']}" if t.get("order") else "")
+        )
         est = out["estimators"]
         diag = out.get("diagnostics", {})
         exact = f" (exact {out['exact_log_px']:.2f})" if "exact_log_px" in out else ""
-        print(f"| `{card.stem}` | {shape} | {objective} | {t['epochs']} | {t.get('wall_time_s', 0) / 60:.0f} min | {fmt(est['elbo-5000'])} | "
-              f"{fmt(est['iwae-5000'])}{exact} | {fmt(est['jvi-5000-m1'])} | {100 * diag.get('fraction_khat_over_threshold', float('nan')):.1f}% | "
-              f"{quick['mean']:.3f} ± {quick['mc_se_of_mean']:.3f} |")
+        print(
+            f"| `{card.stem}` | {shape} | {objective} | {t['epochs']} | {t.get('wall_time_s', 0) / 60:.0f} min | {fmt(est['elbo-5000'])} | "
+            f"{fmt(est['iwae-5000'])}{exact} | {fmt(est['jvi-5000-m1'])} | {100 * diag.get('fraction_khat_over_threshold', float('nan')):.1f}% | "
+            f"{quick['mean']:.3f} ± {quick['mc_se_of_mean']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,20 @@
-"""logpx models: evidence estimators, diagnostics, model families, training and checkpoint I/O."""
+"""logpx models, in layers: ``estimators`` (pure functions of log-weights), ``families`` (model types),
+``samplers`` (log-weights from a model), ``io`` (checkpoints and data), ``training`` and ``evaluation``.
 
-from .diagnostics import Diagnostics, diagnose
-from .estimators import elbo, iwae, jvi, jvi_coefficients
-from .evidence import Estimate, EstimatorSpec, estimate
-from .psis import khat
+The estimator core is re-exported here for in-process use on your own log-weights."""
+
+from .estimators import (
+    Diagnostics,
+    Estimate,
+    EstimatorSpec,
+    diagnose,
+    elbo,
+    estimate,
+    iwae,
+    jvi,
+    jvi_coefficients,
+    khat,
+)
 
 __all__ = [
     "Diagnostics",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.evaluate import main as evaluate_main
+from models.evaluation.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = sorted((ROOT / "checkpoints" / "cards").glob("*.quick.json"))
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow
 
 def test_every_shipped_checkpoint_has_a_card() -> None:
     shipped = {p.stem for p in (ROOT / "checkpoints").glob("*.safetensors")}
-    carded = {p.name.removesuffix(".json") for p in (ROOT / "checkpoints" / "cards").glob("*.json") if ".quick" not in p.name}
+    carded = {
+        p.name.removesuffix(".json") for p in (ROOT / "checkpoints" / "cards").glob("*.json") if ".quick" not in p.name
+    }
     assert shipped and shipped == carded
 
 
@@ -26,7 +28,20 @@ def test_quick_check_reproduces(card: Path) -> None:
     recorded = json.loads(card.read_text())
     name = card.name.removesuffix(".quick.json")
     data = ROOT / "tests" / "data" / ("fashion-valid200" if name.startswith("fashion-") else "mnist-valid200")
-    out = evaluate_main([str(ROOT / "checkpoints" / f"{name}.safetensors"), "--data", str(data),
-                         "--split", "valid200", "--limit", str(recorded["images"]), "--estimators", "iwae:1000", "--seed", str(recorded["seed"])])
+    out = evaluate_main(
+        [
+            str(ROOT / "checkpoints" / f"{name}.safetensors"),
+            "--data",
+            str(data),
+            "--split",
+            "valid200",
+            "--limit",
+            str(recorded["images"]),
+            "--estimators",
+            "iwae:1000",
+            "--seed",
+            str(recorded["seed"]),
+        ]
+    )
     want, got = recorded["estimators"]["iwae-1000"], out["estimators"]["iwae-1000"]
     assert abs(got["mean"] - want["mean"]) <= max(want["mc_se_of_mean"], 1e-3), (got, want)

@@ -9,8 +9,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from app.config import Settings
-from models.checkpoint import load_checkpoint
-from models.vae import VAE, VAEConfig
+from models.families.vae import VAE, VAEConfig
+from models.io.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,12 +26,20 @@ def test_checkpoint_recipe_from_the_docs_loads(tmp_path: Path) -> None:
     arch = {"layers": 1, "input_dim": 784, "hidden": [200, 200], "latent": 50, "hidden2": [100, 100], "latent1": 100}
     state = VAE(VAEConfig(**arch)).state_dict()  # stands in for "my_state_dict"
     meta = {
-        "format_version": 1, "family": "vae", "arch": arch, "likelihood": "bernoulli", "input_shape": [28, 28],
+        "format_version": 1,
+        "family": "vae",
+        "arch": arch,
+        "likelihood": "bernoulli",
+        "input_shape": [28, 28],
         "training": {"objective": "iwae", "k": 50, "order": None, "epochs": 100},
         "dataset": {"name": "mnist", "sha256": "..."},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(),
     }
-    save_file({n: t.contiguous() for n, t in state.items()}, str(tmp_path / "mine.safetensors"), metadata={"logpx": json.dumps(meta)})
+    save_file(
+        {n: t.contiguous() for n, t in state.items()},
+        str(tmp_path / "mine.safetensors"),
+        metadata={"logpx": json.dumps(meta)},
+    )
     assert load_checkpoint(tmp_path / "mine.safetensors").metadata["family"] == "vae"
     documented = (ROOT / "docs" / "checkpoints.md").read_text()
     for name in state:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.client import LogpxClient
-from app.local_server import LocalServer
+from tests.local_server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = sorted((ROOT / "tests" / "data").glob("mnist-*.png"))
@@ -29,9 +29,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_cli_scores_pngs(server: str) -> None:
     out = subprocess.run(
-        [str(Path(sys.executable).with_name("logpx")), "score", *map(str, DIGITS), "--model", MODEL, "--estimator", "jvi",
-         "--k", "500", "--order", "1", "--url", server],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            str(Path(sys.executable).with_name("logpx")),
+            "score",
+            *map(str, DIGITS),
+            "--model",
+            MODEL,
+            "--estimator",
+            "jvi",
+            "--k",
+            "500",
+            "--order",
+            "1",
+            "--url",
+            server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert f"model {MODEL} on cpu: jvi k=500 order=1" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("mnist-")]
@@ -42,8 +58,13 @@ def test_cli_scores_pngs(server: str) -> None:
 
 
 def test_models_command(server: str) -> None:
-    out = subprocess.run([str(Path(sys.executable).with_name("logpx")), "models", "--url", server],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("logpx")), "models", "--url", server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert MODEL in out and "ready" in out
 
 
@@ -73,9 +94,26 @@ def test_live_answers_fast_while_a_long_request_computes(server: str) -> None:
 
 def test_cli_compares_estimators(server: str) -> None:
     out = subprocess.run(
-        [str(Path(sys.executable).with_name("logpx")), "compare", *map(str, DIGITS[:2]), "--model", MODEL,
-         "--estimators", "iwae:50", "jvi:50:1", "--reference", "iwae:500", "--replicates", "4", "--url", server],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            str(Path(sys.executable).with_name("logpx")),
+            "compare",
+            *map(str, DIGITS[:2]),
+            "--model",
+            MODEL,
+            "--estimators",
+            "iwae:50",
+            "jvi:50:1",
+            "--reference",
+            "iwae:500",
+            "--replicates",
+            "4",
+            "--url",
+            server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert "4 replicates, common random numbers" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("iwae-", "jvi-"))}

@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
+from models.estimators import DEFAULT_SPEC
+
 from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
-from ..inputs import images_from_files, images_from_json, parse_estimator
+from ..inputs import inputs_from_json, parse_estimator, read_uploads
 from ..json_route import JSONRoute
 from ..schemas import Binarize, CompareRequest, CompareResponse, EvidenceRequest, EvidenceResponse, problem_responses
 
@@ -14,15 +16,33 @@ router = APIRouter(prefix="/v1/models", tags=["evidence"], route_class=JSONRoute
 ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
 
 
-@router.post("/{name}/evidence", response_model=EvidenceResponse, responses=ERRORS, dependencies=[Depends(require_json)])
-async def evidence(name: str, body: EvidenceRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
-                   settings: SettingsDep, metrics: MetricsDep) -> EvidenceResponse:
-    """Estimate log p(x) for a JSON batch of images, with standard errors and diagnostics."""
+@router.post(
+    "/{name}/evidence", response_model=EvidenceResponse, responses=ERRORS, dependencies=[Depends(require_json)]
+)
+async def evidence(
+    name: str,
+    body: EvidenceRequest,
+    request: Request,
+    registry: RegistryDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> EvidenceResponse:
+    """Estimate log p(x) for a JSON batch of inputs, with standard errors and diagnostics."""
     request.state.log.update(model=name)
     entry = registry.get_ready(name)
-    x = images_from_json(body.inputs, body.scale)
+    x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
     out = await service.evidence(entry, worker, settings, x, body.estimator, body.seed, body.binarize, body.diagnostics)
-    record_request(request, metrics, name, x.shape[0], body.estimator.k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * body.estimator.k)
+    record_request(
+        request,
+        metrics,
+        name,
+        x.shape[0],
+        body.estimator.k,
+        out.timing.queue_s,
+        out.timing.compute_s,
+        x.shape[0] * body.estimator.k,
+    )
     return out
 
 
@@ -34,9 +54,9 @@ async def evidence_images(
     worker: WorkerDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    files: Annotated[list[UploadFile], File(description="PNG or JPEG, greyscale 28x28")],
-    estimator: Annotated[str, Form(pattern="^(elbo|iwae|jvi)$")] = "iwae",
-    k: Annotated[int, Form(ge=2)] = 1000,
+    files: Annotated[list[UploadFile], File(description="PNG or JPEG, greyscale, of the model's input_shape")],
+    estimator: Annotated[str, Form(pattern="^(elbo|iwae|jvi)$")] = DEFAULT_SPEC.name,
+    k: Annotated[int, Form(ge=2)] = DEFAULT_SPEC.k,
     order: Annotated[int | None, Form(ge=1)] = None,
     seed: Annotated[int, Form(ge=0, lt=2**63)] = 0,
     binarize: Annotated[Binarize | None, Form()] = None,
@@ -45,22 +65,38 @@ async def evidence_images(
     """The same as ``evidence``, with image files as a multipart upload (field ``files``, repeated)."""
     request.state.log.update(model=name)
     entry = registry.get_ready(name)
-    spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "estimator")
-    service.check_limits(settings, len(files), [spec])
-    x = images_from_files([(f.content_type, await f.read()) for f in files])
-    out = await service.evidence(entry, worker, settings, x, spec, seed, binarize, diagnostics)
+    spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "")
+    service.check_limits(settings, len(files), [("", spec)], inputs_field="files")
+    x = await read_uploads(files, entry.model.input_shape)
+    out = await service.evidence(entry, worker, settings, x, spec, seed, binarize, diagnostics, estimator_field="")
     record_request(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)
     return out
 
 
 @router.post("/{name}/compare", response_model=CompareResponse, responses=ERRORS, dependencies=[Depends(require_json)])
-async def compare(name: str, body: CompareRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
-                  settings: SettingsDep, metrics: MetricsDep) -> CompareResponse:
+async def compare(
+    name: str,
+    body: CompareRequest,
+    request: Request,
+    registry: RegistryDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> CompareResponse:
     """Several estimators on the same draws (common random numbers), over replicates, against a reference."""
     request.state.log.update(model=name)
     entry = registry.get_ready(name)
-    x = images_from_json(body.inputs, body.scale)
+    x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
     out = await service.compare(entry, worker, settings, x, body)
     k_max = max(e.k for e in body.estimators + ([body.reference] if body.reference else []))
-    record_request(request, metrics, name, x.shape[0], k_max, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k_max * body.replicates)
+    record_request(
+        request,
+        metrics,
+        name,
+        x.shape[0],
+        k_max,
+        out.timing.queue_s,
+        out.timing.compute_s,
+        x.shape[0] * k_max * body.replicates,
+    )
     return out

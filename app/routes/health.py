@@ -18,5 +18,7 @@ async def live() -> Health:
 @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
 async def ready(registry: RegistryDep) -> JSONResponse:
     """200 once every checkpoint has been tried and at least one is loaded, on its device and warmed up."""
-    body = Health(status="ready" if registry.ready else "not ready", models={e.name: e.status for e in registry.entries()})
+    body = Health(
+        status="ready" if registry.ready else "not ready", models={e.name: e.status for e in registry.entries()}
+    )
     return JSONResponse(body.model_dump(), status_code=200 if registry.ready else 503)

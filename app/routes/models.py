@@ -2,13 +2,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from models.estimators import DEFAULT_SPEC
+
 from ..deps import RegistryDep
 from ..registry import ModelEntry
 from ..schemas import ModelDetail, ModelList, ModelSummary, problem_responses
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-DEFAULTS = {"estimator": {"name": "iwae", "k": 1000}, "seed": 0, "scale": "unit", "diagnostics": True}
+DEFAULTS = {
+    "estimator": {"name": DEFAULT_SPEC.name, "k": DEFAULT_SPEC.k},
+    "seed": 0,
+    "scale": "unit",
+    "diagnostics": True,
+}
 
 
 def _summary(e: ModelEntry) -> ModelSummary:
@@ -28,7 +35,7 @@ async def get_model(name: str, registry: RegistryDep) -> ModelDetail:
     return ModelDetail(
         **_summary(e).model_dump(),
         sha256=e.checkpoint.sha256 if e.checkpoint else None,
-        input_shape=meta["input_shape"] if meta else None,
+        input_shape=list(e.checkpoint.model.input_shape) if e.checkpoint else None,
         likelihood=meta["likelihood"] if meta else None,
         metadata=meta,
         defaults={**DEFAULTS, "binarize": binarize},

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
-from ..inputs import images_from_files, images_from_json
+from ..inputs import inputs_from_json, read_uploads
 from ..json_route import JSONRoute
 from ..schemas import PredictRequest, PredictResponse, problem_responses
 
@@ -15,14 +15,25 @@ ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
 
 
 @router.post("/{name}/predict", response_model=PredictResponse, responses=ERRORS, dependencies=[Depends(require_json)])
-async def predict(name: str, body: PredictRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
-                  settings: SettingsDep, metrics: MetricsDep) -> PredictResponse:
+async def predict(
+    name: str,
+    body: PredictRequest,
+    request: Request,
+    registry: RegistryDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> PredictResponse:
     """Bayesian classifiers: predictive probabilities, entropy split, and with labels log p(y | x, D)."""
     request.state.log.update(model=name)
     entry = registry.get_ready(name)
-    x = images_from_json(body.inputs, body.scale)
-    out = await service.predict(entry, worker, settings, x, body.labels, body.k, body.order, body.seed, body.diagnostics)
-    record_request(request, metrics, name, x.shape[0], body.k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * body.k)
+    x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
+    out = await service.predict(
+        entry, worker, settings, x, body.labels, body.k, body.order, body.seed, body.diagnostics
+    )
+    record_request(
+        request, metrics, name, x.shape[0], body.k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * body.k
+    )
     return out
 
 
@@ -34,7 +45,7 @@ async def predict_images(
     worker: WorkerDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    files: Annotated[list[UploadFile], File(description="PNG or JPEG, greyscale 28x28")],
+    files: Annotated[list[UploadFile], File(description="PNG or JPEG, greyscale, of the model's input_shape")],
     labels: Annotated[list[int] | None, Form(description="one per file, in order")] = None,
     k: Annotated[int, Form(ge=2)] = 100,
     order: Annotated[int, Form(ge=1)] = 1,
@@ -44,7 +55,7 @@ async def predict_images(
     """The same as ``predict``, with image files as a multipart upload (field ``files``, repeated)."""
     request.state.log.update(model=name)
     entry = registry.get_ready(name)
-    x = images_from_files([(f.content_type, await f.read()) for f in files])
+    x = await read_uploads(files, entry.model.input_shape)
     out = await service.predict(entry, worker, settings, x, labels, k, order, seed, diagnostics)
     record_request(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)
     return out

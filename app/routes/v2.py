@@ -1,18 +1,24 @@
 """Open Inference Protocol (KServe v2) subset, so KServe and Triton HTTP clients can call the service.
 
-Input: one tensor of shape ``[B, 784]`` or ``[B, 28, 28]`` (any name), ``data`` flat or nested.
+Input: one tensor of shape ``[B, *input_shape]`` or ``[B, prod(input_shape)]`` (any name), ``data`` flat
+or nested; ``input_shape`` is the model's (``[28, 28]`` for the MNIST models).
 Request ``parameters``: ``estimator``, ``k``, ``order``, ``seed``, ``binarize``, ``scale``.
 Outputs: ``log_px``, ``std_err`` and each diagnostic, ``FP64`` of shape ``[B]``.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 
-from .. import service
+from models.estimators import DEFAULT_SPEC
+
+from .. import __version__, service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..errors import InvalidInput
-from ..inputs import PIXELS, images_from_json, parse_estimator
+from ..inputs import inputs_from_json, parse_estimator
 from ..json_route import JSONRoute
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
 
@@ -21,7 +27,7 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=J
 _PARAMS = {"estimator", "k", "order", "seed", "binarize", "scale"}
 
 
-def _flatten(data: list) -> list[float]:  # type: ignore[type-arg]
+def _flatten(data: list[Any]) -> list[float]:
     out: list[float] = []
     stack = [data]
     while stack:
@@ -35,7 +41,7 @@ def _flatten(data: list) -> list[float]:  # type: ignore[type-arg]
 
 @router.get("")
 async def server_metadata() -> dict[str, object]:
-    return {"name": "logpx", "version": "1", "extensions": []}
+    return {"name": "logpx", "version": __version__, "extensions": []}
 
 
 @router.get("/models/{name}/ready", responses=problem_responses(404, 503))
@@ -51,17 +57,32 @@ async def model_metadata(name: str, registry: RegistryDep) -> dict[str, object]:
         "name": name,
         "versions": [e.checkpoint.sha256[:12]] if e.checkpoint else [],
         "platform": "pytorch",
-        "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, PIXELS]}],
+        "inputs": [
+            {
+                "name": "inputs",
+                "datatype": "FP32",
+                "shape": [-1, *e.checkpoint.model.input_shape] if e.checkpoint else [],
+            }
+        ],
         "outputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in ("log_px", "std_err")],
     }
 
 
 @router.post(
-    "/models/{name}/infer", response_model=InferResponse, responses=problem_responses(401, 404, 413, 415, 422, 503, 504),
+    "/models/{name}/infer",
+    response_model=InferResponse,
+    responses=problem_responses(401, 404, 413, 415, 422, 503, 504),
     dependencies=[Depends(require_json)],
 )
-async def infer(name: str, body: InferRequest, request: Request, registry: RegistryDep, worker: WorkerDep,
-                settings: SettingsDep, metrics: MetricsDep) -> InferResponse:
+async def infer(
+    name: str,
+    body: InferRequest,
+    request: Request,
+    registry: RegistryDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> InferResponse:
     request.state.log.update(model=name)
     entry = registry.get_ready(name)
     params = dict(body.parameters or {})
@@ -69,34 +90,57 @@ async def infer(name: str, body: InferRequest, request: Request, registry: Regis
     if unknown:
         raise InvalidInput(f"unknown parameters {unknown}", field="parameters", limit=sorted(_PARAMS))
     tensor = body.inputs[0]
-    if len(tensor.shape) not in (2, 3) or tensor.shape[-1] * (tensor.shape[1] if len(tensor.shape) == 3 else 1) != PIXELS:
-        raise InvalidInput(f"shape {tensor.shape} must be [B, 784] or [B, 28, 28]", field="inputs[0].shape", limit="[B, 784]")
+    input_shape = entry.model.input_shape
+    size = math.prod(input_shape)
+    allowed = ([-1, size], [-1, *input_shape])
+    if len(tensor.shape) < 2 or tensor.shape[1:] not in (a[1:] for a in allowed) or tensor.shape[0] < 1:
+        raise InvalidInput(
+            f"shape {tensor.shape} must be [B, {size}] or [B, {', '.join(map(str, input_shape))}]",
+            field="inputs[0].shape",
+            limit=allowed[-1],
+        )
     flat = _flatten(tensor.data)
     batch = tensor.shape[0]
-    if len(flat) != batch * PIXELS:
-        raise InvalidInput(f"data holds {len(flat)} values, shape says {batch * PIXELS}", field="inputs[0].data")
+    if len(flat) != batch * size:
+        raise InvalidInput(f"data holds {len(flat)} values, shape says {batch * size}", field="inputs[0].data")
     scale = params.get("scale", "byte" if tensor.datatype == "UINT8" else "unit")
     if scale not in ("unit", "byte"):
         raise InvalidInput("scale must be 'unit' or 'byte'", field="parameters.scale")
-    x = images_from_json([flat[i * PIXELS : (i + 1) * PIXELS] for i in range(batch)], scale, field="inputs[0].data")
-    raw = {"name": params.get("estimator", "iwae"), "k": params.get("k", 1000)}
+    x = inputs_from_json(
+        [flat[i * size : (i + 1) * size] for i in range(batch)], scale, input_shape, field="inputs[0].data"
+    )
+    raw = {"name": params.get("estimator", DEFAULT_SPEC.name), "k": params.get("k", DEFAULT_SPEC.k)}
     if "order" in params:
         raw["order"] = params["order"]
     spec = parse_estimator(raw, "parameters")
     seed = params.get("seed", 0)
     if not isinstance(seed, int) or seed < 0:
         raise InvalidInput("seed must be a non-negative integer", field="parameters.seed")
-    out = await service.evidence(entry, worker, settings, x, spec, seed, params.get("binarize"), True)
+    out = await service.evidence(
+        entry, worker, settings, x, spec, seed, params.get("binarize"), True, estimator_field="parameters"
+    )
     record_request(request, metrics, name, batch, spec.k, out.timing.queue_s, out.timing.compute_s, batch * spec.k)
     outputs = [
         InferOutput(name="log_px", shape=[batch], datatype="FP64", data=[r.log_px for r in out.results]),
         InferOutput(name="std_err", shape=[batch], datatype="FP64", data=[r.std_err for r in out.results]),
     ]
     for field in ("ess", "khat", "delta_bias", "jackknife_var"):
-        outputs.append(InferOutput(name=field, shape=[batch], datatype="FP64",
-                                   data=[getattr(r.diagnostics, field) if r.diagnostics else None for r in out.results]))
+        outputs.append(
+            InferOutput(
+                name=field,
+                shape=[batch],
+                datatype="FP64",
+                data=[getattr(r.diagnostics, field) if r.diagnostics else None for r in out.results],
+            )
+        )
     return InferResponse(
-        model_name=name, model_version=entry.checkpoint.sha256[:12] if entry.checkpoint else None, id=body.id,
-        parameters={"estimator": out.estimator.model_dump(), "binarization": out.binarization.model_dump(), "seed": seed},
+        model_name=name,
+        model_version=entry.checkpoint.sha256[:12] if entry.checkpoint else None,
+        id=body.id,
+        parameters={
+            "estimator": out.estimator.model_dump(),
+            "binarization": out.binarization.model_dump(),
+            "seed": seed,
+        },
         outputs=outputs,
     )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from models.checkpoint import load_checkpoint
+from models.io.checkpoint import load_checkpoint
 
 from ..helpers import digit_image, linear_gaussian, png_bytes, sample_linear_gaussian
 from .conftest import make_client, wait_ready
@@ -79,18 +79,30 @@ def test_evidence_matches_the_library_on_the_same_draw(client: TestClient, check
     g = torch.Generator().manual_seed(5)
     with torch.inference_mode():
         want = estimate(model.log_weights(x, 50, generator=g).double(), EstimatorSpec("jvi", 50, 1)).log_px.item()
-    got = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 50}, "seed": 5}).json()
+    got = client.post(
+        "/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 50}, "seed": 5}
+    ).json()
     assert got["results"][0]["log_px"] == pytest.approx(want, abs=1e-9)
 
 
 def test_byte_scale_and_bernoulli_guard(client: TestClient) -> None:
     as_bytes = digit_image().reshape(-1).tolist()
-    r = client.post("/v1/models/tiny/evidence", json={"inputs": [as_bytes], "scale": "byte", "estimator": {"name": "elbo", "k": 10}})
+    r = client.post(
+        "/v1/models/tiny/evidence", json={"inputs": [as_bytes], "scale": "byte", "estimator": {"name": "elbo", "k": 10}}
+    )
     assert r.status_code == 200 and r.json()["estimator"]["name"] == "elbo"
     grey = [0.3] * 784
-    assert_problem(client.post("/v1/models/tiny/evidence", json={"inputs": [grey], "binarize": "none"}), 422, "binarize")
+    assert_problem(
+        client.post("/v1/models/tiny/evidence", json={"inputs": [grey], "binarize": "none"}), 422, "binarize"
+    )
     binary = [float(v > 0.5) for v in IMAGE]
-    assert client.post("/v1/models/tiny/evidence", json={"inputs": [binary], "binarize": "none", "estimator": {"name": "iwae", "k": 10}}).status_code == 200
+    assert (
+        client.post(
+            "/v1/models/tiny/evidence",
+            json={"inputs": [binary], "binarize": "none", "estimator": {"name": "iwae", "k": 10}},
+        ).status_code
+        == 200
+    )
 
 
 def test_linear_gaussian_brackets_exact_log_px_over_http(checkpoint_dir) -> None:  # type: ignore[no-untyped-def]
@@ -102,8 +114,12 @@ def test_linear_gaussian_brackets_exact_log_px_over_http(checkpoint_dir) -> None
     model = linear_gaussian()
     x = sample_linear_gaussian(model, 3, seed=0)
     exact = model.exact_log_px(x)
-    body = {"inputs": x.tolist(), "estimators": [{"name": "iwae", "k": 4}, {"name": "iwae", "k": 16}, {"name": "jvi", "k": 16, "order": 1}],
-            "replicates": 400, "seed": 1}
+    body = {
+        "inputs": x.tolist(),
+        "estimators": [{"name": "iwae", "k": 4}, {"name": "iwae", "k": 16}, {"name": "jvi", "k": 16, "order": 1}],
+        "replicates": 400,
+        "seed": 1,
+    }
     with make_client(checkpoint_dir, max_replicates=400) as c:
         wait_ready(c)
         r = c.post("/v1/models/lg/compare", json=body)
@@ -121,8 +137,13 @@ def test_linear_gaussian_brackets_exact_log_px_over_http(checkpoint_dir) -> None
 
 
 def test_compare_uses_common_random_numbers(client: TestClient) -> None:
-    body = {"inputs": [IMAGE], "estimators": [{"name": "iwae", "k": 20}, {"name": "iwae", "k": 20}], "replicates": 5,
-            "reference": {"name": "iwae", "k": 20}, "seed": 2}
+    body = {
+        "inputs": [IMAGE],
+        "estimators": [{"name": "iwae", "k": 20}, {"name": "iwae", "k": 20}],
+        "replicates": 5,
+        "reference": {"name": "iwae", "k": 20},
+        "seed": 2,
+    }
     out = client.post("/v1/models/tiny/compare", json=body).json()
     a, b = out["estimators"]
     assert a["mean"] == b["mean"] and a["sd"] == b["sd"]
@@ -130,30 +151,42 @@ def test_compare_uses_common_random_numbers(client: TestClient) -> None:
 
 
 def test_images_upload(client: TestClient) -> None:
-    files = [("files", ("a.png", png_bytes(digit_image()), "image/png")), ("files", ("b.jpg", png_bytes(digit_image(1), fmt="JPEG"), "image/jpeg"))]
+    files = [
+        ("files", ("a.png", png_bytes(digit_image()), "image/png")),
+        ("files", ("b.jpg", png_bytes(digit_image(1), fmt="JPEG"), "image/jpeg")),
+    ]
     r = client.post("/v1/models/tiny/evidence/images", files=files, data={"estimator": "jvi", "k": "40", "order": "1"})
     assert r.status_code == 200, r.text
     out = r.json()
     assert len(out["results"]) == 2 and out["estimator"]["name"] == "jvi"
     # The PNG and the JSON route agree on the same pixels (same request shape: one image).
-    png_only = client.post("/v1/models/tiny/evidence/images", files=files[:1], data={"estimator": "jvi", "k": "40", "order": "1"}).json()
-    json_out = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 40, "order": 1}}).json()
+    png_only = client.post(
+        "/v1/models/tiny/evidence/images", files=files[:1], data={"estimator": "jvi", "k": "40", "order": "1"}
+    ).json()
+    json_out = client.post(
+        "/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 40, "order": 1}}
+    ).json()
     assert png_only["results"][0]["log_px"] == json_out["results"][0]["log_px"]
 
 
 def test_infer_v2_matches_evidence(client: TestClient) -> None:
-    body = {"id": "r1", "inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "FP32", "data": IMAGE}],
-            "parameters": {"estimator": "iwae", "k": 30, "seed": 4}}
+    body = {
+        "id": "r1",
+        "inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "FP32", "data": IMAGE}],
+        "parameters": {"estimator": "iwae", "k": 30, "seed": 4},
+    }
     r = client.post("/v2/models/tiny/infer", json=body)
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["id"] == "r1" and out["model_name"] == "tiny"
     outputs = {o["name"]: o for o in out["outputs"]}
     assert outputs["log_px"]["shape"] == [1] and outputs["log_px"]["datatype"] == "FP64"
-    ev = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 30}, "seed": 4}).json()
+    ev = client.post(
+        "/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 30}, "seed": 4}
+    ).json()
     assert outputs["log_px"]["data"][0] == ev["results"][0]["log_px"]
     assert client.get("/v2/models/tiny/ready").json() == {"name": "tiny", "ready": True}
-    assert client.get("/v2/models/tiny").json()["inputs"][0]["shape"] == [-1, 784]
+    assert client.get("/v2/models/tiny").json()["inputs"][0]["shape"] == [-1, 28, 28]
     assert_problem(client.post("/v2/models/tiny/infer", json={**body, "parameters": {"bogus": 1}}), 422, "parameters")
 
 
@@ -171,8 +204,17 @@ def test_metrics(client: TestClient) -> None:
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in ["/v2/health/live", "/v2/health/ready", "/v1/models", "/v1/models/{name}", "/v1/models/{name}/evidence",
-                 "/v1/models/{name}/evidence/images", "/v1/models/{name}/compare", "/metrics", "/v2/models/{name}/infer"]:
+    for path in [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v1/models",
+        "/v1/models/{name}",
+        "/v1/models/{name}/evidence",
+        "/v1/models/{name}/evidence/images",
+        "/v1/models/{name}/compare",
+        "/metrics",
+        "/v2/models/{name}/infer",
+    ]:
         assert path in paths, path
     ev = paths["/v1/models/{name}/evidence"]["post"]
     assert "EvidenceRequest" in str(ev["requestBody"]) and "EvidenceResponse" in str(ev["responses"]["200"])
@@ -184,6 +226,12 @@ def test_sampled_subsets_are_reported(client: TestClient) -> None:
     response says so, in evidence and in compare."""
     estimator = {"name": "jvi", "k": 200, "order": 3}
     ev = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": estimator}).json()
-    assert [(s["left_out"], s["method"]) for s in ev["estimator"]["subsets"]] == [(1, "exact"), (2, "exact"), (3, "sampled")]
-    cmp = client.post("/v1/models/tiny/compare", json={"inputs": [IMAGE], "estimators": [estimator], "replicates": 2}).json()
+    assert [(s["left_out"], s["method"]) for s in ev["estimator"]["subsets"]] == [
+        (1, "exact"),
+        (2, "exact"),
+        (3, "sampled"),
+    ]
+    cmp = client.post(
+        "/v1/models/tiny/compare", json={"inputs": [IMAGE], "estimators": [estimator], "replicates": 2}
+    ).json()
     assert cmp["estimators"][0]["estimator"]["subsets"][2]["method"] == "sampled"

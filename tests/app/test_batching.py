@@ -19,8 +19,13 @@ IMAGES = [(digit_image(i) / 255.0).reshape(-1).tolist() for i in range(3)]
 
 
 def _body(seed: int, estimator: dict | None = None, diagnostics: bool = True) -> dict:
-    return {"inputs": [IMAGES[seed % 3]], "estimator": estimator or {"name": "jvi", "k": 200, "order": 1}, "seed": seed,
-            "binarize": "sample", "diagnostics": diagnostics}
+    return {
+        "inputs": [IMAGES[seed % 3]],
+        "estimator": estimator or {"name": "jvi", "k": 200, "order": 1},
+        "seed": seed,
+        "binarize": "sample",
+        "diagnostics": diagnostics,
+    }
 
 
 def _concurrently(client: TestClient, bodies: list[dict]) -> list[dict]:
@@ -92,8 +97,16 @@ def test_a_failing_shared_estimate_falls_back_to_each_request_alone() -> None:
         def est(lw: torch.Tensor):  # type: ignore[no-untyped-def]
             calls.append(lw.shape[1])
             return estimate(lw, spec)
-        return BatchItem(key="k", size=size, prepare=lambda: None, forward=lambda *a: None,  # type: ignore[arg-type, return-value]
-                         estimate=est, finish=lambda e, cols: e.log_px[cols], shared_estimate=True)
+
+        return BatchItem(
+            key="k",
+            size=size,
+            prepare=lambda: None,
+            forward=lambda *a: None,  # type: ignore[arg-type, return-value]
+            estimate=est,
+            finish=lambda e, cols: e.log_px[cols],
+            shared_estimate=True,
+        )
 
     outcomes = finish_batch([item(1), item(1), item(1)], log_w)
     assert calls == [3, 1, 1, 1]  # the shared call failed, then one per request

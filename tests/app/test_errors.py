@@ -21,11 +21,17 @@ IMAGES = "/v1/models/tiny/evidence/images"
 
 def png_with_declared_size(width: int, height: int) -> bytes:
     """A PNG whose header declares ``width x height`` greyscale pixels, with almost no data (a bomb)."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,11 +45,11 @@ def png_with_declared_size(width: int, height: int) -> bytes:
         ({"inputs": [[2.0] + [0] * 783]}, 422, "inputs[0]"),
         ({"inputs": []}, 422, "inputs"),
         ({"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 0}}, 422, "estimator.k"),
-        ({"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 10**6}}, 422, "estimator[0].k"),
+        ({"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 10**6}}, 422, "estimator.k"),
         ({"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 5, "order": 5}}, 422, "estimator"),
         ({"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 5, "order": 1}}, 422, "estimator"),
         ({"inputs": [IMAGE], "estimator": {"name": "magic", "k": 5}}, 422, "estimator.name"),
-        ({"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 50, "order": 9}}, 422, "estimator[0].order"),
+        ({"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 50, "order": 9}}, 422, "estimator.order"),
         ({"inputs": [IMAGE], "seed": -1}, 422, "seed"),
         ({"inputs": [IMAGE], "seed": 2**70}, 422, "seed"),  # past orjson's integers: the standard parser takes it
         ({"inputs": [IMAGE], "unknown": 1}, 422, "unknown"),
@@ -58,14 +64,20 @@ def test_bad_json_bodies(client: TestClient, body: dict, status: int, field: str
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
 def test_non_finite_values(client: TestClient, literal: bytes) -> None:
     raw = b'{"inputs": [[' + literal + b"," + b",".join([b"0"] * 783) + b"]]}"
-    body = assert_problem(client.post(EVIDENCE, content=raw, headers={"content-type": "application/json"}), 422, "inputs[0]")
+    body = assert_problem(
+        client.post(EVIDENCE, content=raw, headers={"content-type": "application/json"}), 422, "inputs[0]"
+    )
     assert "finite" in body["detail"]
 
 
 def test_malformed_json_and_media_types(client: TestClient) -> None:
-    body = assert_problem(client.post(EVIDENCE, content=b'{"inputs": [', headers={"content-type": "application/json"}), 422)
+    body = assert_problem(
+        client.post(EVIDENCE, content=b'{"inputs": [', headers={"content-type": "application/json"}), 422
+    )
     assert "JSON" in body["detail"] or "json" in body["detail"]
-    assert_problem(client.post(EVIDENCE, content=b"inputs=1", headers={"content-type": "text/plain"}), 415, "Content-Type")
+    assert_problem(
+        client.post(EVIDENCE, content=b"inputs=1", headers={"content-type": "text/plain"}), 415, "Content-Type"
+    )
     assert_problem(client.post(EVIDENCE, content=b"{}"), 415, "Content-Type")
 
 
@@ -110,9 +122,9 @@ def test_bad_images(client: TestClient, payload: bytes, content_type: str, statu
 
 def test_bad_image_form_values(client: TestClient) -> None:
     files = [("files", ("a.png", png_bytes(digit_image()), "image/png"))]
-    assert_problem(client.post(IMAGES, files=files, data={"estimator": "jvi", "k": "5", "order": "5"}), 422, "estimator")
+    assert_problem(client.post(IMAGES, files=files, data={"estimator": "jvi", "k": "5", "order": "5"}), 422, "order")
     assert_problem(client.post(IMAGES, files=files, data={"k": "0"}), 422)
-    assert_problem(client.post(IMAGES, files=files, data={"k": "1000000"}), 422, "estimator[0].k")
+    assert_problem(client.post(IMAGES, files=files, data={"k": "1000000"}), 422, "k")
 
 
 def test_overload_answers_503_with_retry_after(checkpoint_dir) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +134,10 @@ def test_overload_answers_503_with_retry_after(checkpoint_dir) -> None:  # type:
     with make_client(checkpoint_dir, queue_depth=1, max_batch_k=10**6) as c:
         wait_ready(c)
         results: list = []
-        threads = [threading.Thread(target=lambda: results.append(c.post("/v1/models/lg/evidence", json=body))) for _ in range(6)]
+        threads = [
+            threading.Thread(target=lambda: results.append(c.post("/v1/models/lg/evidence", json=body)))
+            for _ in range(6)
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.local_server import LocalServer
+from tests.local_server import LocalServer
 
 from ..helpers import write_checkpoints
 
@@ -42,6 +42,7 @@ def test_api_never_fails_and_matches_its_schema(live_url: str) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 12
     for operation in operations:
+
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ import torch
 
 from .logspace import exclusive_logcumsumexp
 
-__all__ = ["LbarResult", "leave_one_out", "lbar", "lbar_enumerated", "exact_cost"]
+__all__ = ["LbarResult", "exact_cost", "lbar", "lbar_enumerated", "leave_one_out"]
 
 # Per-input element budget below which an exact path is used (a few hundred MB of float64 per chunk).
 DEFAULT_EXACT_BUDGET = 2**24
@@ -130,9 +130,7 @@ def exact_cost(k: int, j: int) -> int:
     return math.comb(k, j) * k
 
 
-def _lbar_sampled(
-    lw: torch.Tensor, j: int, num_subsets: int, generator: torch.Generator | None
-) -> LbarResult:
+def _lbar_sampled(lw: torch.Tensor, j: int, num_subsets: int, generator: torch.Generator | None) -> LbarResult:
     """Unbiased ``Lbar_{k-j}`` from ``num_subsets`` uniformly random subsets (shared across the batch)."""
     k, batch = lw.shape
     values = torch.empty(num_subsets, batch, dtype=lw.dtype, device=lw.device)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from models import diagnose
-from models.diagnostics import delta_bias, delta_var, ess, jackknife_var, max_weight
-from models.jackknife import leave_one_out
-from models.psis import khat, khat_threshold, tail_length
+from models.estimators.diagnostics import delta_bias, delta_var, ess, jackknife_var, max_weight
+from models.estimators.jackknife import leave_one_out
+from models.estimators.psis import khat, khat_threshold, tail_length
 
 
 def _log(weights: list[float]) -> torch.Tensor:

@@ -20,7 +20,9 @@ specs = st.sampled_from(
 
 @settings(max_examples=60, deadline=None)
 @given(rows=log_weight_arrays, shift=st.floats(-50, 50), spec=specs)
-def test_shift_adds_to_estimate_and_leaves_diagnostics(rows: list[list[float]], shift: float, spec: EstimatorSpec) -> None:
+def test_shift_adds_to_estimate_and_leaves_diagnostics(
+    rows: list[list[float]], shift: float, spec: EstimatorSpec
+) -> None:
     log_w = torch.tensor(rows, dtype=torch.float64)
     spec = EstimatorSpec(spec.name, log_w.shape[0], min(spec.order, log_w.shape[0] - 1))
     base = estimate(log_w, spec, with_diagnostics=True)

@@ -1,4 +1,4 @@
-"""Evidence estimators as pure functions of log-weights (SPEC.md section 1).
+"""Evidence estimators as pure functions of log-weights (docs/estimators.md).
 
 Every function takes ``log_w`` of shape ``[k, B]`` (k importance samples for each of B inputs), any
 floating dtype, any device, and returns ``[B]`` in ``log_w``'s dtype. Internally the jackknife works in
@@ -39,10 +39,7 @@ def jvi_coefficients(k: int, order: int) -> list[float]:
     """
     if not 1 <= order < k:
         raise ValueError(f"jvi needs 1 <= order < k, got order={order}, k={k}")
-    return [
-        (-1) ** j * (k - j) ** order / (math.factorial(j) * math.factorial(order - j))
-        for j in range(order + 1)
-    ]
+    return [(-1) ** j * (k - j) ** order / (math.factorial(j) * math.factorial(order - j)) for j in range(order + 1)]
 
 
 class JVIResult(NamedTuple):
@@ -82,6 +79,21 @@ def jvi(
     ``JVIResult``; ``value`` and ``mc_var`` are ``[B]`` in ``log_w``'s dtype.
     """
     check_log_weights(log_w, min_k=2)
+    return _jvi(
+        log_w, order, exact_budget=exact_budget, num_sampled_subsets=num_sampled_subsets, generator=generator, loo=loo
+    )
+
+
+def _jvi(
+    log_w: torch.Tensor,
+    order: int,
+    *,
+    exact_budget: int,
+    num_sampled_subsets: int,
+    generator: torch.Generator | None,
+    loo: torch.Tensor | None,
+) -> JVIResult:
+    """``jvi`` on log-weights already validated."""
     k = log_w.shape[0]
     coeffs = jvi_coefficients(k, order)
     value = torch.zeros(log_w.shape[1], dtype=torch.float64, device=log_w.device)

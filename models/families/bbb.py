@@ -13,8 +13,8 @@ to which the IWAE and JVI estimators of ``models.estimators`` apply unchanged.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -22,11 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import CheckFn, Classifier
 from .layers import HALF_LOG_2PI
 
 DRAW_CHUNK = 16  # weight draws generated and evaluated together
 
-__all__ = ["BBBConfig", "BayesMLP", "kl_weights", "PredictiveSummary", "predictive_summary", "expected_calibration_error"]
+__all__ = [
+    "BBBConfig",
+    "BayesMLP",
+    "PredictiveSummary",
+    "expected_calibration_error",
+    "kl_weights",
+    "predictive_summary",
+]
 
 
 @dataclass(frozen=True)
@@ -69,33 +77,38 @@ class BayesLinear(nn.Module):
         self.bias_mu = nn.Parameter(torch.zeros(fan_out))
         self.bias_rho = nn.Parameter(torch.full((fan_out,), init_rho))
 
-    def sample(self, k: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """k weight draws ``[k, out, in]``, ``[k, out]`` and their summed ``log q(w)`` ``[k]``."""
-        like = {"device": self.weight_mu.device, "dtype": self.weight_mu.dtype}
-        eps_w = torch.randn((k, *self.weight_mu.shape), generator=generator, **like)
-        eps_b = torch.randn((k, *self.bias_mu.shape), generator=generator, **like)
+        device, dtype = self.weight_mu.device, self.weight_mu.dtype
+        eps_w = torch.randn((k, *self.weight_mu.shape), generator=generator, device=device, dtype=dtype)
+        eps_b = torch.randn((k, *self.bias_mu.shape), generator=generator, device=device, dtype=dtype)
         sigma_w, sigma_b = F.softplus(self.weight_rho), F.softplus(self.bias_rho)
         w = self.weight_mu + sigma_w * eps_w
         b = self.bias_mu + sigma_b * eps_b
         # log q(w): (w - mu) / sigma is eps exactly.
-        log_q = -(0.5 * eps_w.square() + torch.log(sigma_w) + HALF_LOG_2PI).sum((1, 2)) \
-            - (0.5 * eps_b.square() + torch.log(sigma_b) + HALF_LOG_2PI).sum(1)
+        log_q = -(0.5 * eps_w.square() + torch.log(sigma_w) + HALF_LOG_2PI).sum((1, 2)) - (
+            0.5 * eps_b.square() + torch.log(sigma_b) + HALF_LOG_2PI
+        ).sum(1)
         return w, b, log_q
 
 
-class BayesMLP(nn.Module):
+class BayesMLP(Classifier):
     family = "bbb"
     likelihood = "categorical"
 
-    def __init__(self, config: BBBConfig) -> None:
-        super().__init__()
+    def __init__(self, config: BBBConfig, input_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__(config.input_dim, input_shape)
         self.config = config
         sizes = [config.input_dim, *config.hidden, config.classes]
-        self.layers = nn.ModuleList(BayesLinear(a, b, config.init_rho) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(BayesLinear(a, b, config.init_rho) for a, b in itertools.pairwise(sizes))
 
     @property
-    def input_dim(self) -> int:
-        return self.config.input_dim
+    def classes(self) -> int:
+        return self.config.classes
+
+    @property
+    def bayes_layers(self) -> list[BayesLinear]:
+        return [layer for layer in self.layers if isinstance(layer, BayesLinear)]
 
     def arch(self) -> dict[str, object]:
         return asdict(self.config)
@@ -105,11 +118,14 @@ class BayesMLP(nn.Module):
         ``logaddexp`` of the two components so that neither underflows."""
         c = self.config
         log_a = math.log(c.prior_pi) - c.prior_log_s1 - HALF_LOG_2PI - 0.5 * w.square() * math.exp(-2 * c.prior_log_s1)
-        log_b = math.log1p(-c.prior_pi) - c.prior_log_s2 - HALF_LOG_2PI - 0.5 * w.square() * math.exp(-2 * c.prior_log_s2)
+        log_b = (
+            math.log1p(-c.prior_pi) - c.prior_log_s2 - HALF_LOG_2PI - 0.5 * w.square() * math.exp(-2 * c.prior_log_s2)
+        )
         return torch.logaddexp(log_a, log_b).flatten(1).sum(1)
 
-    def sample_forward(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                       before_chunk_fn: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_forward(
+        self, x: torch.Tensor, k: int, generator: torch.Generator, check_fn: CheckFn | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class log-probabilities ``[k, B, C]`` under k weight draws, and ``log q(w) - log P(w)`` ``[k]``.
 
         Weights are drawn ``DRAW_CHUNK`` draws at a time (a draw is a whole network), so memory stays
@@ -117,12 +133,12 @@ class BayesMLP(nn.Module):
         """
         log_probs, kl_terms = [], []
         for start in range(0, k, DRAW_CHUNK):
-            if before_chunk_fn is not None:
-                before_chunk_fn()
+            if check_fn is not None:
+                check_fn()
             n = min(DRAW_CHUNK, k - start)
             h = x.unsqueeze(0).expand(n, -1, -1)  # [n, B, in]
             log_q_minus_prior = torch.zeros(n, device=x.device, dtype=x.dtype)
-            for i, layer in enumerate(self.layers):
+            for i, layer in enumerate(self.bayes_layers):
                 w, b, log_q = layer.sample(n, generator)
                 log_q_minus_prior = log_q_minus_prior + log_q - self.log_prior(w) - self.log_prior(b)
                 h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # [n, B, out]
@@ -132,33 +148,14 @@ class BayesMLP(nn.Module):
             kl_terms.append(log_q_minus_prior)
         return torch.cat(log_probs), torch.cat(kl_terms)
 
-    def mean_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class log-probabilities ``[B, C]`` with every weight at its posterior mean."""
-        h = x
-        for i, layer in enumerate(self.layers):
-            h = F.linear(h, layer.weight_mu, layer.bias_mu)
-            if i < len(self.layers) - 1:
-                h = F.relu(h)
-        return F.log_softmax(h, dim=-1)
-
-    @staticmethod
-    def label_log_likelihoods(log_probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``log p(y | x, w_i)`` ``[k, B]`` from class log-probabilities ``[k, B, C]``: the log-weights of
-        the predictive log-likelihood (their iwae is log (1/k) sum_i p(y | x, w_i))."""
-        return log_probs.gather(-1, y.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).squeeze(-1)
-
-    def free_energy(self, x: torch.Tensor, y: torch.Tensor, kl_weight: float, num_samples: int = 1,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+    def free_energy(
+        self, x: torch.Tensor, y: torch.Tensor, kl_weight: float, generator: torch.Generator, num_samples: int = 1
+    ) -> torch.Tensor:
         """Minibatch cost ``kl_weight * (log q(w) - log P(w)) - log P(D_i | w)``, averaged over
         ``num_samples`` weight draws (eq. (8) with the minibatch weighting of eq. (9))."""
         log_probs, log_q_minus_prior = self.sample_forward(x, num_samples, generator)
         nll = -self.label_log_likelihoods(log_probs, y).sum(1)  # [n]
         return (kl_weight * log_q_minus_prior + nll).mean()
-
-    def warm_up(self) -> None:
-        x = torch.zeros(1, self.input_dim, device=self.layers[0].weight_mu.device)
-        if not torch.isfinite(self.sample_forward(x, 2, torch.Generator().manual_seed(0) if x.device.type == "cpu" else None)[0]).all():
-            raise ValueError("warm-up produced non-finite class probabilities")
 
 
 class PredictiveSummary(NamedTuple):

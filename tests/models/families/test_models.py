@@ -14,14 +14,15 @@ import torch
 from safetensors.torch import save_file
 
 from models import EstimatorSpec, estimate
-from models.checkpoint import METADATA_KEY, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from models.data import read_idx
-from models.train import main as train_main
+from models.io.checkpoint import METADATA_KEY, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from models.io.data import read_idx
+from models.training.train import main as train_main
+from tests.helpers import DATASET, TRAINING, linear_gaussian, sample_linear_gaussian, tiny_vae
 
-from ..helpers import DATASET, TRAINING, linear_gaussian, sample_linear_gaussian, tiny_vae
 
-
-@pytest.mark.parametrize("make", [lambda: tiny_vae(layers=1), lambda: tiny_vae(layers=2), lambda: linear_gaussian(input_dim=784)])
+@pytest.mark.parametrize(
+    "make", [lambda: tiny_vae(layers=1), lambda: tiny_vae(layers=2), lambda: linear_gaussian(input_dim=784)]
+)
 def test_chunk_size_does_not_change_log_weights(make) -> None:  # type: ignore[no-untyped-def]
     model = make()
     x = (torch.rand(3, 784, generator=torch.Generator().manual_seed(0)) > 0.5).float()
@@ -49,7 +50,7 @@ def _rewrite(path: Path, out: Path, tensors_fn=None, meta_fn=None) -> None:  # t
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
         meta = dict(f.metadata())
     if tensors_fn:
         tensors = tensors_fn(tensors)
@@ -65,12 +66,34 @@ def _rewrite(path: Path, out: Path, tensors_fn=None, meta_fn=None) -> None:  # t
         (lambda p, o: o.write_bytes(b"PK\x03\x04 a zip, or a pickle, but not safetensors"), "safetensors"),
         (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {METADATA_KEY: "{not json"}), "not JSON"),
         (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {}), "no 'logpx' entry"),
-        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {k: v for k, v in t.items() if k != "decoder.1.bias"}), "missing tensors: ['decoder.1.bias']"),
-        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "decoder.1.bias": torch.zeros(5)}), "has shape [5], architecture needs [784]"),
-        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "decoder.1.bias": torch.full((784,), float("nan"))}), "NaN or inf"),
-        (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {METADATA_KEY: m[METADATA_KEY].replace('"vae"', '"gan"')}), "unknown model family 'gan'"),
-        (lambda p, o: _rewrite(p, o, meta_fn=lambda m: {METADATA_KEY: m[METADATA_KEY].replace('"format_version": 1', '"format_version": 9')}), "format_version 9"),
-        (lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "extra": torch.zeros(1)}), "unexpected tensors: ['extra']"),
+        (
+            lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {k: v for k, v in t.items() if k != "decoder.1.bias"}),
+            "missing tensors: ['decoder.1.bias']",
+        ),
+        (
+            lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "decoder.1.bias": torch.zeros(5)}),
+            "has shape [5], architecture needs [784]",
+        ),
+        (
+            lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "decoder.1.bias": torch.full((784,), float("nan"))}),
+            "NaN or inf",
+        ),
+        (
+            lambda p, o: _rewrite(p, o, meta_fn=lambda m: {METADATA_KEY: m[METADATA_KEY].replace('"vae"', '"gan"')}),
+            "unknown model family 'gan'",
+        ),
+        (
+            lambda p, o: _rewrite(
+                p,
+                o,
+                meta_fn=lambda m: {METADATA_KEY: m[METADATA_KEY].replace('"format_version": 1', '"format_version": 9')},
+            ),
+            "format_version 9",
+        ),
+        (
+            lambda p, o: _rewrite(p, o, tensors_fn=lambda t: {**t, "extra": torch.zeros(1)}),
+            "unexpected tensors: ['extra']",
+        ),
     ],
 )
 def test_broken_checkpoints_fail_with_a_clear_reason(tmp_path: Path, breaker, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +108,17 @@ def test_broken_checkpoints_fail_with_a_clear_reason(tmp_path: Path, breaker, me
 def test_metadata_holds_the_documented_fields(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m.safetensors", tiny_vae(), training=TRAINING, dataset=DATASET)
     meta = read_metadata(tmp_path / "m.safetensors")
-    for key in ("format_version", "family", "arch", "likelihood", "input_shape", "training", "dataset", "final_bounds", "created"):
+    for key in (
+        "format_version",
+        "family",
+        "arch",
+        "likelihood",
+        "input_shape",
+        "training",
+        "dataset",
+        "final_bounds",
+        "created",
+    ):
         assert key in meta
     assert meta["likelihood"] == "bernoulli" and meta["input_shape"] == [28, 28]
 
@@ -100,9 +133,11 @@ def test_linear_gaussian_estimators_bracket_the_exact_evidence() -> None:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         log_w = model.log_weights(x, 2000 * 16, generator=g).double().reshape(2000, 16, 3)  # [R, k, B]
+
     def bias(spec: EstimatorSpec) -> tuple[torch.Tensor, torch.Tensor]:
         v = torch.stack([estimate(lw, spec).log_px for lw in log_w]) - exact  # [R, B]
         return v.mean(0), v.std(0) / math.sqrt(2000)
+
     previous = None
     for k in (4, 8, 16):
         b, se = bias(EstimatorSpec("iwae", k))
@@ -116,7 +151,9 @@ def test_linear_gaussian_estimators_bracket_the_exact_evidence() -> None:
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
     codes = {np.uint8: 0x08}
-    header = struct.pack(">BBBB", 0, 0, codes[array.dtype.type], array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, codes[array.dtype.type], array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     with gzip.open(path, "wb") as f:
         f.write(header + array.tobytes())
 
@@ -136,8 +173,32 @@ def test_training_a_tiny_model_improves_its_bound(tmp_path: Path) -> None:
     _write_idx(tmp_path / "train-images-idx3-ubyte.gz", (images * 255).astype(np.uint8).reshape(-1, 28, 28))
     _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels.astype(np.uint8))
     out = tmp_path / "tiny.safetensors"
-    train_main(["--data", str(tmp_path), "--out", str(out), "--objective", "jvi", "--k", "5", "--order", "1", "--epochs", "3",
-                "--limit", "600", "--valid-eval", "200", "--hidden", "32", "--latent", "4", "--batch-size", "50"])
+    train_main(
+        [
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--objective",
+            "jvi",
+            "--k",
+            "5",
+            "--order",
+            "1",
+            "--epochs",
+            "3",
+            "--limit",
+            "600",
+            "--valid-eval",
+            "200",
+            "--hidden",
+            "32",
+            "--latent",
+            "4",
+            "--batch-size",
+            "50",
+        ]
+    )
     history = read_metadata(out)["training"]["history"]
     assert len(history) == 3
     assert history[-1]["valid_iwae"] > history[0]["valid_iwae"] + 5, history
@@ -150,9 +211,13 @@ def test_vae_log_weights_match_torch_distributions(layers: int) -> None:
 
     model = tiny_vae(seed=4, layers=layers).double()
     x = (torch.rand(3, 784, generator=torch.Generator().manual_seed(0), dtype=torch.float64) > 0.6).double()
-    noise = [n.double() for n in model.sample_noise(6, 3, torch.Generator().manual_seed(1))]
+    flat_noise = model.sample_noise(6, 3, torch.Generator().manual_seed(1)).double()
+    noise = flat_noise.split(model.latent_sizes, dim=-1)
     with torch.no_grad():
-        got = model.log_weights_from_noise(x, noise)
+        got = model.log_weights_from_noise(x, flat_noise)
+        # The density functions AIS anneals give the same log-weights at the same latents.
+        z = model.sample_q(x, flat_noise)
+        assert torch.allclose(got, model.log_joint(x, z) - model.log_q(x, z), rtol=1e-12, atol=1e-9)
         mu1, ls1 = model.encoder(x)
         h1 = mu1 + ls1.exp() * noise[0]
         log_q = Normal(mu1, ls1.exp()).log_prob(h1).sum(-1)

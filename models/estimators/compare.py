@@ -1,4 +1,4 @@
-"""Summaries of several estimators run on common random numbers over replicates (SPEC.md section 4)."""
+"""Summaries of several estimators run on common random numbers over replicates (docs/api.md, compare)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ __all__ = ["ReplicateSummary", "summarize_replicates"]
 
 class ReplicateSummary(NamedTuple):
     """Per input (each ``[B]`` float64): ``mean`` over replicates, ``sd`` across replicates (unbiased),
-    and ``diff_to_reference`` = mean of (estimate - reference) on the same draws (``None`` without one)."""
+    and ``diff_to_reference`` = mean of (estimate - reference) on the same draws (``None`` without one);
+    over inputs: ``mean_over_inputs`` and ``sd_over_inputs``, the root mean square of the per-input sd."""
 
     mean: torch.Tensor
     sd: torch.Tensor
     diff_to_reference: torch.Tensor | None
+    mean_over_inputs: float
+    sd_over_inputs: float
 
 
 def summarize_replicates(values: torch.Tensor, reference: torch.Tensor | None = None) -> ReplicateSummary:
@@ -24,4 +27,5 @@ def summarize_replicates(values: torch.Tensor, reference: torch.Tensor | None = 
         raise ValueError(f"need [R >= 2, B] replicate values, got shape {tuple(values.shape)}")
     v = values.double()
     diff = None if reference is None else (v - reference.double()).mean(dim=0)
-    return ReplicateSummary(v.mean(dim=0), v.std(dim=0, unbiased=True), diff)
+    mean, sd = v.mean(dim=0), v.std(dim=0, unbiased=True)
+    return ReplicateSummary(mean, sd, diff, float(mean.mean()), float(sd.pow(2).mean().sqrt()))

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.bbb import predictive_summary
-from models.checkpoint import load_checkpoint
-from models.data import load_idx_dataset
-from models.evaluate import main as evaluate_main
+from models.evaluation.evaluate import main as evaluate_main
+from models.families.bbb import predictive_summary
+from models.io.checkpoint import load_checkpoint
+from models.io.data import load_idx_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHECKPOINT = ROOT / "checkpoints" / "bbb-mlp400.safetensors"
 DATA = ROOT / "tests" / "data" / "mnist-valid200"
 pytestmark = pytest.mark.slow
@@ -28,8 +28,25 @@ def test_jvi_is_closer_than_iwae_to_the_large_k_value() -> None:
     The reference uses 2,000 draws here (10,000 in the model card, same command): drawing a 478k-weight
     network 10,000 times takes minutes on two cores, and iwae's bias at 2,000 is below 1e-6 nats.
     """
-    out = evaluate_main([str(CHECKPOINT), "--data", str(DATA), "--split", "valid200", "--limit", "100",
-                         "--estimators", "iwae:2000", "--small-k", "2", "5", "10", "--batch-size", "100"])
+    out = evaluate_main(
+        [
+            str(CHECKPOINT),
+            "--data",
+            str(DATA),
+            "--split",
+            "valid200",
+            "--limit",
+            "100",
+            "--estimators",
+            "iwae:2000",
+            "--small-k",
+            "2",
+            "5",
+            "10",
+            "--batch-size",
+            "100",
+        ]
+    )
     assert out["accuracy"] > 0.9
     for k, errors in out["small_k"].items():
         assert errors["iwae"]["mean_error"] < 0, (k, errors)  # iwae is biased low
@@ -67,8 +84,10 @@ def test_predictive_entropy_is_higher_far_from_the_data() -> None:
     shapes = _fashion_like_shapes(99, seed=0)
     fashion, _, _ = load_idx_dataset(ROOT / "tests" / "data" / "fashion-valid200", "valid200")  # real garments
     with torch.inference_mode():
-        entropy = {name: predictive_summary(model.sample_forward(x, 200, torch.Generator().manual_seed(1))[0])
-                   for name, x in (("digits", digits), ("noise", noise), ("shapes", shapes), ("fashion", fashion[:100]))}
+        entropy = {
+            name: predictive_summary(model.sample_forward(x, 200, torch.Generator().manual_seed(1))[0])
+            for name, x in (("digits", digits), ("noise", noise), ("shapes", shapes), ("fashion", fashion[:100]))
+        }
     for far in ("noise", "shapes", "fashion"):
         d, f = entropy["digits"].entropy, entropy[far].entropy
         se = (d.var() / len(d) + f.var() / len(f)).sqrt()

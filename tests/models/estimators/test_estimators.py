@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models import EstimatorSpec, elbo, estimate, iwae, jvi, jvi_coefficients
-from models.jackknife import exact_cost, lbar, lbar_enumerated, leave_one_out
+from models.estimators.jackknife import exact_cost, lbar, lbar_enumerated, leave_one_out
 
 from .reference import jvi_brute, lbar_brute, leave_one_out_brute
 

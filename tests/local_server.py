@@ -1,7 +1,7 @@
 """Run `logpx serve` as a child process on a free loopback port, for scripts, benchmarks and tests:
 
-    with LocalServer(checkpoint_dir="checkpoints") as server:
-        httpx.get(f"{server.url}/v1/models")
+with LocalServer(checkpoint_dir="checkpoints") as server:
+    httpx.get(f"{server.url}/v1/models")
 """
 
 from __future__ import annotations
@@ -30,21 +30,36 @@ class LocalServer:
     until ``/v2/health/ready`` answers 200, and stops it on exit. Its output goes to ``log_path`` if
     given, else nowhere."""
 
-    def __init__(self, checkpoint_dir: str | Path, *, env: dict[str, str] | None = None,
-                 log_path: str | Path | None = None, ready_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        *,
+        env: dict[str, str] | None = None,
+        log_path: str | Path | None = None,
+        ready_timeout: float = 120.0,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._env = {**os.environ, "LOGPX_HOST": "127.0.0.1", "LOGPX_PORT": str(self.port),
-                     "LOGPX_CHECKPOINT_DIR": str(checkpoint_dir), **(env or {})}
+        self._env = {
+            **os.environ,
+            "LOGPX_HOST": "127.0.0.1",
+            "LOGPX_PORT": str(self.port),
+            "LOGPX_CHECKPOINT_DIR": str(checkpoint_dir),
+            **(env or {}),
+        }
         self._log_path = log_path
         self._ready_timeout = ready_timeout
         self._log = None
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self._log = open(self._log_path, "wb") if self._log_path else open(os.devnull, "wb")
-        self.proc = subprocess.Popen([str(Path(sys.executable).with_name("logpx")), "serve"], env=self._env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("logpx")), "serve"],
+            env=self._env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + self._ready_timeout
         while True:
             try:
@@ -57,7 +72,9 @@ class LocalServer:
                 raise RuntimeError(f"logpx serve did not become ready on {self.url}")
             time.sleep(0.1)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.proc is not None:
             self.proc.terminate()
             try:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-__all__ = ["HALF_LOG_2PI", "mlp", "GaussianHead", "normal_log_prob", "standard_normal_log_prob", "chunk_elements", "chunks_over_k"]
+__all__ = [
+    "HALF_LOG_2PI",
+    "GaussianHead",
+    "chunk_elements",
+    "chunks_over_k",
+    "mlp",
+    "normal_log_prob",
+    "standard_normal_log_prob",
+]
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -16,7 +25,7 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 def mlp(sizes: list[int]) -> nn.Sequential:
     """``Linear -> tanh`` for every consecutive pair in ``sizes`` (Burda et al. 2016, appendix C)."""
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
     return nn.Sequential(*layers)
 

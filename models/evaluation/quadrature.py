@@ -15,14 +15,14 @@ import math
 
 import torch
 
-from .vae import VAE
+from ..families import VAE
 
 __all__ = ["grid_log_px"]
 
 
 def _log_joint_grid(model: VAE, x: torch.Tensor, axes: list[torch.Tensor], chunk: int) -> torch.Tensor:
     grid = torch.cartesian_prod(*axes)  # [n*n, 2]
-    parts = [model.log_joint(x, c.float()).double()[:, 0] for c in grid.split(chunk)]
+    parts = [model.log_joint(x, c.float().unsqueeze(1)).double()[:, 0] for c in grid.split(chunk)]  # z [c, 1, 2]
     return torch.cat(parts).reshape(len(axes[0]), len(axes[1]))  # [n, n]
 
 
@@ -32,8 +32,15 @@ def _midpoints(lo: float, hi: float, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def grid_log_px(
-    model: VAE, x: torch.Tensor, *, n: int = 200, window: float = 6.0, coarse: int = 200, keep_nats: float = 30.0,
-    expand: float = 1.0, chunk: int = 20_000,
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    n: int = 200,
+    window: float = 6.0,
+    coarse: int = 200,
+    keep_nats: float = 30.0,
+    expand: float = 1.0,
+    chunk: int = 20_000,
 ) -> torch.Tensor:
     """``x`` ``[B, 784]`` binary -> ``[B]`` float64 log p(x), for a one-layer model with ``latent == 2``.
 

@@ -8,15 +8,19 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
-from models.bbb import BayesMLP, BBBConfig, kl_weights, predictive_summary
+from models.families.bbb import BayesMLP, BBBConfig, kl_weights, predictive_summary
 
 
 def test_prior_is_the_scale_mixture() -> None:
     model = BayesMLP(BBBConfig(hidden=[8], prior_pi=0.25, prior_log_s1=-1.0, prior_log_s2=-7.0))
     w = torch.randn(3, 5, 4, dtype=torch.float64) * 0.3
     w[0, 0, 0] = 40.0  # far in the tail: the narrow component underflows, logaddexp must not
-    mixture = MixtureSameFamily(Categorical(torch.tensor([0.25, 0.75], dtype=torch.float64)),
-                                Normal(torch.zeros(2, dtype=torch.float64), torch.tensor([math.exp(-1.0), math.exp(-7.0)], dtype=torch.float64)))
+    mixture = MixtureSameFamily(
+        Categorical(torch.tensor([0.25, 0.75], dtype=torch.float64)),
+        Normal(
+            torch.zeros(2, dtype=torch.float64), torch.tensor([math.exp(-1.0), math.exp(-7.0)], dtype=torch.float64)
+        ),
+    )
     want = mixture.log_prob(w.unsqueeze(-1).squeeze(-1)).flatten(1).sum(1)
     assert torch.allclose(model.log_prior(w), want, rtol=1e-12)
 
@@ -40,7 +44,9 @@ def test_kl_weights_sum_to_one(m: int, scheme: str) -> None:
     assert w.shape == (m,) and math.isclose(float(w.sum()), 1.0, rel_tol=1e-12)
     assert (w >= 0).all()
     if scheme == "blundell" and m > 1:
-        assert torch.allclose(w[:-1] / w[1:], torch.full((m - 1,), 2.0, dtype=torch.float64))  # 2^(M-i) halves each step
+        assert torch.allclose(
+            w[:-1] / w[1:], torch.full((m - 1,), 2.0, dtype=torch.float64)
+        )  # 2^(M-i) halves each step
 
 
 def test_entropy_split() -> None:

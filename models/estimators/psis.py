@@ -15,7 +15,7 @@ import torch
 
 from ._validate import check_log_weights
 
-__all__ = ["khat", "khat_threshold", "tail_length", "gpd_fit"]
+__all__ = ["gpd_fit", "khat", "khat_threshold", "tail_length"]
 
 PRIOR_BS = 3.0  # Zhang-Stephens prior scale for theta, relative to the first quartile
 PRIOR_K = 10.0  # weight of the weak prior pulling k-hat towards 0.5 (Vehtari et al. 2024, appendix)
@@ -74,6 +74,11 @@ def khat(log_w: torch.Tensor) -> torch.Tensor:
     weights are equal.
     """
     check_log_weights(log_w)
+    return _khat(log_w)
+
+
+def _khat(log_w: torch.Tensor) -> torch.Tensor:
+    """``khat`` on log-weights already validated."""
     k, batch = log_w.shape
     num_tail = tail_length(k)
     if num_tail < MIN_TAIL or num_tail >= k:

@@ -1,4 +1,4 @@
-"""Checkpoint I/O (SPEC.md section 3): one safetensors file per model, its metadata a JSON document.
+"""Checkpoint I/O: one safetensors file per model, its metadata a JSON document (docs/checkpoints.md).
 
 The file's ``__metadata__`` maps the single key ``"logpx"`` to the JSON document described in
 docs/checkpoints.md. Loading never unpickles anything: safetensors holds raw tensors only, and the model
@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import nn
 
-from .families import build_model
+from ..families import Family, build_model
 
-__all__ = ["FORMAT_VERSION", "METADATA_KEY", "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT_VERSION", "METADATA_KEY", "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 FORMAT_VERSION = 1
 METADATA_KEY = "logpx"
@@ -37,7 +35,7 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    model: nn.Module
+    model: Family
     metadata: dict[str, Any]
     sha256: str
     path: Path
@@ -53,31 +51,32 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def save_checkpoint(
     path: str | os.PathLike[str],
-    model: nn.Module,
+    model: Family,
     *,
     training: dict[str, Any],
     dataset: dict[str, Any],
     final_bounds: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``model`` and its metadata atomically (temporary file, then rename); returns the metadata."""
-    side = int(math.isqrt(model.input_dim))
+    """Write ``model`` and its metadata atomically (temporary file, then rename), readable by all (0644,
+    so that a container's non-root user can read a mounted checkpoint); returns the metadata."""
     metadata = {
         "format_version": FORMAT_VERSION,
         "family": model.family,
         "arch": model.arch(),
         "likelihood": model.likelihood,
-        "input_shape": [side, side] if side * side == model.input_dim else [model.input_dim],
+        "input_shape": list(model.input_shape),
         "training": training,
         "dataset": dataset,
         "final_bounds": final_bounds or {},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()}
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp creates 0600
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
@@ -107,7 +106,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"metadata lacks required keys {missing}")
     if metadata["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"format_version {metadata['format_version']!r} is not supported (expected {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"format_version {metadata['format_version']!r} is not supported (expected {FORMAT_VERSION})"
+        )
     return metadata
 
 
@@ -116,7 +117,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     shape; ``CheckpointError`` names the first problem found."""
     metadata = read_metadata(path)
     try:
-        model = build_model(metadata["family"], metadata["arch"])
+        model = build_model(metadata["family"], metadata["arch"], metadata["input_shape"])
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
     if metadata["likelihood"] != model.likelihood:

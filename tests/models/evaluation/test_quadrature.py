@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from models import iwae, jvi, khat
-from models.checkpoint import load_checkpoint
-from models.diagnostics import ess, jackknife_var
-from models.quadrature import grid_log_px
+from models.estimators.diagnostics import ess, jackknife_var
+from models.evaluation.quadrature import grid_log_px
+from models.io.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 

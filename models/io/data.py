@@ -10,9 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["read_idx", "load_idx_dataset", "split_train_valid", "binarize_threshold", "binarize_sample"]
+__all__ = ["binarize_sample", "binarize_threshold", "load_idx_dataset", "read_idx", "split_train_valid"]
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 VALID_SIZE = 10_000  # the last 10,000 training images are held out for validation
 
 
@@ -41,7 +48,9 @@ def _find(directory: Path, stem: str) -> Path:
     raise FileNotFoundError(f"{directory} has no {stem}[.gz]")
 
 
-def load_idx_dataset(directory: str | Path, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, dict[str, object]]:
+def load_idx_dataset(
+    directory: str | Path, split: str = "train"
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, object]]:
     """Images ``[N, 784]`` float32 in [0, 1], labels ``[N]`` int64, and a description with the sha256 of
     the decompressed image bytes. ``split`` is ``train`` or ``t10k`` (the IDX file prefix)."""
     directory = Path(directory)

@@ -1,10 +1,10 @@
 """Train a model and write a checkpoint.
 
 Usage:
-    python -m models.train --data DIR --family vae --layers 1 --objective iwae --k 50 --epochs 10 \
+    logpx train --data DIR --family vae --layers 1 --objective iwae --k 50 --epochs 10 \
         --out checkpoints/vae1-iwae50.safetensors
-    python -m models.train --data DIR --family linear_gaussian --latent 4 --out checkpoints/lg.safetensors
-    python -m models.train --data DIR --family bbb --epochs 10 --out checkpoints/bbb.safetensors
+    logpx train --data DIR --family linear_gaussian --latent 4 --out checkpoints/lg.safetensors
+    logpx train --data DIR --family bbb --epochs 10 --out checkpoints/bbb.safetensors
 
 DIR holds IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]); the last 10,000
 images are held out. VAEs train with Adam on dynamically binarised images; every epoch reports the
@@ -27,49 +27,66 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .bbb import BayesMLP, BBBConfig, expected_calibration_error, kl_weights, predictive_summary
-from .checkpoint import save_checkpoint
-from .data import binarize_sample, load_idx_dataset, split_train_valid
-from .evidence import EstimatorSpec, point_estimate
-from .linear_gaussian import LinearGaussian, LinearGaussianConfig
-from .runtime import keep_freed_memory
-from .vae import VAE, VAEConfig
+from ..estimators import EstimatorSpec, point_estimate
+from ..families import VAE, BayesMLP, BBBConfig, LinearGaussian, LinearGaussianConfig, VAEConfig, predictive_summary
+from ..families.bbb import expected_calibration_error, kl_weights
+from ..io import binarize_sample, load_idx_dataset, save_checkpoint, split_train_valid
+from ..runtime import keep_freed_memory
+
+PROG = "logpx train"
 
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # directory of IDX files (required)
-    out: str = ""  # checkpoint path (required)
-    family: str = "vae"  # vae | linear_gaussian | bbb
-    layers: int = 1  # stochastic layers (vae)
-    latent: int = 50  # top latent size; 2 for the 2-D variant
-    objective: str = "iwae"  # elbo | iwae | jvi
-    k: int = 50  # samples per input in the objective (elbo uses k too: the mean of k log-weights)
-    order: int = 1  # jvi order
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 1e-3
-    seed: int = 0
-    limit: int = 0  # train on the first N training images only (0: all); for smoke tests
-    valid_eval: int = 1000  # held-out images scored after every epoch
-    max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
-    threads: int = 0  # torch threads (0: torch's default)
-    encoder_shrink: float = 0.8  # linear_gaussian: encoder mean map = shrink * exact posterior map
-    encoder_widen: float = 1.5  # linear_gaussian: encoder std = widen * exact posterior std
-    hidden: list[int] = field(default_factory=lambda: [200, 200])  # vae; bbb uses --bbb-hidden
-    bbb_hidden: list[int] = field(default_factory=lambda: [400, 400])
-    weight_samples: int = 2  # bbb: Monte Carlo weight draws per minibatch in the free energy
-    kl_weighting: str = "blundell"  # bbb: blundell (2^(M-i) / (2^M - 1)) or uniform (1/M)
+    data: str = field(default="", metadata={"help": "directory of IDX files (required)"})
+    out: str = field(default="", metadata={"help": "checkpoint path (required)"})
+    family: str = field(default="vae", metadata={"help": "vae | linear_gaussian | bbb"})
+    layers: int = field(default=1, metadata={"help": "stochastic layers (vae)"})
+    latent: int = field(default=50, metadata={"help": "top latent size; 2 for the 2-D variant"})
+    objective: str = field(default="iwae", metadata={"help": "elbo | iwae | jvi"})
+    k: int = field(
+        default=50, metadata={"help": "samples per input in the objective (elbo uses k too: the mean of k log-weights)"}
+    )
+    order: int = field(default=1, metadata={"help": "jvi order"})
+    epochs: int = field(default=10, metadata={"help": "passes over the training images"})
+    batch_size: int = field(default=100, metadata={"help": "images per minibatch"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "seed of initialisation, minibatches and samples"})
+    limit: int = field(
+        default=0, metadata={"help": "train on the first N training images only (0: all); for smoke tests"}
+    )
+    valid_eval: int = field(default=1000, metadata={"help": "held-out images scored after every epoch"})
+    max_minutes: float = field(
+        default=0.0, metadata={"help": "stop after the epoch that passes this wall time (0: no limit)"}
+    )
+    threads: int = field(default=0, metadata={"help": "torch threads (0: torch's default)"})
+    encoder_shrink: float = field(
+        default=0.8, metadata={"help": "linear_gaussian: encoder mean map = shrink * exact posterior map"}
+    )
+    encoder_widen: float = field(
+        default=1.5, metadata={"help": "linear_gaussian: encoder std = widen * exact posterior std"}
+    )
+    hidden: list[int] = field(default_factory=lambda: [200, 200], metadata={"help": "vae: hidden layer widths"})
+    bbb_hidden: list[int] = field(default_factory=lambda: [400, 400], metadata={"help": "bbb: hidden layer widths"})
+    weight_samples: int = field(
+        default=2, metadata={"help": "bbb: Monte Carlo weight draws per minibatch in the free energy"}
+    )
+    kl_weighting: str = field(
+        default="blundell", metadata={"help": "bbb: blundell (2^(M-i) / (2^M - 1)) or uniform (1/M)"}
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        text = f"{f.metadata['help']} (default: {default})"
         if isinstance(default, list):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=int, nargs="+", default=default)
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=int, nargs="+", default=default, help=text)
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default, help=text)
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
     if not cfg.data or not cfg.out:
         parser.error("--data and --out are required")
@@ -78,14 +95,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def objective_loss(log_w: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """Negative mean of the chosen estimator over the batch: the same estimators the service runs."""
-    return -point_estimate(log_w, EstimatorSpec(cfg.objective, cfg.k, cfg.order)).value.mean()
+    return -point_estimate(log_w, EstimatorSpec(cfg.objective, cfg.k, cfg.order)).value.mean()  # type: ignore[arg-type]
 
 
 @torch.no_grad()
 def held_out_bounds(model: VAE, x_valid: torch.Tensor, k: int, seed: int) -> dict[str, float]:
     """Mean ELBO and IWAE-k (both from the same k draws) on ``x_valid`` (already binarised)."""
     generator = torch.Generator().manual_seed(seed)
-    log_w = torch.cat([model.log_weights(xb, k, generator=generator) for xb in x_valid.split(500)], dim=1)
+    log_w = torch.cat([model.log_weights(xb, k, generator) for xb in x_valid.split(500)], dim=1)
     return {name: float(point_estimate(log_w, EstimatorSpec(name, k)).value.mean()) for name in ("elbo", "iwae")}
 
 
@@ -111,7 +128,7 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
         bar = tqdm(range(num_batches), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
         for i in bar:
             xb = binarize_sample(x_train[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]], generator)
-            loss = objective_loss(model.log_weights(xb, cfg.k, generator=generator), cfg)
+            loss = objective_loss(model.log_weights(xb, cfg.k, generator), cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -119,8 +136,17 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
             bar.set_postfix({f"train_{cfg.objective}": f"{running:.2f}"}, refresh=False)
         model.eval()
         bounds = held_out_bounds(model, valid_fixed, max(cfg.k, 50), seed=cfg.seed + epoch)
-        history.append({"epoch": epoch, f"train_{cfg.objective}": running, **{f"valid_{n}": v for n, v in bounds.items()}, "valid_k": max(cfg.k, 50)})
-        print(" ".join(f"{n}={v:.3f}" if isinstance(v, float) else f"{n}={v}" for n, v in history[-1].items()), flush=True)
+        history.append(
+            {
+                "epoch": epoch,
+                f"train_{cfg.objective}": running,
+                **{f"valid_{n}": v for n, v in bounds.items()},
+                "valid_k": max(cfg.k, 50),
+            }
+        )
+        print(
+            " ".join(f"{n}={v:.3f}" if isinstance(v, float) else f"{n}={v}" for n, v in history[-1].items()), flush=True
+        )
         elapsed = time.perf_counter() - start
         training = {
             "objective": cfg.objective,
@@ -133,7 +159,13 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
             "wall_time_s": round(elapsed, 1),
             "history": history,
         }
-        save_checkpoint(cfg.out, model, training=training, dataset={**dataset, "train_images": x_train.shape[0], "valid_images": x_valid.shape[0]}, final_bounds=history[-1])
+        save_checkpoint(
+            cfg.out,
+            model,
+            training=training,
+            dataset={**dataset, "train_images": x_train.shape[0], "valid_images": x_valid.shape[0]},
+            final_bounds=history[-1],
+        )
         if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
             print(f"stopping after epoch {epoch}: {elapsed / 60:.1f} min > --max-minutes {cfg.max_minutes}")
             break
@@ -204,7 +236,11 @@ def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: 
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         model = BayesMLP(BBBConfig(hidden=cfg.bbb_hidden))
-        baseline = nn.Sequential(*[m for a, b in zip([784, *cfg.bbb_hidden], [*cfg.bbb_hidden, 10]) for m in (nn.Linear(a, b), nn.ReLU())][:-1])
+        baseline = nn.Sequential(
+            *[m for a, b in zip([784, *cfg.bbb_hidden], [*cfg.bbb_hidden, 10]) for m in (nn.Linear(a, b), nn.ReLU())][
+                :-1
+            ]
+        )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -218,7 +254,7 @@ def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: 
         bar = tqdm(range(num_batches), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            loss = model.free_energy(x_train[idx], y_train[idx], float(weights[i]), cfg.weight_samples, generator)
+            loss = model.free_energy(x_train[idx], y_train[idx], float(weights[i]), generator, cfg.weight_samples)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -232,16 +268,38 @@ def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: 
             log_probs, _ = model.sample_forward(x_eval, 100, torch.Generator().manual_seed(cfg.seed + epoch))
             bayes = classifier_metrics(log_probs, y_eval)
             det = classifier_metrics(F.log_softmax(baseline(x_eval), -1).unsqueeze(0), y_eval)
-        history.append({"epoch": epoch, "train_free_energy": running, **{f"valid_{n}": v for n, v in bayes.items()},
-                        **{f"deterministic_valid_{n}": v for n, v in det.items()}})
-        print(" ".join(f"{n}={v:.4f}" if isinstance(v, float) else f"{n}={v}" for n, v in history[-1].items()), flush=True)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_free_energy": running,
+                **{f"valid_{n}": v for n, v in bayes.items()},
+                **{f"deterministic_valid_{n}": v for n, v in det.items()},
+            }
+        )
+        print(
+            " ".join(f"{n}={v:.4f}" if isinstance(v, float) else f"{n}={v}" for n, v in history[-1].items()), flush=True
+        )
         elapsed = time.perf_counter() - start
-        training = {"objective": "bbb_free_energy", "k": cfg.weight_samples, "order": None, "epochs": epoch,
-                    "kl_weighting": cfg.kl_weighting, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-                    "wall_time_s": round(elapsed, 1), "history": history}
-        save_checkpoint(cfg.out, model, training=training,
-                        dataset={**dataset, "train_images": x_train.shape[0], "valid_images": x_valid.shape[0]},
-                        final_bounds=history[-1], extra={"deterministic_baseline": {n: v for n, v in history[-1].items() if n.startswith("deterministic")}})
+        training = {
+            "objective": "bbb_free_energy",
+            "k": cfg.weight_samples,
+            "order": None,
+            "epochs": epoch,
+            "kl_weighting": cfg.kl_weighting,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+            "wall_time_s": round(elapsed, 1),
+            "history": history,
+        }
+        save_checkpoint(
+            cfg.out,
+            model,
+            training=training,
+            dataset={**dataset, "train_images": x_train.shape[0], "valid_images": x_valid.shape[0]},
+            final_bounds=history[-1],
+            extra={"deterministic_baseline": {n: v for n, v in history[-1].items() if n.startswith("deterministic")}},
+        )
         if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
             print(f"stopping after epoch {epoch}: {elapsed / 60:.1f} min > --max-minutes {cfg.max_minutes}")
             break

@@ -1,4 +1,4 @@
-"""Linear-Gaussian latent model with exact evidence (SPEC.md sections 1 and 2).
+"""Linear-Gaussian latent model with exact evidence (docs/estimators.md, ground truth).
 
 p(z) = N(0, I_d), p(x | z) = N(W z + b, sigma^2 I_D), so p(x) = N(x; b, W W^T + sigma^2 I_D) in closed
 form. The encoder q(z | x) = N(A x + c, diag(exp(2 s))) is any Gaussian; a deliberately imperfect one
@@ -8,16 +8,15 @@ gives IWAE a real bias that the estimators must shrink, with the truth known exa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from .latent import LatentVariableModel
+from .base import CheckFn, LatentVariableModel
 from .layers import chunks_over_k, normal_log_prob, standard_normal_log_prob
 
-__all__ = ["LinearGaussianConfig", "LinearGaussian"]
+__all__ = ["LinearGaussian", "LinearGaussianConfig"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +29,8 @@ class LinearGaussian(LatentVariableModel):
     family = "linear_gaussian"
     likelihood = "gaussian"
 
-    def __init__(self, config: LinearGaussianConfig) -> None:
-        super().__init__()
+    def __init__(self, config: LinearGaussianConfig, input_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__(config.input_dim, input_shape)
         self.config = config
         self.latent_sizes = [config.latent]
         d, D = config.latent, config.input_dim
@@ -42,10 +41,6 @@ class LinearGaussian(LatentVariableModel):
         self.enc_bias = nn.Parameter(torch.zeros(d))  # c
         self.enc_log_sigma = nn.Parameter(torch.zeros(d))  # s
 
-    @property
-    def input_dim(self) -> int:
-        return self.config.input_dim
-
     def arch(self) -> dict[str, object]:
         return asdict(self.config)
 
@@ -53,8 +48,8 @@ class LinearGaussian(LatentVariableModel):
         """``(A*, cov)`` of the true posterior p(z | x) = N(A* (x - b), cov), cov = (I + W^T W / s^2)^-1."""
         d = self.config.latent
         noise_var = torch.exp(2 * self.log_noise)
-        precision = torch.eye(d, dtype=self.weight.dtype, device=self.weight.device) + self.weight.T @ self.weight / noise_var
-        cov = torch.linalg.inv(precision)
+        eye = torch.eye(d, dtype=self.weight.dtype, device=self.weight.device)
+        cov = torch.linalg.inv(eye + self.weight.T @ self.weight / noise_var)
         return cov @ self.weight.T / noise_var, cov
 
     def exact_log_px(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,24 +69,37 @@ class LinearGaussian(LatentVariableModel):
         log_det = D * torch.log(noise_var) + 2 * torch.log(torch.diagonal(chol)).sum()
         return -0.5 * (quad + log_det + D * math.log(2 * math.pi))
 
-    def log_weights_from_noise(
-        self,
-        x: torch.Tensor,
-        noise: list[torch.Tensor],
-        *,
-        max_elements: int | None = None,
-        before_chunk_fn: Callable[[], None] | None = None,
-    ) -> torch.Tensor:
-        k, batch = noise[0].shape[:2]
-        eps = noise[0].to(x.device, x.dtype)
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu = x @ self.enc_weight.T + self.enc_bias  # [B, d]
-        log_sigma = self.enc_log_sigma.expand_as(mu)
+        return mu, self.enc_log_sigma.expand_as(mu)
+
+    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return normal_log_prob(z, *self._encode(x))
+
+    def sample_q(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mu, log_sigma = self._encode(x)
+        return mu + torch.exp(log_sigma) * noise
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        return standard_normal_log_prob(z)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean = z @ self.weight.T + self.bias  # [..., B, D]
+        return normal_log_prob(x, mean, self.log_noise.expand_as(mean))
+
+    def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        mean = z @ self.weight.T + self.bias
+        return mean + torch.exp(self.log_noise) * torch.randn(mean.shape, generator=generator, device=generator.device)
+
+    def log_weights_from_noise(
+        self, x: torch.Tensor, noise: torch.Tensor, *, max_elements: int | None = None, check_fn: CheckFn | None = None
+    ) -> torch.Tensor:
+        k, batch = noise.shape[:2]
+        noise = noise.to(x.device, x.dtype)
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
         for rows in chunks_over_k(k, batch, 2 * self.config.input_dim, max_elements, x.device):
-            if before_chunk_fn is not None:
-                before_chunk_fn()  # lets a caller stop the work between chunks (deadline, cancellation)
-            z = mu + torch.exp(log_sigma) * eps[rows]  # [c, B, d]
-            mean = z @ self.weight.T + self.bias  # [c, B, D]
-            log_lik = normal_log_prob(x, mean, self.log_noise.expand_as(mean))
-            out[rows] = log_lik + standard_normal_log_prob(z) - normal_log_prob(z, mu, log_sigma)
+            if check_fn is not None:
+                check_fn()
+            z = self.sample_q(x, noise[rows])  # [c, B, d]
+            out[rows] = self.log_joint(x, z) - self.log_q(x, z)
         return out

@@ -1,7 +1,7 @@
 """Score a checkpoint on a data set with any estimators of the core.
 
 Usage:
-    python -m models.evaluate CHECKPOINT --data DIR [--split valid] [--limit 1000] \
+    logpx evaluate CHECKPOINT --data DIR [--split valid] [--limit 1000] \
         [--estimators elbo:5000 iwae:5000 jvi:5000:1] [--seed 0] [--json OUT]
 
 All estimators run on the same draw per image (common random numbers: an estimator with k samples
@@ -19,31 +19,35 @@ import math
 import torch
 from tqdm import tqdm
 
-from .bbb import expected_calibration_error, predictive_summary
-from .checkpoint import load_checkpoint
-from .data import binarize_sample, load_idx_dataset, split_train_valid
-from .evidence import EstimatorSpec, estimate, point_estimate
-from .psis import khat_threshold
-from .runtime import keep_freed_memory
+from ..estimators import EstimatorSpec, estimate, khat_threshold, parse_spec, point_estimate
+from ..families import Classifier, LatentVariableModel, LinearGaussian, predictive_summary
+from ..families.bbb import expected_calibration_error
+from ..io import Checkpoint, binarize_sample, load_checkpoint, load_idx_dataset, split_train_valid
+from ..runtime import keep_freed_memory
 
+PROG = "logpx evaluate"
 BINARIZE_SEED = 12345  # the same fixed binarisation the training command reports held-out bounds on
 
 
-def parse_spec(text: str) -> EstimatorSpec:
-    parts = text.split(":")
-    return EstimatorSpec(parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 1)  # type: ignore[arg-type]
+def _spec_arg(text: str) -> EstimatorSpec:
+    try:
+        return parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def evaluate_classifier(args: argparse.Namespace, ckpt, x: torch.Tensor, labels: torch.Tensor,  # type: ignore[no-untyped-def]
-                        dataset: dict[str, object]) -> dict[str, object]:
+def evaluate_classifier(
+    args: argparse.Namespace, model: Classifier, ckpt: Checkpoint, x: torch.Tensor, labels: torch.Tensor
+) -> dict[str, object]:
     """Bayesian classifiers: accuracy, ECE, predictive log-likelihood with k_ref draws, and iwae / jvi at
     small k against it (replicates cut from the same draws, so the comparison costs no extra draws)."""
-    model = ckpt.model
     k_ref = max(s.k for s in args.estimators)
     generator = torch.Generator().manual_seed(args.seed)
     per_draw_parts, probs_parts, entropy_parts = [], [], []
     with torch.inference_mode():
-        for xb, yb in tqdm(list(zip(x.split(args.batch_size), labels.split(args.batch_size))), desc="evaluating", unit="batch"):
+        for xb, yb in tqdm(
+            list(zip(x.split(args.batch_size), labels.split(args.batch_size))), desc="evaluating", unit="batch"
+        ):
             log_probs, _ = model.sample_forward(xb, k_ref, generator)
             summary = predictive_summary(log_probs)
             probs_parts.append(summary.probs)
@@ -53,37 +57,59 @@ def evaluate_classifier(args: argparse.Namespace, ckpt, x: torch.Tensor, labels:
     probs = torch.cat(probs_parts)
     n = x.shape[0]
     reference = point_estimate(per_draw, EstimatorSpec("iwae", k_ref)).value  # [N]
+    small_k: dict[int, dict[str, dict[str, float | int]]] = {}
     summary_out: dict[str, object] = {
-        "checkpoint": args.checkpoint, "sha256": ckpt.sha256, "split": args.split, "images": n, "seed": args.seed, "k": k_ref,
+        "checkpoint": args.checkpoint,
+        "sha256": ckpt.sha256,
+        "split": args.split,
+        "images": n,
+        "seed": args.seed,
+        "k": k_ref,
         "accuracy": float((probs.argmax(-1) == labels).double().mean()),
         "ece": expected_calibration_error(probs, labels),
-        "log_lik": float(reference.mean()), "log_lik_se_over_images": float(reference.std() / math.sqrt(n)),
+        "log_lik": float(reference.mean()),
+        "log_lik_se_over_images": float(reference.std() / math.sqrt(n)),
         "mean_entropy": float(torch.cat(entropy_parts).mean()),
-        "deterministic_baseline": ckpt.metadata.get("deterministic_baseline"), "small_k": {},
+        "deterministic_baseline": ckpt.metadata.get("deterministic_baseline"),
+        "small_k": small_k,
     }
     print(f"{args.checkpoint}: {n} images of the {args.split} split, k = {k_ref} weight draws, seed {args.seed}")
-    print(f"  accuracy {summary_out['accuracy']:.4f}, ECE {summary_out['ece']:.4f}, predictive log-likelihood "
-          f"{summary_out['log_lik']:.4f} +- {summary_out['log_lik_se_over_images']:.4f} (images)")
+    print(
+        f"  accuracy {summary_out['accuracy']:.4f}, ECE {summary_out['ece']:.4f}, predictive log-likelihood "
+        f"{summary_out['log_lik']:.4f} +- {summary_out['log_lik_se_over_images']:.4f} (images)"
+    )
     for k in args.small_k:
         replicates = k_ref // k
-        blocks = per_draw[: replicates * k].reshape(replicates, k, n).transpose(0, 1).reshape(k, replicates * n)  # [k, R*N]
-        errors: dict[str, object] = {}
+        blocks = (
+            per_draw[: replicates * k].reshape(replicates, k, n).transpose(0, 1).reshape(k, replicates * n)
+        )  # [k, R*N]
+        errors: dict[str, dict[str, float | int]] = {}
         abs_err = {}
         for name, spec in (("iwae", EstimatorSpec("iwae", k)), ("jvi", EstimatorSpec("jvi", k, 1))):
             value = point_estimate(blocks, spec).value.reshape(replicates, n).mean(0)  # [N]: mean over replicates
             err = value - reference
             abs_err[name] = err.abs()
-            errors[name] = {"mean_error": float(err.mean()), "se": float(err.std() / math.sqrt(n)),
-                            "mean_abs_error": float(err.abs().mean())}
+            errors[name] = {
+                "mean_error": float(err.mean()),
+                "se": float(err.std() / math.sqrt(n)),
+                "mean_abs_error": float(err.abs().mean()),
+            }
         gain = abs_err["iwae"] - abs_err["jvi"]  # [N]: how much closer jvi lies, per input
         decided = gain.abs() > 1e-9
-        errors["gain"] = {"mean": float(gain.mean()), "se": float(gain.std() / math.sqrt(n)),
-                          "jvi_closer": int((gain > 1e-9).sum()), "iwae_closer": int((gain < -1e-9).sum()), "ties": int((~decided).sum())}
-        summary_out["small_k"][k] = errors  # type: ignore[index]
-        print(f"  k={k:>3}: iwae - ref {errors['iwae']['mean_error']:+.5f} +- {errors['iwae']['se']:.5f}, "  # type: ignore[index]
-              f"jvi - ref {errors['jvi']['mean_error']:+.5f} +- {errors['jvi']['se']:.5f}; "  # type: ignore[index]
-              f"|error| lower with jvi by {float(gain.mean()):.5f} +- {float(gain.std() / math.sqrt(n)):.5f}, "
-              f"jvi closer on {errors['gain']['jvi_closer']} inputs, iwae on {errors['gain']['iwae_closer']}")  # type: ignore[index]
+        errors["gain"] = {
+            "mean": float(gain.mean()),
+            "se": float(gain.std() / math.sqrt(n)),
+            "jvi_closer": int((gain > 1e-9).sum()),
+            "iwae_closer": int((gain < -1e-9).sum()),
+            "ties": int((~decided).sum()),
+        }
+        small_k[k] = errors
+        print(
+            f"  k={k:>3}: iwae - ref {errors['iwae']['mean_error']:+.5f} +- {errors['iwae']['se']:.5f}, "
+            f"jvi - ref {errors['jvi']['mean_error']:+.5f} +- {errors['jvi']['se']:.5f}; "
+            f"|error| lower with jvi by {float(gain.mean()):.5f} +- {float(gain.std() / math.sqrt(n)):.5f}, "
+            f"jvi closer on {errors['gain']['jvi_closer']} inputs, iwae on {errors['gain']['iwae_closer']}"
+        )
     if summary_out["deterministic_baseline"]:
         print(f"  deterministic network, same size and training: {summary_out['deterministic_baseline']}")
     if args.json:
@@ -93,18 +119,35 @@ def evaluate_classifier(args: argparse.Namespace, ckpt, x: torch.Tensor, labels:
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoint", help="a logpx .safetensors checkpoint")
     parser.add_argument("--data", required=True, help="directory with IDX files")
-    parser.add_argument("--split", default="valid",
-                        help="valid: the last 10,000 images of train-*; train: the rest; any other PREFIX: all of PREFIX-images-idx3-ubyte")
-    parser.add_argument("--small-k", type=int, nargs="+", default=[2, 5, 10, 20],
-                        help="bbb: k for the iwae / jvi comparison against the largest k")
+    parser.add_argument(
+        "--split",
+        default="valid",
+        help="valid: the last 10,000 images of train-*; train: the rest; any other PREFIX: all of PREFIX-images-idx3-ubyte",
+    )
+    parser.add_argument(
+        "--small-k",
+        type=int,
+        nargs="+",
+        default=[2, 5, 10, 20],
+        help="bbb: k for the iwae / jvi comparison against the largest k",
+    )
     parser.add_argument("--limit", type=int, default=1000, help="first N images of the split (0: all)")
-    parser.add_argument("--estimators", type=parse_spec, nargs="+", default=[parse_spec(s) for s in ("elbo:5000", "iwae:5000", "jvi:5000:1")])
-    parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--estimators",
+        type=_spec_arg,
+        nargs="+",
+        metavar="NAME:K[:ORDER]",
+        default=[parse_spec(s) for s in ("elbo:5000", "iwae:5000", "jvi:5000:1")],
+        help="estimators on common random numbers (default: elbo:5000 iwae:5000 jvi:5000:1)",
+    )
+    parser.add_argument("--batch-size", type=int, default=20, help="images per forward pass (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", default=None, help="write the summary here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -119,8 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         labels = split_train_valid(labels)[args.split == "valid"]
     if args.limit:
         x, labels = x[: args.limit], labels[: args.limit]
-    if model.family == "bbb":
-        return evaluate_classifier(args, ckpt, x, labels, dataset)
+    if isinstance(model, Classifier):
+        return evaluate_classifier(args, model, ckpt, x, labels)
+    assert isinstance(model, LatentVariableModel)
     if model.likelihood == "bernoulli":
         x = binarize_sample(x, torch.Generator().manual_seed(BINARIZE_SEED))
     k_draw = max(s.k for s in args.estimators)
@@ -131,31 +175,49 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     exact: list[torch.Tensor] = []
     with torch.inference_mode():
         for xb in tqdm(x.split(args.batch_size), desc="evaluating", unit="batch"):
-            log_w = model.log_weights(xb, k_draw, generator=generator).double()
+            log_w = model.log_weights(xb, k_draw, generator).double()
             for i, spec in enumerate(args.estimators):
-                est = estimate(log_w, spec, with_diagnostics=(spec.k == k_draw and i == len(args.estimators) - 1), generator=generator)
+                est = estimate(
+                    log_w,
+                    spec,
+                    with_diagnostics=(spec.k == k_draw and i == len(args.estimators) - 1),
+                    generator=generator,
+                )
                 name = f"{spec.name}-{spec.k}" + (f"-m{spec.order}" if spec.name == "jvi" else "")
                 values.setdefault(name, []).append(est.log_px)
                 std_errs.setdefault(name, []).append(est.std_err)
                 if est.diagnostics is not None:
                     diag_parts.append(tuple(est.diagnostics))
-            if hasattr(model, "exact_log_px"):
+            if isinstance(model, LinearGaussian):
                 exact.append(model.exact_log_px(xb).double())
 
     n = x.shape[0]
+    per_estimator: dict[str, dict[str, float]] = {}
     summary: dict[str, object] = {
-        "checkpoint": args.checkpoint, "sha256": ckpt.sha256, "split": args.split, "images": n,
-        "dataset_sha256": dataset["sha256"], "seed": args.seed, "binarize_seed": BINARIZE_SEED, "estimators": {},
+        "checkpoint": args.checkpoint,
+        "sha256": ckpt.sha256,
+        "split": args.split,
+        "images": n,
+        "dataset_sha256": dataset["sha256"],
+        "seed": args.seed,
+        "binarize_seed": BINARIZE_SEED,
+        "estimators": per_estimator,
     }
     print(f"{args.checkpoint}: {n} images of the {args.split} split, seed {args.seed}")
     for name, parts in values.items():
         v = torch.cat(parts)
         se_images = float(v.std() / math.sqrt(n)) if n > 1 else float("nan")
         mc = float(torch.cat(std_errs[name]).pow(2).mean().sqrt())
-        summary["estimators"][name] = {"mean": float(v.mean()), "se_over_images": se_images, "rms_mc_std_err": mc,
-                                       "mc_se_of_mean": mc / math.sqrt(n)}
-        print(f"  {name:>14}: mean log p(x) = {float(v.mean()):.3f} +- {se_images:.3f} (images), "
-              f"Monte Carlo se per image {mc:.4f}, of the mean {mc / math.sqrt(n):.4f}")
+        per_estimator[name] = {
+            "mean": float(v.mean()),
+            "se_over_images": se_images,
+            "rms_mc_std_err": mc,
+            "mc_se_of_mean": mc / math.sqrt(n),
+        }
+        print(
+            f"  {name:>14}: mean log p(x) = {float(v.mean()):.3f} +- {se_images:.3f} (images), "
+            f"Monte Carlo se per image {mc:.4f}, of the mean {mc / math.sqrt(n):.4f}"
+        )
     if exact:
         e = torch.cat(exact)
         summary["exact_log_px"] = float(e.mean())
@@ -171,8 +233,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "khat_threshold": limit,
         }
         summary["diagnostics"] = diag
-        print(f"  diagnostics at k={k_draw}: mean ESS fraction {diag['mean_ess_fraction']:.4f}, median k-hat "
-              f"{diag['median_khat']:.3f}, {100 * diag['fraction_khat_over_threshold']:.1f}% of images over k-hat {limit:.2f}")
+        print(
+            f"  diagnostics at k={k_draw}: mean ESS fraction {diag['mean_ess_fraction']:.4f}, median k-hat "
+            f"{diag['median_khat']:.3f}, {100 * diag['fraction_khat_over_threshold']:.1f}% of images over k-hat {limit:.2f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

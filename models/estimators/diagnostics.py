@@ -1,4 +1,4 @@
-"""Variance diagnostics of an importance-sampling estimate (SPEC.md section 1).
+"""Variance diagnostics of an importance-sampling estimate (docs/estimators.md).
 
 All are pure functions of the log-weights ``[k, B]`` and return ``[B]``. The delta-method quantities
 come from the asymptotic expansion of the IWAE bound (Nowozin 2018, Proposition 1):
@@ -14,51 +14,65 @@ import torch
 
 from ._validate import check_log_weights
 from .jackknife import leave_one_out
-from .psis import khat
+from .psis import _khat
 
 __all__ = [
     "Diagnostics",
-    "diagnose",
-    "ess",
-    "max_weight",
-    "log_weight_var",
     "delta_bias",
     "delta_var",
+    "diagnose",
+    "ess",
     "jackknife_var",
     "jackknife_var_from_loo",
+    "log_weight_var",
+    "max_weight",
 ]
 
 
-def ess(log_w: torch.Tensor) -> torch.Tensor:
-    """Kish effective sample size ``1 / sum_i wbar_i^2 = (sum w)^2 / sum w^2``. ``[k, B] -> [B]``."""
-    check_log_weights(log_w)
+def _ess(log_w: torch.Tensor) -> torch.Tensor:
     return torch.exp(2 * torch.logsumexp(log_w, dim=0) - torch.logsumexp(2 * log_w, dim=0))
 
 
-def max_weight(log_w: torch.Tensor) -> torch.Tensor:
-    """Largest self-normalised weight ``max_i wbar_i``. ``[k, B] -> [B]``."""
-    check_log_weights(log_w)
+def _max_weight(log_w: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_w.max(dim=0).values - torch.logsumexp(log_w, dim=0))
 
 
-def log_weight_var(log_w: torch.Tensor) -> torch.Tensor:
-    """Unbiased sample variance of ``log w_i``. ``[k, B] -> [B]``; ``nan`` for k = 1."""
-    check_log_weights(log_w)
+def _log_weight_var(log_w: torch.Tensor) -> torch.Tensor:
     return log_w.var(dim=0, unbiased=True) if log_w.shape[0] > 1 else torch.full_like(log_w[0], float("nan"))
 
 
 def _relative_variance(log_w: torch.Tensor) -> torch.Tensor:
     """``mu2 / mu^2`` estimated by ``k / ess - 1`` (exactly ``k sum wbar^2 - 1``)."""
-    return log_w.shape[0] / ess(log_w) - 1
+    return log_w.shape[0] / _ess(log_w) - 1
+
+
+def ess(log_w: torch.Tensor) -> torch.Tensor:
+    """Kish effective sample size ``1 / sum_i wbar_i^2 = (sum w)^2 / sum w^2``. ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
+    return _ess(log_w)
+
+
+def max_weight(log_w: torch.Tensor) -> torch.Tensor:
+    """Largest self-normalised weight ``max_i wbar_i``. ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
+    return _max_weight(log_w)
+
+
+def log_weight_var(log_w: torch.Tensor) -> torch.Tensor:
+    """Unbiased sample variance of ``log w_i``. ``[k, B] -> [B]``; ``nan`` for k = 1."""
+    check_log_weights(log_w)
+    return _log_weight_var(log_w)
 
 
 def delta_bias(log_w: torch.Tensor) -> torch.Tensor:
     """Delta-method bias of ``L_k``: ``-(mu2 / mu^2) / (2 k)``. ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
     return -_relative_variance(log_w) / (2 * log_w.shape[0])
 
 
 def delta_var(log_w: torch.Tensor) -> torch.Tensor:
     """Delta-method variance of ``L_k``: ``(mu2 / mu^2) / k``. ``[k, B] -> [B]``."""
+    check_log_weights(log_w)
     return _relative_variance(log_w) / log_w.shape[0]
 
 
@@ -94,15 +108,20 @@ class Diagnostics(NamedTuple):
 def diagnose(log_w: torch.Tensor, loo: torch.Tensor | None = None) -> Diagnostics:
     """All diagnostics of ``log_w`` ``[k, B]`` (k >= 2); ``loo``: ``leave_one_out(log_w)`` if at hand."""
     check_log_weights(log_w, min_k=2)
+    return _diagnose(log_w, loo)
+
+
+def _diagnose(log_w: torch.Tensor, loo: torch.Tensor | None) -> Diagnostics:
+    """``diagnose`` on log-weights already validated."""
     k = log_w.shape[0]
-    effective = ess(log_w)
+    effective = _ess(log_w)
     relative_variance = k / effective - 1  # mu2 / mu^2, from the ESS already computed
     return Diagnostics(
         ess=effective,
         ess_fraction=effective / k,
-        max_weight=max_weight(log_w),
-        log_weight_var=log_weight_var(log_w),
-        khat=khat(log_w),
+        max_weight=_max_weight(log_w),
+        log_weight_var=_log_weight_var(log_w),
+        khat=_khat(log_w),
         delta_bias=-relative_variance / (2 * k),
         delta_var=relative_variance / k,
         jackknife_var=jackknife_var_from_loo(leave_one_out(log_w) if loo is None else loo).to(log_w.dtype),

@@ -1,0 +1,33 @@
+"""The estimator core: evidence estimators, their diagnostics and summaries, as pure functions of
+log-weights ``[k, B]``. Nothing here knows about model families, files or HTTP."""
+
+from .compare import ReplicateSummary, summarize_replicates
+from .core import JVIResult, elbo, iwae, jvi, jvi_coefficients
+from .diagnostics import Diagnostics, diagnose, ess, jackknife_var
+from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, EstimatorSpec, estimate, parse_spec, point_estimate
+from .logspace import log_mean_exp
+from .psis import khat, khat_threshold
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "STD_ERR_FORMULAS",
+    "Diagnostics",
+    "Estimate",
+    "EstimatorSpec",
+    "JVIResult",
+    "ReplicateSummary",
+    "diagnose",
+    "elbo",
+    "ess",
+    "estimate",
+    "iwae",
+    "jackknife_var",
+    "jvi",
+    "jvi_coefficients",
+    "khat",
+    "khat_threshold",
+    "log_mean_exp",
+    "parse_spec",
+    "point_estimate",
+    "summarize_replicates",
+]

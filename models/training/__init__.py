@@ -1,0 +1,1 @@
+"""Training the shipped model families (``python -m models.training.train`` or ``logpx train``)."""
