@@ -49,10 +49,10 @@ def sample_linear_gaussian(model: LinearGaussian, n: int, seed: int) -> torch.Te
         return (z @ model.weight.T + model.bias + noise).clamp(0, 1)
 
 
-def tiny_bbb(seed: int = 0) -> BayesMLP:
+def tiny_bbb(seed: int = 0, input_dim: int = 784) -> BayesMLP:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return BayesMLP(BBBConfig(hidden=[16])).eval()
+        return BayesMLP(BBBConfig(input_dim=input_dim, hidden=[16])).eval()
 
 
 def write_checkpoints(directory: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -21,10 +22,26 @@ MODEL = "vae1-iwae50"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(server_log: Path) -> Iterator[str]:
     """The shipped checkpoints served by `logpx serve`, the command `make serve` and the image run."""
-    with LocalServer(ROOT / "checkpoints", log_path=tmp_path_factory.mktemp("server") / "server.log") as local:
+    with LocalServer(ROOT / "checkpoints", log_path=server_log) as local:
         yield local.url
+
+
+def test_server_logs_model_loads_and_one_json_line_per_request(server: str, server_log: Path) -> None:
+    httpx.get(f"{server}/v1/models/{MODEL}", headers={"X-Request-ID": "find-me-in-the-log"})
+    deadline = time.monotonic() + 10
+    while "find-me-in-the-log" not in server_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = server_log.read_text().splitlines()
+    assert f"model {MODEL}: ready" in lines
+    access = [json.loads(line) for line in lines if "find-me-in-the-log" in line]
+    assert access and access[0]["path"] == f"/v1/models/{MODEL}" and access[0]["status"] == 200
 
 
 def test_cli_scores_pngs(server: str) -> None:

@@ -93,7 +93,7 @@ def jackknife_var_from_loo(loo: torch.Tensor) -> torch.Tensor:
 
 
 class Diagnostics(NamedTuple):
-    """Every diagnostic of SPEC.md section 1 for one set of log-weights; each field ``[B]``."""
+    """Every diagnostic of docs/estimators.md for one set of log-weights; each field ``[B]``."""
 
     ess: torch.Tensor
     ess_fraction: torch.Tensor

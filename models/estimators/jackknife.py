@@ -1,4 +1,4 @@
-"""Leave-j-out IWAE averages ``Lbar_{k-j}`` (SPEC.md section 1), the building blocks of JVI.
+"""Leave-j-out IWAE averages ``Lbar_{k-j}`` (docs/estimators.md), the building blocks of JVI.
 
 ``Lbar_{k-j}`` is the mean of the IWAE bound over all C(k, j) subsets of size k - j of the k samples
 (Nowozin 2018, eq. (13)). Three exact paths and one sampled path:
@@ -155,7 +155,7 @@ def lbar(
     generator: torch.Generator | None = None,
     loo: torch.Tensor | None = None,
 ) -> LbarResult:
-    """``Lbar_{k-j}``: the IWAE bound averaged over all subsets of size k - j (SPEC.md section 1).
+    """``Lbar_{k-j}``: the IWAE bound averaged over all subsets of size k - j (docs/estimators.md).
 
     Parameters
     ----------

@@ -38,7 +38,7 @@ class Checkpoint:
     model: Family
     metadata: dict[str, Any]
     sha256: str
-    path: Path
+    path: Path | None  # None for a model registered in memory
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -76,10 +76,10 @@ def save_checkpoint(
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp creates 0600
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+        os.chmod(tmp, 0o644)  # mkstemp's file is 0600; the rename below keeps the mode
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -106,7 +106,7 @@ def test_byte_scale_and_bernoulli_guard(client: TestClient) -> None:
 
 
 def test_linear_gaussian_brackets_exact_log_px_over_http(checkpoint_dir) -> None:  # type: ignore[no-untyped-def]
-    """SPEC.md section 1 over HTTP: IWAE below the exact log p(x) and rising towards it with k; JVI closer.
+    """The estimators over HTTP: IWAE below the exact log p(x) and rising towards it with k; JVI closer.
 
     400 replicates: the per-replicate sd of IWAE-16 is at most 0.9 nats here, so each mean has a
     standard error under 0.045, against biases of 0.12 nats and more (measured once, seed fixed).

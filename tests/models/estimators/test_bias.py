@@ -1,4 +1,4 @@
-"""Bias order of IWAE and JVI on log-normal weights, where log p(x) = 0 exactly (SPEC.md section 1).
+"""Bias order of IWAE and JVI on log-normal weights, where log p(x) = 0 exactly (docs/estimators.md).
 
 log w ~ N(-s^2/2, s^2) gives E w = 1. With s = 1, mu2/mu^2 = e - 1, so the IWAE bias is about
 -(e - 1)/(2k). Each replicate's estimate y is paired with the control variate mean(w) - 1, whose mean is

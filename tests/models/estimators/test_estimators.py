@@ -144,3 +144,24 @@ def test_minus_inf_log_weights_are_zero_weights() -> None:
     # A zero weight changes k but nothing else: compare against the same sum directly.
     assert iwae(log_w).item() == pytest.approx(torch.logsumexp(finite, 0).item() - math.log(5))
     assert math.isfinite(jvi(log_w, 2).value.item())
+
+
+def test_estimate_validates_its_input_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One validation (a full pass and a device sync) per public call, however many estimators and
+    diagnostics run behind it."""
+    import models.estimators._validate as validate
+    import models.estimators.evidence as evidence
+
+    calls = []
+    original = validate.check_log_weights
+
+    def counting(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(evidence, "check_log_weights", counting)
+    log_w = torch.randn(100, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for spec in (EstimatorSpec("iwae", 100), EstimatorSpec("jvi", 100, 2), EstimatorSpec("elbo", 100)):
+        calls.clear()
+        estimate(log_w, spec, with_diagnostics=True)
+        assert len(calls) == 1, spec

@@ -1,4 +1,4 @@
-"""The shipped 2-D-latent model against grid quadrature (SPEC.md section 1, third ground truth).
+"""The shipped 2-D-latent model against grid quadrature (docs/estimators.md, third ground truth).
 
 Five committed MNIST digits (tests/data). The quadrature is checked for convergence in resolution and
 window, then IWAE at k = 100,000 must agree with it within 0.05 nats where k-hat < 0.5, and the bias

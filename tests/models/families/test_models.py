@@ -231,3 +231,13 @@ def test_vae_log_weights_match_torch_distributions(layers: int) -> None:
             log_prior = Normal(0.0, 1.0).log_prob(h2).sum(-1) + Normal(pm, pls.exp()).log_prob(h1).sum(-1)
         log_lik = Bernoulli(logits=model.decoder(h1)).log_prob(x.expand(6, -1, -1)).sum(-1)
     assert torch.allclose(got, log_lik + log_prior - log_q, rtol=1e-12, atol=1e-9)
+
+
+def test_saved_checkpoints_are_readable_by_all(tmp_path: Path) -> None:
+    """A container's non-root user must be able to read a mounted checkpoint written by `logpx train`."""
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, tiny_vae(), training=TRAINING, dataset=DATASET)
+    assert path.stat().st_mode & 0o777 == 0o644
+    save_checkpoint(path, tiny_vae(seed=1), training=TRAINING, dataset=DATASET)  # replaced atomically, same mode
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

@@ -1,0 +1,58 @@
+"""The command line as a new user meets it: help everywhere, one clear line for every mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import build_parser
+from tests.local_server import free_port
+
+LOGPX = str(Path(sys.executable).with_name("logpx"))
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LOGPX, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():  # type: ignore[union-attr]
+        assert command.description or name in ("train", "evaluate"), name
+        for action in command._actions:
+            assert action.help, f"logpx {name} {action.option_strings or action.dest} has no help"
+    for command in ("train", "evaluate"):
+        out = _run(command, "--help")
+        assert out.returncode == 0 and out.stdout.startswith(f"usage: logpx {command}")
+        assert out.stdout.count("(default:") >= 5 or command == "evaluate"
+
+
+@pytest.mark.parametrize("args", [["models"], ["score", "tests/data/mnist-50000-label3.png", "--model", "m"]])
+def test_no_server_is_one_clear_line(args: list[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    out = _run(*args, "--url", url)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and f"cannot reach the logpx server at {url}" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_logpx_url_is_read_from_the_environment() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    out = _run("models", env={"LOGPX_URL": url, "PATH": ""})
+    assert out.returncode == 1 and url in out.stderr
+
+
+def test_a_missing_image_is_one_clear_line() -> None:
+    out = _run("score", "no-such-image.png", "--model", "m")
+    assert out.returncode == 1 and out.stderr == "error: no such file: no-such-image.png\n"
+    out = _run("compare", "no-such-image.png", "--model", "m", "--estimators", "iwae:10")
+    assert out.returncode == 1 and out.stderr == "error: no such file: no-such-image.png\n"
+
+
+def test_a_malformed_estimator_is_a_usage_error() -> None:
+    out = _run("compare", "x.png", "--model", "m", "--estimators", "iwae:ten")
+    assert out.returncode == 2 and "expected NAME:K" in out.stderr and "Traceback" not in out.stderr
