@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     max_batch_k: int = Field(2_000_000, ge=2, description="Budget on inputs x samples x replicates of one request")
     max_replicates: int = Field(100, ge=1, description="Most replicates in one compare request")
     max_order: int = Field(8, ge=1, description="Highest JVI order accepted")
+    max_ais_steps: int = Field(10_000, ge=1, description="Most AIS temperatures per chain")
+    max_ais_evals: int = Field(
+        50_000_000,
+        ge=1,
+        description="Budget on AIS gradient evaluations: inputs x (chains + 8) x steps x (leapfrog + 1)",
+    )
     max_elements: int | None = Field(
         None,
         ge=2**16,
@@ -55,4 +61,4 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]  # fields come from the environment
+    return Settings()

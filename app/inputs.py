@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from models.io import binarize_sample, binarize_threshold
 
 from .errors import InvalidInput, UnsupportedMediaType
-from .schemas import Binarization, EstimatorIn
+from .schemas import Binarization, EstimatorIn, SamplerIn
 
 __all__ = [
     "IMAGE_TYPES",
@@ -29,6 +29,7 @@ __all__ = [
     "images_from_files",
     "inputs_from_json",
     "parse_estimator",
+    "parse_sampler",
     "plan_binarization",
     "read_uploads",
 ]
@@ -213,6 +214,18 @@ def parse_estimator(raw: dict[str, object], field: str) -> EstimatorIn:
         # The order-versus-k check sees the whole object; the value at fault is the order.
         loc = ".".join(str(p) for p in err.get("loc", ())) or ("order" if "order" in err.get("msg", "") else "")
         name = ".".join(part for part in (field, loc) if part) or "body"
+        raise InvalidInput(f"{name}: {err.get('msg', 'invalid')}", field=name) from None
+
+
+def parse_sampler(raw: dict[str, object], field: str) -> SamplerIn:
+    """A ``SamplerIn`` from loose values (form fields, OIP parameters), as a 422 when invalid; ``None``
+    values are left out."""
+    try:
+        return SamplerIn.model_validate({key: value for key, value in raw.items() if value is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        name = ".".join(part for part in (field, loc) if part) or "sampler"
         raise InvalidInput(f"{name}: {err.get('msg', 'invalid')}", field=name) from None
 
 

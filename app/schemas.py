@@ -38,6 +38,46 @@ class EstimatorIn(BaseModel):
 Binarize = Literal["threshold", "sample", "none"]
 
 
+class SamplerIn(BaseModel):
+    """What produces the log-weights: ``{"name": "importance"}`` (k draws from the encoder) or
+    ``{"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder", "schedule": "sigmoid"}`` (k
+    annealed chains)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder"}]},
+    )
+
+    name: Literal["importance", "ais"] = "importance"
+    steps: int | None = Field(None, ge=1, description="AIS: intermediate temperatures T (default 1000)")
+    leapfrog: int | None = Field(None, ge=1, le=100, description="AIS: leapfrog steps per HMC move (default 10)")
+    init: Literal["encoder", "prior"] | None = Field(None, description="AIS: start chains at q(z|x) (default) or p(z)")
+    schedule: Literal["sigmoid", "linear", "geometric"] | None = Field(
+        None, description="AIS: temperatures (default sigmoid)"
+    )
+
+    @model_validator(mode="after")
+    def _ais_only(self) -> SamplerIn:
+        if self.name == "importance" and any(
+            v is not None for v in (self.steps, self.leapfrog, self.init, self.schedule)
+        ):
+            raise ValueError("steps, leapfrog, init and schedule apply to the ais sampler only")
+        return self
+
+
+class Verdict(BaseModel):
+    """Whether to trust the number: the level, every reason for it, and what to run instead."""
+
+    level: Literal["reliable", "caution", "unreliable"]
+    reasons: list[str]
+    advice: str
+
+
+class SamplerStats(BaseModel):
+    acceptance: float | None = Field(description="AIS: mean HMC acceptance over chains and temperatures")
+    step_size: float | None = Field(description="AIS: HMC step size at b = 1 (fixed by the tuning pass)")
+
+
 class EvidenceRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -60,6 +100,9 @@ class EvidenceRequest(BaseModel):
         "'none' only for inputs that are already 0/1 or for models with a continuous likelihood (their default)",
     )
     diagnostics: bool = Field(True, description="Include the variance diagnostics per input")
+    sampler: SamplerIn = Field(
+        default_factory=SamplerIn, description="importance (default) or ais; k is then the chains"
+    )
 
 
 class Diagnostics(BaseModel):
@@ -78,7 +121,7 @@ class Diagnostics(BaseModel):
 
 class SubsetInfo(BaseModel):
     left_out: int = Field(description="j: the Lbar_{k-j} term")
-    method: Literal["exact", "sampled"]
+    method: Literal["exact"] = Field("exact", description="always exact: a JVI that cannot be is refused with 422")
     num_subsets: int
 
 
@@ -88,6 +131,9 @@ class EstimatorOut(BaseModel):
     order: int | None = None
     subsets: list[SubsetInfo] = Field(default_factory=list, description="How each leave-j-out average was computed")
     std_err_formula: str
+    sampler: SamplerIn = Field(
+        default_factory=SamplerIn, description="What produced the log-weights, defaults filled in"
+    )
 
 
 class Binarization(BaseModel):
@@ -100,6 +146,8 @@ class InputEstimate(BaseModel):
     log_px: float | None = Field(description="Estimate of log p(x) in nats (null if not finite)")
     std_err: float | None = Field(description="Monte Carlo standard error of log_px (see std_err_formula)")
     diagnostics: Diagnostics | None = None
+    verdict: Verdict
+    sampler_stats: SamplerStats | None = None
 
 
 class Timing(BaseModel):
@@ -118,16 +166,27 @@ class EvidenceResponse(BaseModel):
     timing: Timing
 
 
+class CompareEstimatorIn(EstimatorIn):
+    """An estimator of a comparison, with its sampler: importance entries share each replicate's draw
+    (the first k of it), each AIS entry runs its own k chains."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sampler: SamplerIn = Field(default_factory=SamplerIn)
+
+
 class CompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[Image] = Field(min_length=1)
     scale: Literal["unit", "byte"] = "unit"
-    estimators: list[EstimatorIn] = Field(min_length=1, max_length=16)
+    estimators: list[CompareEstimatorIn] = Field(min_length=1, max_length=16)
     replicates: int = Field(10, ge=2, description="Independent draws; at most the server's max_replicates")
     seed: int = Field(0, ge=0, lt=2**63)
-    reference: EstimatorIn | None = Field(
-        None, description="e.g. {'name': 'iwae', 'k': 5000}; shares each replicate's draw"
+    reference: CompareEstimatorIn | None = Field(
+        None,
+        description="e.g. {'name': 'iwae', 'k': 5000} (shares each replicate's draw) or "
+        "{'name': 'iwae', 'k': 32, 'sampler': {'name': 'ais', 'steps': 1000}}",
     )
     binarize: Binarize | None = None
 
@@ -139,6 +198,7 @@ class EstimatorSummary(BaseModel):
     diff_to_reference: list[float | None] | None = Field(None, description="Per input: mean(estimator - reference)")
     mean_over_inputs: float | None
     sd_over_inputs: float | None = Field(description="Root mean square of the per-input sd")
+    verdicts: list[Verdict] = Field(description="Per input: the verdict on this estimator's first replicate")
 
 
 class CompareResponse(BaseModel):
@@ -200,8 +260,8 @@ class InferRequest(BaseModel):
 class InferOutput(BaseModel):
     name: str
     shape: list[int]
-    datatype: Literal["FP64"]
-    data: list[float | None]
+    datatype: Literal["FP64", "BYTES"]
+    data: list[float | None] | list[str]
 
 
 class InferResponse(BaseModel):
@@ -260,6 +320,7 @@ class LogLikelihood(BaseModel):
     jvi: float | None = Field(description="Jackknife-corrected estimate of the given order")
     std_err: float | None
     diagnostics: Diagnostics | None = None
+    verdict: Verdict
 
 
 class Prediction(BaseModel):

@@ -16,21 +16,23 @@ from models.estimators import (
     STD_ERR_FORMULAS,
     Estimate,
     EstimatorSpec,
+    NotExact,
     estimate,
     khat_threshold,
-    point_estimate,
     summarize_replicates,
 )
-from models.estimators import (
-    Diagnostics as DiagnosticValues,
-)
+from models.estimators import Diagnostics as DiagnosticValues
+from models.estimators import SamplerStats as SamplerStatsValue
+from models.estimators import Verdict as VerdictValue
 from models.families import Classifier, LatentVariableModel, predictive_summary
+from models.samplers import AISConfig, draw
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
 from .inputs import apply_binarization, finite_or_none, plan_binarization
 from .registry import ModelEntry
 from .schemas import (
+    CompareEstimatorIn,
     CompareRequest,
     CompareResponse,
     Diagnostics,
@@ -43,8 +45,11 @@ from .schemas import (
     LogLikelihood,
     Prediction,
     PredictResponse,
+    SamplerIn,
+    SamplerStats,
     SubsetInfo,
     Timing,
+    Verdict,
 )
 from .worker import BatchItem, DeviceWorker, JobContext
 
@@ -64,25 +69,72 @@ def _floats(t: torch.Tensor) -> list[float | None]:
     return [finite_or_none(float(v)) for v in t.detach().double().cpu().tolist()]
 
 
-def _spec(e: EstimatorIn) -> EstimatorSpec:
-    return EstimatorSpec(e.name, e.k, e.order or 1)
+def _spec(e: EstimatorIn, field: str) -> EstimatorSpec:
+    """The estimator to run; a JVI order whose terms cannot all be exact is a 422 naming the order,
+    why, and the largest k at which it is exact."""
+    try:
+        return EstimatorSpec(e.name, e.k, e.order or 1)
+    except NotExact as exc:
+        raise InvalidInput(str(exc), field=_at(field, "order"), limit={"largest_k": exc.largest_k}) from None
 
 
-def _estimator_out(spec: EstimatorSpec, subsets: tuple[tuple[str, int], ...] = ()) -> EstimatorOut:
+AIS_DEFAULTS = AISConfig()
+
+
+def _sampler(s: SamplerIn) -> tuple[AISConfig | None, SamplerIn]:
+    """The sampler to run (``None``: importance sampling) and its echo with defaults filled in."""
+    if s.name == "importance":
+        return None, s
+    config = AISConfig(
+        steps=s.steps or AIS_DEFAULTS.steps,
+        leapfrog=s.leapfrog or AIS_DEFAULTS.leapfrog,
+        init=s.init or AIS_DEFAULTS.init,
+        schedule=s.schedule or AIS_DEFAULTS.schedule,
+    )
+    return config, SamplerIn(
+        name="ais", steps=config.steps, leapfrog=config.leapfrog, init=config.init, schedule=config.schedule
+    )
+
+
+def _estimator_out(spec: EstimatorSpec, num_subsets: tuple[int, ...], sampler: SamplerIn) -> EstimatorOut:
     return EstimatorOut(
         name=spec.name,
         k=spec.k,
         order=spec.order if spec.name == "jvi" else None,
-        subsets=[
-            SubsetInfo.model_validate({"left_out": j, "method": m, "num_subsets": n})
-            for j, (m, n) in enumerate(subsets, start=1)
-        ],
+        subsets=[SubsetInfo(left_out=j, num_subsets=n) for j, n in enumerate(num_subsets, start=1)],
         std_err_formula=STD_ERR_FORMULAS[spec.name],
+        sampler=sampler,
     )
+
+
+def _verdicts(verdicts: list[VerdictValue]) -> list[Verdict]:
+    return [Verdict(level=v.level, reasons=list(v.reasons), advice=v.advice) for v in verdicts]
 
 
 def _at(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def check_ais_limits(
+    settings: Settings, batch: int, k: int, config: AISConfig | None, field: str, replicates: int = 1
+) -> None:
+    """AIS work is inputs x chains x temperatures x (leapfrog + 1) gradient evaluations, plus the tuning pass."""
+    if config is None:
+        return
+    if config.steps > settings.max_ais_steps:
+        raise InvalidInput(
+            f"steps={config.steps} is over the limit {settings.max_ais_steps}",
+            field=_at(field, "steps"),
+            limit=settings.max_ais_steps,
+        )
+    work = replicates * batch * (k + 8) * config.steps * (config.leapfrog + 1)
+    if work > settings.max_ais_evals:
+        raise PayloadTooLarge(
+            f"AIS work replicates x inputs x (chains + 8 tuning chains) x steps x (leapfrog + 1) = {work} gradient "
+            f"evaluations, over the budget {settings.max_ais_evals}",
+            field=field,
+            limit=settings.max_ais_evals,
+        )
 
 
 def check_limits(
@@ -167,6 +219,20 @@ def _diagnostics(d: DiagnosticValues, k: int, columns: slice = slice(None)) -> l
     ]
 
 
+def _results(est: Estimate, k: int, columns: slice, with_diagnostics: bool) -> list[InputEstimate]:
+    """One ``InputEstimate`` per input of ``columns``: the number, its standard error, its verdict,
+    and the diagnostics and sampler statistics when asked for."""
+    log_px, std_err = _floats(est.log_px[columns]), _floats(est.std_err[columns])
+    verdicts = _verdicts(est.verdicts[columns])
+    diagnostics: list[Diagnostics | None] = (
+        list(_diagnostics(est.diagnostics, k, columns)) if with_diagnostics else [None] * len(log_px)
+    )
+    return [
+        InputEstimate(log_px=v, std_err=e, diagnostics=d, verdict=verdict)
+        for v, e, d, verdict in zip(log_px, std_err, diagnostics, verdicts, strict=True)
+    ]
+
+
 async def evidence(
     entry: ModelEntry,
     worker: DeviceWorker,
@@ -176,45 +242,59 @@ async def evidence(
     seed: int,
     binarize_method: str | None,
     with_diagnostics: bool,
+    sampler: SamplerIn | None = None,
     estimator_field: str = "estimator",
 ) -> EvidenceResponse:
     started = time.monotonic()
     model = latent_model(entry)
     check_limits(settings, x.shape[0], [(estimator_field, estimator)])
-    spec = _spec(estimator)
+    spec = _spec(estimator, estimator_field)
+    ais_config, sampler_out = _sampler(sampler or SamplerIn())
+    check_ais_limits(settings, x.shape[0], spec.k, ais_config, "sampler")
     generator = request_generator(entry, seed)
     binarization = plan_binarization(x, model.likelihood, binarize_method, seed)
     device = entry.device
 
-    def prepare() -> tuple[torch.Tensor, torch.Tensor]:
-        # On the worker thread: tensor work on the event loop would wait for the GIL behind the model.
-        xb = apply_binarization(x, binarization, generator)
-        return xb.to(device), model.sample_noise(spec.k, xb.shape[0], generator)
-
-    def forward(x_all: torch.Tensor, noise: torch.Tensor, check: Callable[[], None]) -> torch.Tensor:
-        return model.log_weights_from_noise(x_all, noise, max_elements=settings.max_elements, check_fn=check)
-
-    def estimate_columns(log_w: torch.Tensor) -> Estimate:
+    def estimate_columns(log_w: torch.Tensor, stats: SamplerStatsValue | None = None) -> Estimate:
         # The model runs in float32; the estimators get float64 so that nothing is lost after it.
-        return estimate(log_w.double(), spec, with_diagnostics=with_diagnostics, generator=generator)
+        return estimate(log_w.double(), spec, discrete=model.discrete, sampler=sampler_out.name, stats=stats)
 
     def finish(est: Estimate, columns: slice) -> Evidence:
-        log_px, std_err = _floats(est.log_px[columns]), _floats(est.std_err[columns])
-        diagnostics = (
-            _diagnostics(est.diagnostics, spec.k, columns) if est.diagnostics is not None else [None] * len(log_px)
+        return Evidence(
+            _estimator_out(spec, est.num_subsets, sampler_out), _results(est, spec.k, columns, with_diagnostics)
         )
-        results = [InputEstimate(log_px=v, std_err=e, diagnostics=d) for v, e, d in zip(log_px, std_err, diagnostics)]
-        return Evidence(_estimator_out(spec, est.subsets), results)
 
-    work = BatchItem(
-        key=(entry.name, spec, with_diagnostics),
-        size=x.shape[0],
-        prepare=prepare,
-        forward=forward,
-        estimate=estimate_columns,
-        finish=finish,
-        shared_estimate=not spec.draws_subsets,
-    )
+    work: BatchItem[Estimate, Evidence] | Callable[[JobContext], Evidence]
+    if ais_config is None:
+
+        def prepare() -> tuple[torch.Tensor, torch.Tensor]:
+            # On the worker thread: tensor work on the event loop would wait for the GIL behind the model.
+            xb = apply_binarization(x, binarization, generator)
+            return xb.to(device), model.sample_noise(spec.k, xb.shape[0], generator)
+
+        def forward(x_all: torch.Tensor, noise: torch.Tensor, check: Callable[[], None]) -> torch.Tensor:
+            return model.log_weights_from_noise(x_all, noise, max_elements=settings.max_elements, check_fn=check)
+
+        work = BatchItem(
+            key=(entry.name, spec, with_diagnostics),
+            size=x.shape[0],
+            prepare=prepare,
+            forward=forward,
+            estimate=estimate_columns,
+            finish=finish,
+        )
+    else:
+
+        def run_ais(ctx: JobContext) -> Evidence:
+            xd = apply_binarization(x, binarization, generator).to(device)
+            log_w, stats = draw(model, xd, spec.k, ais_config, generator, check_fn=ctx.check)
+            out = finish(estimate_columns(log_w, stats), slice(None))
+            assert stats is not None
+            for r, a, h in zip(out.results, _floats(stats.acceptance), _floats(stats.step_size), strict=True):
+                r.sampler_stats = SamplerStats(acceptance=a, step_size=h)
+            return out
+
+        work = run_ais
     job = await worker.submit(work, settings.deadline_s)
     return EvidenceResponse(
         model=entry.name,
@@ -227,27 +307,14 @@ async def evidence(
     )
 
 
-def _summary(
-    spec: EstimatorSpec, values: torch.Tensor, reference: torch.Tensor | None, subsets: tuple[tuple[str, int], ...]
-) -> EstimatorSummary:
-    s = summarize_replicates(values, reference)
-    return EstimatorSummary(
-        estimator=_estimator_out(spec, subsets),
-        mean=_floats(s.mean),
-        sd=_floats(s.sd),
-        diff_to_reference=_floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
-        mean_over_inputs=finite_or_none(s.mean_over_inputs),
-        sd_over_inputs=finite_or_none(s.sd_over_inputs),
-    )
-
-
 async def compare(
     entry: ModelEntry, worker: DeviceWorker, settings: Settings, x: torch.Tensor, req: CompareRequest
 ) -> CompareResponse:
-    """All estimators of a replicate use the first k of the same draw (common random numbers)."""
+    """Importance entries of a replicate use the first k of the same draw (common random numbers); each
+    AIS entry runs its own chains. The verdict per input is that of the entry's first replicate."""
     started = time.monotonic()
     model = latent_model(entry)
-    everything = req.estimators + ([req.reference] if req.reference else [])
+    entries: list[CompareEstimatorIn] = req.estimators + ([req.reference] if req.reference else [])
     if req.replicates > settings.max_replicates:
         raise InvalidInput(
             f"replicates={req.replicates} is over the limit {settings.max_replicates}",
@@ -255,28 +322,62 @@ async def compare(
             limit=settings.max_replicates,
         )
     fields = [f"estimators[{i}]" for i in range(len(req.estimators))] + (["reference"] if req.reference else [])
-    check_limits(settings, x.shape[0], list(zip(fields, everything)), req.replicates)
-    specs = [_spec(e) for e in everything]
-    k_draw = max(s.k for s in specs)
+    check_limits(settings, x.shape[0], list(zip(fields, entries, strict=True)), req.replicates)
+    specs = [_spec(e, f) for e, f in zip(entries, fields, strict=True)]
+    samplers = [_sampler(e.sampler) for e in entries]
+    for f, spec, (config, _) in zip(fields, specs, samplers, strict=True):
+        check_ais_limits(settings, x.shape[0], spec.k, config, _at(f, "sampler"), req.replicates)
+    importance_k = [s.k for s, (c, _) in zip(specs, samplers, strict=True) if c is None]
     generator = request_generator(entry, req.seed)
     binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed)
     device = entry.device
 
-    def work(ctx: JobContext) -> tuple[torch.Tensor, list[tuple[tuple[str, int], ...]]]:
+    def work(ctx: JobContext) -> tuple[torch.Tensor, list[Estimate]]:
         values = torch.empty(len(specs), req.replicates, x.shape[0], dtype=torch.float64)
-        subsets: list[tuple[tuple[str, int], ...]] = [()] * len(specs)  # how each JVI's Lbar terms were computed
+        first: list[Estimate] = []
         xd = apply_binarization(x, binarization, generator).to(device)
         for r in range(req.replicates):
-            log_w = model.log_weights(xd, k_draw, generator, max_elements=settings.max_elements, check_fn=ctx.check)
-            for s, spec in enumerate(specs):
-                result = point_estimate(log_w.double(), spec, generator=generator)
-                values[s, r], subsets[s] = result.value.cpu(), result.subsets
-        return values, subsets
+            shared = (
+                draw(
+                    model,
+                    xd,
+                    max(importance_k),
+                    None,
+                    generator,
+                    max_elements=settings.max_elements,
+                    check_fn=ctx.check,
+                )
+                if importance_k
+                else None
+            )
+            for s, (spec, (config, sampler_out)) in enumerate(zip(specs, samplers, strict=True)):
+                result = shared if config is None else draw(model, xd, spec.k, config, generator, check_fn=ctx.check)
+                assert result is not None
+                est = estimate(
+                    result.log_w.double(), spec, discrete=model.discrete, sampler=sampler_out.name, stats=result.stats
+                )
+                values[s, r] = est.log_px.cpu()
+                if r == 0:
+                    first.append(est)
+        return values, first
 
     job = await worker.submit(work, settings.deadline_s)
-    values, subsets = job.value
+    values, first = job.value
     reference = values[-1] if req.reference else None
-    summaries = [_summary(spec, v, reference, sub) for spec, v, sub in zip(specs, values, subsets)]
+    summaries = []
+    for spec, (_, sampler_out), v, est in zip(specs, samplers, values, first, strict=True):
+        s = summarize_replicates(v, reference)
+        summaries.append(
+            EstimatorSummary(
+                estimator=_estimator_out(spec, est.num_subsets, sampler_out),
+                mean=_floats(s.mean),
+                sd=_floats(s.sd),
+                diff_to_reference=_floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
+                mean_over_inputs=finite_or_none(s.mean_over_inputs),
+                sd_over_inputs=finite_or_none(s.sd_over_inputs),
+                verdicts=_verdicts(est.verdicts),
+            )
+        )
     return CompareResponse(
         model=entry.name,
         device=device,
@@ -307,6 +408,7 @@ async def predict(
     check_limits(settings, x.shape[0], [("", EstimatorIn.model_construct(name="jvi", k=k, order=order))])
     if order >= k:
         raise InvalidInput(f"order={order} must be below k={k}", field="order", limit=k - 1)
+    jvi_spec = _spec(EstimatorIn.model_construct(name="jvi", k=k, order=order), "")
     classes = model.classes
     if labels is not None:
         if len(labels) != x.shape[0]:
@@ -328,13 +430,21 @@ async def predict(
         loglik: list[LogLikelihood | None] = [None] * x.shape[0]
         if labels is not None:
             y = torch.tensor(labels, device=xd.device)
-            per_draw = model.label_log_likelihoods(log_probs, y).double()  # [k, B]
-            iw = estimate(per_draw, EstimatorSpec("iwae", k), with_diagnostics=with_diagnostics)
-            jv = estimate(per_draw, EstimatorSpec("jvi", k, order), generator=generator)
+            per_draw = model.label_log_likelihoods(log_probs, y).double()  # [k, B]: log p(y | x, w_i) <= 0
+            iw = estimate(per_draw, EstimatorSpec("iwae", k), discrete=True)
+            jv = estimate(per_draw, jvi_spec, discrete=True)
             iwae_v, jvi_v, se = _floats(iw.log_px), _floats(jv.log_px), _floats(jv.std_err)
-            diagnostics = _diagnostics(iw.diagnostics, k) if iw.diagnostics is not None else [None] * x.shape[0]
+            diagnostics = _diagnostics(iw.diagnostics, k) if with_diagnostics else [None] * x.shape[0]
+            verdicts = _verdicts(jv.verdicts)
             loglik = [
-                LogLikelihood(label=labels[i], iwae=iwae_v[i], jvi=jvi_v[i], std_err=se[i], diagnostics=diagnostics[i])
+                LogLikelihood(
+                    label=labels[i],
+                    iwae=iwae_v[i],
+                    jvi=jvi_v[i],
+                    std_err=se[i],
+                    diagnostics=diagnostics[i],
+                    verdict=verdicts[i],
+                )
                 for i in range(x.shape[0])
             ]
         probs = summary.probs.cpu().tolist()

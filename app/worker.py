@@ -65,9 +65,9 @@ class BatchItem(Generic[E, T]):
     ``prepare()`` returns the request's inputs (on the device) and its noise (``sample_noise``);
     ``forward(x, noise, check)`` runs the model on a (possibly combined) batch and returns ``[k, B]``;
     ``estimate(log_w)`` turns ``[k, B]`` log-weights into estimates for those B columns, and
-    ``finish(estimates, columns)`` the request's own ``columns`` of them into its result. When
-    ``shared_estimate``, each column's estimate depends on that column alone (no random draws), so one
-    ``estimate`` call serves the whole batch; otherwise each request estimates its own columns.
+    ``finish(estimates, columns)`` the request's own ``columns`` of them into its result. Each column's
+    estimate depends on that column alone (no random draws), so one ``estimate`` call serves the whole
+    batch.
     """
 
     key: Hashable
@@ -76,7 +76,6 @@ class BatchItem(Generic[E, T]):
     forward: Callable[[torch.Tensor, torch.Tensor, Callable[[], None]], torch.Tensor]
     estimate: Callable[[torch.Tensor], E]
     finish: Callable[[E, slice], T]
-    shared_estimate: bool = False
 
 
 @dataclass
@@ -228,7 +227,7 @@ def finish_batch(items: list[BatchItem[Any, Any]], log_w: torch.Tensor) -> list[
     for item in items:
         bounds.append(bounds[-1] + item.size)
     shared = None
-    if items[0].shared_estimate and len(items) > 1:
+    if len(items) > 1:
         try:
             shared = items[0].estimate(log_w)
         except Exception:

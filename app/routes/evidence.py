@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
@@ -8,7 +8,7 @@ from models.estimators import DEFAULT_SPEC
 
 from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
-from ..inputs import inputs_from_json, parse_estimator, read_uploads
+from ..inputs import inputs_from_json, parse_estimator, parse_sampler, read_uploads
 from ..json_route import JSONRoute
 from ..schemas import Binarize, CompareRequest, CompareResponse, EvidenceRequest, EvidenceResponse, problem_responses
 
@@ -32,7 +32,9 @@ async def evidence(
     request.state.log.update(model=name)
     entry = registry.get_ready(name)
     x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
-    out = await service.evidence(entry, worker, settings, x, body.estimator, body.seed, body.binarize, body.diagnostics)
+    out = await service.evidence(
+        entry, worker, settings, x, body.estimator, body.seed, body.binarize, body.diagnostics, body.sampler
+    )
     record_request(
         request,
         metrics,
@@ -61,6 +63,9 @@ async def evidence_images(
     seed: Annotated[int, Form(ge=0, lt=2**63)] = 0,
     binarize: Annotated[Binarize | None, Form()] = None,
     diagnostics: Annotated[bool, Form()] = True,
+    sampler: Annotated[Literal["importance", "ais"], Form(description="ais: k annealed chains")] = "importance",
+    steps: Annotated[int | None, Form(ge=1, description="AIS temperatures (default 1000)")] = None,
+    leapfrog: Annotated[int | None, Form(ge=1, le=100, description="AIS leapfrog steps (default 10)")] = None,
 ) -> EvidenceResponse:
     """The same as ``evidence``, with image files as a multipart upload (field ``files``, repeated)."""
     request.state.log.update(model=name)
@@ -68,7 +73,10 @@ async def evidence_images(
     spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "")
     service.check_limits(settings, len(files), [("", spec)], inputs_field="files")
     x = await read_uploads(files, entry.model.input_shape)
-    out = await service.evidence(entry, worker, settings, x, spec, seed, binarize, diagnostics, estimator_field="")
+    sampler_in = parse_sampler({"name": sampler, "steps": steps, "leapfrog": leapfrog}, "")
+    out = await service.evidence(
+        entry, worker, settings, x, spec, seed, binarize, diagnostics, sampler_in, estimator_field=""
+    )
     record_request(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)
     return out
 

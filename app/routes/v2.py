@@ -3,7 +3,8 @@
 Input: one tensor of shape ``[B, *input_shape]`` or ``[B, prod(input_shape)]`` (any name), ``data`` flat
 or nested; ``input_shape`` is the model's (``[28, 28]`` for the MNIST models).
 Request ``parameters``: ``estimator``, ``k``, ``order``, ``seed``, ``binarize``, ``scale``.
-Outputs: ``log_px``, ``std_err`` and each diagnostic, ``FP64`` of shape ``[B]``.
+Outputs: ``log_px``, ``std_err`` and each diagnostic, ``FP64`` of shape ``[B]``; ``verdict`` (``BYTES``: reliable,
+caution or unreliable), with every verdict's reasons and advice in the response's ``parameters``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from models.estimators import DEFAULT_SPEC
 from .. import __version__, service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..errors import InvalidInput
-from ..inputs import inputs_from_json, parse_estimator
+from ..inputs import inputs_from_json, parse_estimator, parse_sampler
 from ..json_route import JSONRoute
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=JSONRoute)
 
-_PARAMS = {"estimator", "k", "order", "seed", "binarize", "scale"}
+_PARAMS = {"estimator", "k", "order", "seed", "binarize", "scale", "sampler"}
 
 
 def _flatten(data: list[Any]) -> list[float]:
@@ -116,12 +117,27 @@ async def infer(
     seed = params.get("seed", 0)
     if not isinstance(seed, int) or seed < 0:
         raise InvalidInput("seed must be a non-negative integer", field="parameters.seed")
+    sampler = params.get("sampler", {})
+    if not isinstance(sampler, dict):
+        raise InvalidInput(
+            "sampler must be an object such as {'name': 'ais', 'steps': 1000}", field="parameters.sampler"
+        )
     out = await service.evidence(
-        entry, worker, settings, x, spec, seed, params.get("binarize"), True, estimator_field="parameters"
+        entry,
+        worker,
+        settings,
+        x,
+        spec,
+        seed,
+        params.get("binarize"),
+        True,
+        parse_sampler(sampler, "parameters.sampler"),
+        estimator_field="parameters",
     )
     record_request(request, metrics, name, batch, spec.k, out.timing.queue_s, out.timing.compute_s, batch * spec.k)
     outputs = [
         InferOutput(name="log_px", shape=[batch], datatype="FP64", data=[r.log_px for r in out.results]),
+        InferOutput(name="verdict", shape=[batch], datatype="BYTES", data=[r.verdict.level for r in out.results]),
         InferOutput(name="std_err", shape=[batch], datatype="FP64", data=[r.std_err for r in out.results]),
     ]
     for field in ("ess", "khat", "delta_bias", "jackknife_var"):
@@ -141,6 +157,7 @@ async def infer(
             "estimator": out.estimator.model_dump(),
             "binarization": out.binarization.model_dump(),
             "seed": seed,
+            "verdicts": [r.verdict.model_dump() for r in out.results],
         },
         outputs=outputs,
     )

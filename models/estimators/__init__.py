@@ -5,8 +5,10 @@ from .compare import ReplicateSummary, summarize_replicates
 from .core import JVIResult, elbo, iwae, jvi, jvi_coefficients
 from .diagnostics import Diagnostics, diagnose, ess, jackknife_var
 from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, EstimatorSpec, estimate, parse_spec, point_estimate
+from .jackknife import NotExact, max_exact_k
 from .logspace import log_mean_exp
 from .psis import khat, khat_threshold
+from .verdict import SamplerStats, Verdict, judge
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -15,18 +17,23 @@ __all__ = [
     "Estimate",
     "EstimatorSpec",
     "JVIResult",
+    "NotExact",
     "ReplicateSummary",
+    "SamplerStats",
+    "Verdict",
     "diagnose",
     "elbo",
     "ess",
     "estimate",
     "iwae",
     "jackknife_var",
+    "judge",
     "jvi",
     "jvi_coefficients",
     "khat",
     "khat_threshold",
     "log_mean_exp",
+    "max_exact_k",
     "parse_spec",
     "point_estimate",
     "summarize_replicates",

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from ._validate import check_log_weights
-from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS, lbar
+from .jackknife import DEFAULT_EXACT_BUDGET, check_exact, lbar
 from .logspace import log_mean_exp
 
 __all__ = ["JVIResult", "elbo", "iwae", "jvi", "jvi_coefficients"]
@@ -43,22 +43,15 @@ def jvi_coefficients(k: int, order: int) -> list[float]:
 
 
 class JVIResult(NamedTuple):
-    """``value``: ``[B]`` JVI estimate; ``mc_var``: ``[B]`` extra variance from sampled subsets (zero
-    when all exact); ``subsets``: per j = 1..m, ``(method, num_subsets)``."""
+    """``value``: ``[B]`` estimate; ``num_subsets``: per j = 1..m, the subsets each ``Lbar_{k-j}``
+    averaged (all of them: every term is exact)."""
 
     value: torch.Tensor
-    mc_var: torch.Tensor
-    subsets: tuple[tuple[str, int], ...]
+    num_subsets: tuple[int, ...]
 
 
 def jvi(
-    log_w: torch.Tensor,
-    order: int = 1,
-    *,
-    exact_budget: int = DEFAULT_EXACT_BUDGET,
-    num_sampled_subsets: int = DEFAULT_NUM_SAMPLED_SUBSETS,
-    generator: torch.Generator | None = None,
-    loo: torch.Tensor | None = None,
+    log_w: torch.Tensor, order: int = 1, *, exact_budget: int = DEFAULT_EXACT_BUDGET, loo: torch.Tensor | None = None
 ) -> JVIResult:
     """Jackknife variational inference estimate of order m (Nowozin 2018, eq. (14)).
 
@@ -68,48 +61,28 @@ def jvi(
     ----------
     log_w : ``[k, B]`` float tensor with k > order.
     order : m, 1 <= m < k.
-    exact_budget, num_sampled_subsets, generator : see ``models.jackknife.lbar``. Leave-one-out is
-        always exact at O(k); leave-two-out exact at O(k^2) within the budget; higher j enumerate or
-        sample.
-    loo : ``models.jackknife.leave_one_out(log_w)``, if already computed (shared with the jackknife
-        variance).
+    exact_budget : see ``models.estimators.jackknife.check_exact``: orders of 3 and more enumerate their
+        subsets, and ``NotExact`` (a ``ValueError``) is raised where that is over the budget.
+    loo : ``leave_one_out(log_w)``, if already computed (shared with the jackknife variance).
 
     Returns
     -------
-    ``JVIResult``; ``value`` and ``mc_var`` are ``[B]`` in ``log_w``'s dtype.
+    ``JVIResult``; ``value`` is ``[B]`` in ``log_w``'s dtype.
     """
     check_log_weights(log_w, min_k=2)
-    return _jvi(
-        log_w, order, exact_budget=exact_budget, num_sampled_subsets=num_sampled_subsets, generator=generator, loo=loo
-    )
+    check_exact(log_w.shape[0], order, exact_budget)
+    return _jvi(log_w, order, loo)
 
 
-def _jvi(
-    log_w: torch.Tensor,
-    order: int,
-    *,
-    exact_budget: int,
-    num_sampled_subsets: int,
-    generator: torch.Generator | None,
-    loo: torch.Tensor | None,
-) -> JVIResult:
-    """``jvi`` on log-weights already validated."""
+def _jvi(log_w: torch.Tensor, order: int, loo: torch.Tensor | None) -> JVIResult:
+    """``jvi`` on log-weights already validated and an order already checked."""
     k = log_w.shape[0]
     coeffs = jvi_coefficients(k, order)
     value = torch.zeros(log_w.shape[1], dtype=torch.float64, device=log_w.device)
-    mc_var = torch.zeros_like(value)
     subsets = []
     for j, c in enumerate(coeffs):
-        term = lbar(
-            log_w,
-            j,
-            exact_budget=exact_budget,
-            num_sampled_subsets=num_sampled_subsets,
-            generator=generator,
-            loo=loo,
-        )
+        term = lbar(log_w, j, loo=loo)
         value += c * term.value
-        mc_var += c * c * term.mc_var  # subsets for different j are drawn independently
         if j > 0:
-            subsets.append((term.method, term.num_subsets))
-    return JVIResult(value.to(log_w.dtype), mc_var.to(log_w.dtype), tuple(subsets))
+            subsets.append(term.num_subsets)
+    return JVIResult(value.to(log_w.dtype), tuple(subsets))

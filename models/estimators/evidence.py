@@ -11,8 +11,9 @@ import torch
 from ._validate import check_log_weights
 from .core import JVIResult, _jvi
 from .diagnostics import Diagnostics, _diagnose, _log_weight_var, jackknife_var_from_loo
-from .jackknife import DEFAULT_EXACT_BUDGET, DEFAULT_NUM_SAMPLED_SUBSETS, exact_cost, leave_one_out
+from .jackknife import DEFAULT_EXACT_BUDGET, check_exact, leave_one_out
 from .logspace import log_mean_exp
+from .verdict import SamplerStats, Verdict, judge
 
 __all__ = ["DEFAULT_SPEC", "STD_ERR_FORMULAS", "Estimate", "EstimatorSpec", "estimate", "parse_spec", "point_estimate"]
 
@@ -23,39 +24,36 @@ STD_ERR_FORMULAS: dict[str, str] = {
     "elbo": "sqrt(var(log w) / k): the standard error of a mean of k i.i.d. log-weights",
     "iwae": "sqrt(jackknife_var): jackknife estimate of the standard deviation of L_k",
     "jvi": (
-        "sqrt(jackknife_var + subset_mc_var): to first order every JVI order has the variance of "
-        "L_k (its coefficients sum to 1), plus the Monte Carlo variance of any sampled subsets"
+        "sqrt(jackknife_var): to first order every JVI order has the variance of L_k (its coefficients sum "
+        "to 1), and every leave-j-out average is exact"
     ),
 }
 
 
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """Which estimator to run: ``name``, number of samples ``k``, JVI ``order`` (ignored otherwise)."""
+    """Which estimator to run: ``name``, number of samples ``k``, JVI ``order`` (ignored otherwise).
+    A JVI whose leave-j-out averages cannot all be exact within ``exact_budget`` is refused here
+    (``jackknife.NotExact``, a ``ValueError`` naming the largest k at which it is exact)."""
 
     name: EstimatorName
     k: int
     order: int = 1
     exact_budget: int = DEFAULT_EXACT_BUDGET
-    num_sampled_subsets: int = DEFAULT_NUM_SAMPLED_SUBSETS
 
     def __post_init__(self) -> None:
         if self.name not in STD_ERR_FORMULAS:
             raise ValueError(f"unknown estimator {self.name!r}; choose one of {sorted(STD_ERR_FORMULAS)}")
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
-        if self.name == "jvi" and not 1 <= self.order < self.k:
-            raise ValueError(f"jvi needs 1 <= order < k, got order={self.order}, k={self.k}")
+        if self.name == "jvi":
+            if not 1 <= self.order < self.k:
+                raise ValueError(f"jvi needs 1 <= order < k, got order={self.order}, k={self.k}")
+            check_exact(self.k, self.order, self.exact_budget)
 
     def __str__(self) -> str:
         """``NAME:K`` or ``jvi:K:ORDER``, the syntax ``parse_spec`` reads."""
         return f"{self.name}:{self.k}" + (f":{self.order}" if self.name == "jvi" else "")
-
-    @property
-    def draws_subsets(self) -> bool:
-        """Whether ``estimate`` draws random subsets (a JVI term over ``exact_budget``, as in
-        ``jackknife.lbar``). Otherwise every column's estimate is a function of that column alone."""
-        return self.name == "jvi" and any(exact_cost(self.k, j) > self.exact_budget for j in range(1, self.order + 1))
 
 
 DEFAULT_SPEC = EstimatorSpec("iwae", 1000)  # what a request that names no estimator gets
@@ -70,28 +68,22 @@ def parse_spec(text: str) -> EstimatorSpec:
 
 
 class Estimate(NamedTuple):
-    """``log_px`` and ``std_err``: ``[B]``; ``subsets``: per leave-out size j = 1..m of a JVI,
-    ``(method, num_subsets)``; ``diagnostics``: ``None`` unless asked for."""
+    """``log_px`` and ``std_err``: ``[B]``; ``num_subsets``: per leave-out size j = 1..m of a JVI, the
+    subsets averaged; ``diagnostics``: every diagnostic, ``[B]`` each; ``verdicts``: one per input."""
 
     log_px: torch.Tensor
     std_err: torch.Tensor
-    subsets: tuple[tuple[str, int], ...]
-    diagnostics: Diagnostics | None
+    num_subsets: tuple[int, ...]
+    diagnostics: Diagnostics
+    verdicts: list[Verdict]
 
 
-def point_estimate(
-    log_w: torch.Tensor,
-    spec: EstimatorSpec,
-    *,
-    generator: torch.Generator | None = None,
-    loo: torch.Tensor | None = None,
-) -> JVIResult:
+def point_estimate(log_w: torch.Tensor, spec: EstimatorSpec, *, loo: torch.Tensor | None = None) -> JVIResult:
     """The estimate alone (differentiable: the training objectives call this). ``log_w`` is
     ``[>= k, B]``; only its first ``spec.k`` rows are used (the rest belong to a larger estimator on the
-    same common-random-number draw). Returns a ``JVIResult``; for ``elbo`` / ``iwae`` its ``mc_var`` is
-    zero and ``subsets`` empty."""
-    lw = _first_k(log_w, spec)
-    return _point_estimate(lw, spec, generator, loo)
+    same common-random-number draw). Returns a ``JVIResult``; for ``elbo`` / ``iwae`` its
+    ``num_subsets`` is empty."""
+    return _point_estimate(_first_k(log_w, spec), spec, loo)
 
 
 def _first_k(log_w: torch.Tensor, spec: EstimatorSpec) -> torch.Tensor:
@@ -102,38 +94,41 @@ def _first_k(log_w: torch.Tensor, spec: EstimatorSpec) -> torch.Tensor:
     return log_w[: spec.k]
 
 
-def _point_estimate(
-    lw: torch.Tensor, spec: EstimatorSpec, generator: torch.Generator | None, loo: torch.Tensor | None
-) -> JVIResult:
+def _point_estimate(lw: torch.Tensor, spec: EstimatorSpec, loo: torch.Tensor | None) -> JVIResult:
     if spec.name == "jvi":
-        return _jvi(
-            lw,
-            spec.order,
-            exact_budget=spec.exact_budget,
-            num_sampled_subsets=spec.num_sampled_subsets,
-            generator=generator,
-            loo=loo,
-        )
+        return _jvi(lw, spec.order, loo)
     value = lw.mean(dim=0) if spec.name == "elbo" else log_mean_exp(lw, dim=0)
-    return JVIResult(value, torch.zeros_like(value), ())
+    return JVIResult(value, ())
 
 
 def estimate(
     log_w: torch.Tensor,
     spec: EstimatorSpec,
     *,
-    with_diagnostics: bool = False,
-    generator: torch.Generator | None = None,
+    discrete: bool = False,
+    sampler: str = "importance",
+    stats: SamplerStats | None = None,
 ) -> Estimate:
-    """Estimate, standard error (``STD_ERR_FORMULAS``) and optionally diagnostics; ``spec.k >= 2``."""
+    """Estimate, standard error (``STD_ERR_FORMULAS``), diagnostics and a verdict per input; ``spec.k >= 2``.
+
+    ``discrete``: the model's likelihood is a probability mass (log p(x) > 0 is then impossible);
+    ``sampler`` and ``stats``: what produced the log-weights (``importance``, or ``ais`` with its
+    acceptance and step sizes), for the verdict and its advice.
+    """
     if spec.k < 2:
         raise ValueError(f"a standard error needs k >= 2, got {spec.k}")
     lw = _first_k(log_w, spec)  # the one validation of this call
-    loo = leave_one_out(lw) if spec.name != "elbo" or with_diagnostics else None  # computed once, used thrice
-    result = _point_estimate(lw, spec, generator, loo)
+    loo = leave_one_out(lw)  # computed once, used by JVI, the standard error and the diagnostics
+    result = _point_estimate(lw, spec, loo)
     if spec.name == "elbo":
         std_err = (_log_weight_var(lw) / spec.k).sqrt()
     else:
-        assert loo is not None
-        std_err = (jackknife_var_from_loo(loo).to(lw.dtype) + result.mc_var).sqrt()
-    return Estimate(result.value, std_err, result.subsets, _diagnose(lw, loo) if with_diagnostics else None)
+        std_err = jackknife_var_from_loo(loo).to(lw.dtype).sqrt()
+    diagnostics = _diagnose(lw, loo)
+    verdicts = judge(
+        spec.name, spec.k, result.value, std_err, diagnostics, discrete=discrete, sampler=sampler, stats=stats
+    )
+    # A probability mass is at most 1: such a value is no estimate of log p(x) and is not returned as one
+    # (its verdict keeps it, and says why).
+    value = result.value.masked_fill(result.value > 0, float("nan")) if discrete else result.value
+    return Estimate(value, std_err, result.num_subsets, diagnostics, verdicts)

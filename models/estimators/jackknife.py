@@ -7,8 +7,12 @@
   when a single normalised weight is within 1e-7 of 1.
 * j = 2: O(k^2), a subtraction and a log per pair; the subtraction loses at most one bit because
   the pairs that hold the largest weight are done exactly in log space (``_leave_two_out_log_sum``).
-* j >= 3: enumeration of the C(k, j) subsets when affordable.
-* otherwise: uniformly random subsets, an unbiased estimate that reports its Monte Carlo variance.
+* j >= 3: enumeration of the C(k, j) subsets, only where that fits the budget.
+
+There is no sampled path. Uniformly random subsets almost never drop the one dominant weight, so their
+sample variance cannot see their real error, and the jackknife's coefficients (growing like k^m) turn
+that unseen error into impossible values (log p(x) of +2,418 for a digit near -78, measured). A JVI
+whose terms cannot all be exact is refused instead, naming the largest k at which it is exact.
 
 Every path computes in float64 and returns float64.
 """
@@ -24,19 +28,15 @@ from .logspace import exclusive_logcumsumexp
 
 __all__ = ["LbarResult", "exact_cost", "lbar", "lbar_enumerated", "leave_one_out"]
 
-# Per-input element budget below which an exact path is used (a few hundred MB of float64 per chunk).
+# Per-input elements an enumerated Lbar_{k-j} (j >= 3) may touch: C(k, j) k <= 2^24, about 0.1 s per input.
 DEFAULT_EXACT_BUDGET = 2**24
-DEFAULT_NUM_SAMPLED_SUBSETS = 4096
 _CHUNK_ELEMENTS = 2**23  # elements per intermediate tensor, bounds memory of the O(k^2) paths
 
 
 class LbarResult(NamedTuple):
-    """``value``: ``[B]`` float64 ``Lbar_{k-j}``; ``mc_var``: ``[B]`` variance of a sampled estimate
-    (zeros when exact); ``method``: ``"exact"`` or ``"sampled"``; ``num_subsets``: subsets averaged."""
+    """``value``: ``[B]`` float64 ``Lbar_{k-j}``; ``num_subsets``: subsets averaged."""
 
     value: torch.Tensor
-    mc_var: torch.Tensor
-    method: str
     num_subsets: int
 
 
@@ -130,57 +130,57 @@ def exact_cost(k: int, j: int) -> int:
     return math.comb(k, j) * k
 
 
-def _lbar_sampled(lw: torch.Tensor, j: int, num_subsets: int, generator: torch.Generator | None) -> LbarResult:
-    """Unbiased ``Lbar_{k-j}`` from ``num_subsets`` uniformly random subsets (shared across the batch)."""
-    k, batch = lw.shape
-    values = torch.empty(num_subsets, batch, dtype=lw.dtype, device=lw.device)
-    per_chunk = max(1, _CHUNK_ELEMENTS // max(1, k * batch))
-    for c0 in range(0, num_subsets, per_chunk):
-        c = min(per_chunk, num_subsets - c0)
-        # A random permutation per subset; its first k - j entries are a uniform subset of size k - j.
-        keys = torch.rand(c, k, generator=generator, device=lw.device)
-        idx = keys.argsort(dim=1)[:, : k - j]  # [c, k-j]
-        values[c0 : c0 + c] = torch.logsumexp(lw[idx], dim=1)  # [c, B]
-    values -= math.log(k - j)
-    mc_var = values.var(dim=0, unbiased=True) / num_subsets
-    return LbarResult(values.mean(dim=0), mc_var, "sampled", num_subsets)
+def max_exact_k(j: int, exact_budget: int = DEFAULT_EXACT_BUDGET) -> int:
+    """The largest k at which ``Lbar_{k-j}`` is computed exactly within ``exact_budget`` (j >= 3; the
+    j = 1 and j = 2 paths are exact at every k)."""
+    k = j + 1
+    while exact_cost(k + 1, j) <= exact_budget:
+        k += 1
+    return k
 
 
-def lbar(
-    log_w: torch.Tensor,
-    j: int,
-    *,
-    exact_budget: int = DEFAULT_EXACT_BUDGET,
-    num_sampled_subsets: int = DEFAULT_NUM_SAMPLED_SUBSETS,
-    generator: torch.Generator | None = None,
-    loo: torch.Tensor | None = None,
-) -> LbarResult:
+class NotExact(ValueError):
+    """A leave-j-out average that cannot be computed exactly within the budget; ``largest_k`` is the
+    largest k at which it can."""
+
+    def __init__(self, j: int, k: int, largest_k: int) -> None:
+        super().__init__(
+            f"Lbar_(k-{j}) at k={k} would average C({k}, {j}) = {math.comb(k, j):.3g} subsets, too many to list; "
+            f"a random subset of them cannot bound its own error (it rarely drops the dominant weight), so JVI of "
+            f"this order is computed only where exact: k <= {largest_k}"
+        )
+        self.j, self.k, self.largest_k = j, k, largest_k
+
+
+def check_exact(k: int, order: int, exact_budget: int = DEFAULT_EXACT_BUDGET) -> None:
+    """``NotExact`` unless every ``Lbar_{k-j}``, j = 1..order, is exact within ``exact_budget``; it
+    names the first term over budget and the largest k at which every term of this order fits."""
+    over = [j for j in range(3, order + 1) if exact_cost(k, j) > exact_budget]
+    if over:
+        raise NotExact(over[0], k, min(max_exact_k(j, exact_budget) for j in range(3, order + 1)))
+
+
+def lbar(log_w: torch.Tensor, j: int, *, loo: torch.Tensor | None = None) -> LbarResult:
     """``Lbar_{k-j}``: the IWAE bound averaged over all subsets of size k - j (docs/estimators.md).
 
     Parameters
     ----------
     log_w : ``[k, B]`` float tensor with k > j.
-    j : number of samples left out, 0 <= j < k.
-    exact_budget : use an exact path when ``exact_cost(k, j)`` is at most this, else sample subsets.
-    num_sampled_subsets : subsets drawn when sampling.
-    generator : randomness for the sampled path (on ``log_w``'s device).
+    j : number of samples left out, 0 <= j < k. j >= 3 enumerates the subsets; the caller checks the
+        cost first (``check_exact``).
     loo : ``leave_one_out(log_w)`` when the caller already has it (j = 1 then costs nothing).
 
     Returns
     -------
-    ``LbarResult`` with ``[B]`` float64 value and Monte Carlo variance.
+    ``LbarResult`` with a ``[B]`` float64 value, always exact.
     """
     lw = log_w.double()
-    k, batch = lw.shape
-    zeros = torch.zeros(batch, dtype=lw.dtype, device=lw.device)
+    k = lw.shape[0]
     if j == 0:
-        return LbarResult(torch.logsumexp(lw, dim=0) - math.log(k), zeros, "exact", 1)
-    if exact_cost(k, j) > exact_budget:
-        return _lbar_sampled(lw, j, num_sampled_subsets, generator)
+        return LbarResult(torch.logsumexp(lw, dim=0) - math.log(k), 1)
     if j == 1:
-        return LbarResult((leave_one_out(lw) if loo is None else loo).mean(dim=0), zeros, "exact", k)
-    num_pairs = k * (k - 1) // 2
+        return LbarResult((leave_one_out(lw) if loo is None else loo).mean(dim=0), k)
     if j == 2:
-        value = _leave_two_out_log_sum(lw) / num_pairs - math.log(k - 2)
-        return LbarResult(value, zeros, "exact", num_pairs)
-    return LbarResult(lbar_enumerated(lw, j), zeros, "exact", math.comb(k, j))
+        num_pairs = k * (k - 1) // 2
+        return LbarResult(_leave_two_out_log_sum(lw) / num_pairs - math.log(k - 2), num_pairs)
+    return LbarResult(lbar_enumerated(lw, j), math.comb(k, j))

@@ -177,16 +177,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         for xb in tqdm(x.split(args.batch_size), desc="evaluating", unit="batch"):
             log_w = model.log_weights(xb, k_draw, generator).double()
             for i, spec in enumerate(args.estimators):
-                est = estimate(
-                    log_w,
-                    spec,
-                    with_diagnostics=(spec.k == k_draw and i == len(args.estimators) - 1),
-                    generator=generator,
-                )
+                est = estimate(log_w, spec, discrete=model.discrete)
                 name = f"{spec.name}-{spec.k}" + (f"-m{spec.order}" if spec.name == "jvi" else "")
                 values.setdefault(name, []).append(est.log_px)
                 std_errs.setdefault(name, []).append(est.std_err)
-                if est.diagnostics is not None:
+                if spec.k == k_draw and i == len(args.estimators) - 1:
                     diag_parts.append(tuple(est.diagnostics))
             if isinstance(model, LinearGaussian):
                 exact.append(model.exact_log_px(xb).double())

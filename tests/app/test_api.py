@@ -221,17 +221,25 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     assert "application/problem+json" in ev["responses"]["413"]["content"]
 
 
-def test_sampled_subsets_are_reported(client: TestClient) -> None:
-    """JVI order 3 at k = 200: C(200, 3) subsets are too many to list, so Lbar_{k-3} is sampled and the
-    response says so, in evidence and in compare."""
+def test_jvi_that_cannot_be_exact_is_refused_with_the_largest_exact_k(client: TestClient) -> None:
+    """JVI order 3 at k = 200: C(200, 3) subsets are too many to list, and a random subset of them cannot
+    bound its own error, so the request is refused (422) naming the order and the largest exact k; at
+    that k every term is exact and says so, in evidence and in compare."""
     estimator = {"name": "jvi", "k": 200, "order": 3}
-    ev = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": estimator}).json()
+    r = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": estimator})
+    assert_problem(r, 422, "estimator.order")
+    largest = r.json()["limit"]["largest_k"]
+    assert 3 < largest < 200 and f"k <= {largest}" in r.json()["detail"]
+    r = client.post(
+        "/v1/models/tiny/compare",
+        json={"inputs": [IMAGE], "estimators": [{"name": "iwae", "k": 10}, estimator], "replicates": 2},
+    )
+    assert_problem(r, 422, "estimators[1].order")
+    ok = {"name": "jvi", "k": largest, "order": 3}
+    ev = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": ok}).json()
     assert [(s["left_out"], s["method"]) for s in ev["estimator"]["subsets"]] == [
         (1, "exact"),
         (2, "exact"),
-        (3, "sampled"),
+        (3, "exact"),
     ]
-    cmp = client.post(
-        "/v1/models/tiny/compare", json={"inputs": [IMAGE], "estimators": [estimator], "replicates": 2}
-    ).json()
-    assert cmp["estimators"][0]["estimator"]["subsets"][2]["method"] == "sampled"
+    assert ev["results"][0]["verdict"]["level"] in ("reliable", "caution", "unreliable")

@@ -56,7 +56,7 @@ def test_same_seed_same_numbers_when_sent_concurrently(checkpoint_dir) -> None: 
     [
         ({"name": "jvi", "k": 200, "order": 1}, True),  # one estimate call serves the whole batch
         ({"name": "iwae", "k": 100}, False),
-        ({"name": "jvi", "k": 200, "order": 3}, False),  # sampled subsets: each request estimates alone, own seed
+        ({"name": "jvi", "k": 60, "order": 3}, False),  # exact enumeration of C(60, 3) subsets
     ],
 )
 def test_dynamic_batching_coalesces_and_keeps_each_answer(checkpoint_dir, estimator: dict, diagnostics: bool) -> None:  # type: ignore[no-untyped-def]
@@ -88,7 +88,6 @@ def test_dynamic_batching_coalesces_and_keeps_each_answer(checkpoint_dir, estima
 def test_a_failing_shared_estimate_falls_back_to_each_request_alone() -> None:
     """One request whose log-weights are not finite fails alone; its batch-mates keep their answers."""
     spec = EstimatorSpec("jvi", 50, 1)
-    assert not spec.draws_subsets and EstimatorSpec("jvi", 200, 3).draws_subsets
     log_w = torch.randn(50, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     log_w[7, 1] = float("nan")
     calls = []
@@ -105,7 +104,6 @@ def test_a_failing_shared_estimate_falls_back_to_each_request_alone() -> None:
             forward=lambda *a: None,  # type: ignore[arg-type, return-value]
             estimate=est,
             finish=lambda e, cols: e.log_px[cols],
-            shared_estimate=True,
         )
 
     outcomes = finish_batch([item(1), item(1), item(1)], log_w)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models import EstimatorSpec, elbo, estimate, iwae, jvi, jvi_coefficients
-from models.estimators.jackknife import exact_cost, lbar, lbar_enumerated, leave_one_out
+from models.estimators.jackknife import DEFAULT_EXACT_BUDGET, NotExact, exact_cost, lbar, lbar_enumerated, leave_one_out
 
 from .reference import jvi_brute, lbar_brute, leave_one_out_brute
 
@@ -27,7 +27,7 @@ def test_jvi_matches_brute_force(k: int, order: int, dtype: torch.dtype, rtol: f
     log_w = _log_weights(k, 3, scale=3.0, seed=k * 10 + order, dtype=dtype)
     got = jvi(log_w, order)
     assert got.value.dtype == dtype and got.value.shape == (3,)
-    assert all(method == "exact" for method, _ in got.subsets)
+    assert got.num_subsets == tuple(math.comb(k, j) for j in range(1, order + 1))
     for b in range(3):
         want = jvi_brute([float(v) for v in log_w[:, b]], order)
         assert abs(float(got.value[b]) - want) <= rtol * abs(want), (b, float(got.value[b]), want)
@@ -97,22 +97,25 @@ def test_leave_two_out_matches_enumeration_at_larger_k() -> None:
     assert torch.allclose(lbar(log_w, 2).value, lbar_enumerated(log_w, 2), rtol=1e-12)
 
 
-def test_sampled_subsets_are_unbiased_and_say_so() -> None:
-    log_w = _log_weights(30, 4, scale=2.0, seed=5)
-    exact = jvi(log_w, 3)
-    assert [m for m, _ in exact.subsets] == ["exact", "exact", "exact"]
-    budget = exact_cost(30, 2)  # j = 3 is over it: sampled
-    g = torch.Generator().manual_seed(0)
-    sampled = jvi(log_w, 3, exact_budget=budget, num_sampled_subsets=2000, generator=g)
-    assert sampled.subsets[2] == ("sampled", 2000)
-    assert (sampled.mc_var > 0).all()
-    z = (sampled.value - exact.value) / sampled.mc_var.sqrt()
-    assert (z.abs() < 4).all(), z
+def test_orders_that_cannot_be_exact_are_refused_never_sampled() -> None:
+    """The issue's cases: order 3 at k = 1,000 (+63,098 when sampled) and order 4 (+6.5e7) are refused,
+    naming the largest k at which they are exact; order 2 is exact at every k."""
+    log_w = _log_weights(1000, 1, scale=3.0, seed=5)
+    for order in (3, 4):
+        with pytest.raises(NotExact) as info:
+            jvi(log_w, order)
+        largest = info.value.largest_k
+        assert exact_cost(largest, order) <= DEFAULT_EXACT_BUDGET < exact_cost(largest + 1, order)
+        assert f"k <= {largest}" in str(info.value)
+        jvi(log_w[:largest], order)  # at the largest k it runs, exactly
+        with pytest.raises(ValueError):
+            EstimatorSpec("jvi", largest + 1, order)
+    assert jvi(log_w, 2).num_subsets == (1000, 1000 * 999 // 2)
 
 
 def test_estimate_reports_std_err_and_uses_first_k_rows() -> None:
     log_w = _log_weights(40, 3, scale=1.0, seed=2)
-    est = estimate(log_w, EstimatorSpec("iwae", 20), with_diagnostics=True)
+    est = estimate(log_w, EstimatorSpec("iwae", 20))
     assert torch.allclose(est.log_px, iwae(log_w[:20]))
     assert est.diagnostics is not None and est.diagnostics.ess.shape == (3,)
     assert (est.std_err > 0).all()
@@ -163,5 +166,5 @@ def test_estimate_validates_its_input_once(monkeypatch: pytest.MonkeyPatch) -> N
     log_w = torch.randn(100, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for spec in (EstimatorSpec("iwae", 100), EstimatorSpec("jvi", 100, 2), EstimatorSpec("elbo", 100)):
         calls.clear()
-        estimate(log_w, spec, with_diagnostics=True)
+        estimate(log_w, spec)
         assert len(calls) == 1, spec

@@ -1,0 +1,131 @@
+"""A verdict on every estimate: ``reliable``, ``caution`` or ``unreliable``, the reasons, and what to run
+instead. Pure functions of an estimate and its diagnostics; every threshold lives here, with its source
+(docs/estimators.md states them too).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+
+from .diagnostics import Diagnostics
+from .psis import khat_threshold
+
+__all__ = [
+    "ACCEPTANCE_RANGE",
+    "AIS_ADVICE",
+    "KHAT_GOOD",
+    "MIN_ESS",
+    "MIN_KHAT_DRAWS",
+    "Level",
+    "SamplerStats",
+    "Verdict",
+    "judge",
+]
+
+Level = Literal["reliable", "caution", "unreliable"]
+
+# Vehtari et al. (2024), section 3: k-hat < 0.5, the weights have finite variance and the estimate
+# converges at the usual rate; above min(1 - 1/log10(S), 0.7) (``khat_threshold``) the estimate is
+# unreliable at this sample size, whatever its standard error says.
+KHAT_GOOD = 0.5
+# Vehtari et al. (2024): the tail fit needs M = min(S/5, 3 sqrt(S)) >= 5 draws, so S >= 25.
+MIN_KHAT_DRAWS = 25
+# Fewer effective draws than this and the jackknife / delta-method errors rest on a handful of weights.
+MIN_ESS = 10.0
+# HMC acceptance in a sound range around the optimum of about 0.65 (Neal 2011, "MCMC using Hamiltonian
+# dynamics", section 4.4; Beskos et al. 2013): below, the chains barely move between temperatures; at
+# the very top, the step is so small that they hardly explore.
+ACCEPTANCE_RANGE = (0.4, 0.95)
+# What to run when importance sampling cannot be trusted: encoder-initialised AIS (Wu et al. 2017).
+AIS_ADVICE = (
+    'run AIS instead: "sampler": {"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder"} with '
+    '"estimator": {"name": "iwae", "k": 32} (32 chains); certify its setting with POST /v1/models/{name}/bdmc'
+)
+
+
+class SamplerStats(NamedTuple):
+    """What the sampler reports per input (``[B]`` each), for the verdict; AIS only."""
+
+    acceptance: torch.Tensor
+    step_size: torch.Tensor
+
+
+class Verdict(NamedTuple):
+    level: Level
+    reasons: tuple[str, ...]
+    advice: str
+
+
+_ORDER = {"reliable": 0, "caution": 1, "unreliable": 2}
+
+
+def judge(
+    estimator: str,
+    k: int,
+    log_px: torch.Tensor,
+    std_err: torch.Tensor,
+    diagnostics: Diagnostics,
+    *,
+    discrete: bool,
+    sampler: str = "importance",
+    stats: SamplerStats | None = None,
+) -> list[Verdict]:
+    """One ``Verdict`` per input of an estimate.
+
+    Parameters
+    ----------
+    estimator : ``elbo``, ``iwae`` or ``jvi``; ``k``: the samples (or AIS chains) it used.
+    log_px, std_err : ``[B]`` the estimate and its standard error.
+    diagnostics : the estimate's ``Diagnostics`` (each ``[B]``).
+    discrete : the likelihood is a probability mass (Bernoulli), so log p(x) > 0 is impossible.
+    sampler : ``importance`` or ``ais``; ``stats``: AIS acceptance and step size per input.
+    """
+    limit = khat_threshold(k)
+    columns = {
+        "log_px": log_px.tolist(),
+        "std_err": std_err.tolist(),
+        "khat": diagnostics.khat.tolist(),
+        "ess": diagnostics.ess.tolist(),
+        "acceptance": stats.acceptance.tolist() if stats is not None else [None] * log_px.shape[0],
+    }
+    out = []
+    for value, se, khat, ess, acceptance in zip(*columns.values(), strict=True):
+        found: list[tuple[Level, str]] = []
+        if not math.isfinite(value) or not math.isfinite(se):
+            found.append(("unreliable", "the estimate or its standard error is not finite"))
+        elif discrete and value > 0:
+            found.append(
+                ("unreliable", f"log p(x) = {value:.3f} > 0 is impossible: the likelihood is a probability mass")
+            )
+        if estimator == "elbo":
+            found.append(
+                ("caution", "the ELBO is a lower bound whose gap (the KL to the posterior) does not shrink with k")
+            )
+        if k < MIN_KHAT_DRAWS:
+            found.append(
+                ("caution", f"k-hat needs at least {MIN_KHAT_DRAWS} weights, got k = {k}: the weight tail is unchecked")
+            )
+        elif math.isfinite(khat) and khat > limit:
+            found.append(("unreliable", f"k-hat = {khat:.2f} is over {limit:.2f}, the PSIS threshold at k = {k}"))
+        elif math.isfinite(khat) and khat > KHAT_GOOD:
+            found.append(("caution", f"k-hat = {khat:.2f} is over {KHAT_GOOD}: the weights' variance may be infinite"))
+        if math.isfinite(ess) and ess < MIN_ESS:
+            found.append(("caution", f"effective sample size {ess:.1f} is under {MIN_ESS:g}"))
+        if acceptance is not None and not ACCEPTANCE_RANGE[0] <= acceptance <= ACCEPTANCE_RANGE[1]:
+            found.append(("caution", f"HMC acceptance {acceptance:.2f} is outside {list(ACCEPTANCE_RANGE)}"))
+        level: Level = max((lv for lv, _ in found), key=_ORDER.__getitem__, default="reliable")
+        out.append(Verdict(level, tuple(r for _, r in found), _advice(level, sampler, estimator)))
+    return out
+
+
+def _advice(level: Level, sampler: str, estimator: str) -> str:
+    if level == "reliable":
+        return ""
+    if sampler == "ais":
+        return "rerun AIS with more steps (4x) or more chains, and check the setting's gap with POST /v1/models/{name}/bdmc"
+    if estimator == "elbo":
+        return "for log p(x) itself use iwae with a large k, or " + AIS_ADVICE
+    return AIS_ADVICE

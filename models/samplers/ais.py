@@ -1,0 +1,265 @@
+"""Annealed importance sampling (Neal 2001) with HMC transitions, and its reverse for BDMC.
+
+k independent chains per input start at z_0 ~ pi_0 (the encoder q(z | x), or the prior p(z)) and move
+through pi_t(z) ~ pi_0(z)^(1 - b_t) p(x, z)^(b_t), 0 = b_0 < ... < b_T = 1 (prior start:
+p(z) p(x | z)^(b_t)). Chain i's log-weight is
+
+    log w_i = sum_{t=1..T} (b_t - b_{t-1}) f(z_{t-1}),   f = log p(x, z) - log pi_0(z)
+
+(prior start: f = log p(x | z)), and E[w_i] = p(x) exactly, so the chains' log-weights ``[k, B]`` go to
+the same estimators and diagnostics as importance weights (their IWAE is a stochastic lower bound).
+
+Step sizes: a tuning pass (its own chains, the same schedule) adapts one step size per input and
+temperature towards ``TARGET_ACCEPTANCE``; the estimating pass then uses that schedule of step sizes
+fixed. Adapting inside the estimating pass from the same chains' acceptances would break E[w] = p(x).
+
+Reverse AIS (Grosse et al. 2015): started at an exact posterior sample z* of simulated data and run
+from b = 1 to 0, the same increments give log w_rev with E[1/w_rev] = 1/p(x); -log-mean-exp(-log w_rev)
+is then a stochastic upper bound on log p(x).
+
+Everything runs in the model's dtype on its device; log-weights accumulate in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+
+from ..families import LatentVariableModel
+
+__all__ = ["TARGET_ACCEPTANCE", "AISConfig", "AISResult", "ais", "reverse_ais", "schedule"]
+
+Schedule = Literal["sigmoid", "linear", "geometric"]
+Init = Literal["encoder", "prior"]
+TARGET_ACCEPTANCE = 0.65  # Neal (2011), section 4.4: HMC's optimal acceptance is about 0.65
+SIGMOID_RADIUS = 4.0  # Wu et al. (2017): r = 4
+GEOMETRIC_START = 1e-4  # the geometric schedule's first nonzero temperature
+INITIAL_STEP = 0.05
+# Multiplicative step-size change per temperature in the tuning pass: 1.02 as in Wu et al. (2017) for
+# long schedules, faster for short ones so that the step can still travel a factor of e^2 or so.
+ADAPT_MIN = 0.02
+STEP_BOUNDS = (1e-4, 1.0)
+CheckFn = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class AISConfig:
+    """``steps`` T intermediate temperatures, ``leapfrog`` L steps per HMC move, the start ``init``
+    and the temperature ``schedule``."""
+
+    steps: int = 1000
+    leapfrog: int = 10
+    init: Init = "encoder"
+    schedule: Schedule = "sigmoid"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.leapfrog < 1:
+            raise ValueError(f"AIS needs steps >= 1 and leapfrog >= 1, got {self.steps}, {self.leapfrog}")
+        if self.init not in ("encoder", "prior") or self.schedule not in ("sigmoid", "linear", "geometric"):
+            raise ValueError(f"unknown init {self.init!r} or schedule {self.schedule!r}")
+
+
+class AISResult(NamedTuple):
+    """``log_w``: ``[k, B]`` float64 chain log-weights; ``acceptance``: ``[B]`` mean HMC acceptance of
+    the estimating pass; ``step_size``: ``[B]`` its step size at b = 1."""
+
+    log_w: torch.Tensor
+    acceptance: torch.Tensor
+    step_size: torch.Tensor
+
+
+def schedule(steps: int, kind: Schedule, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Temperatures ``[T + 1]`` from b_0 = 0 to b_T = 1."""
+    t = torch.arange(steps + 1, dtype=torch.float64) / steps
+    if kind == "linear":
+        b = t
+    elif kind == "sigmoid":  # Wu et al. (2017): (s(r(2t - 1)) - s(-r)) / (s(r) - s(-r))
+        r = SIGMOID_RADIUS
+        b = (torch.sigmoid(r * (2 * t - 1)) - torch.sigmoid(torch.tensor(-r))) / (
+            torch.sigmoid(torch.tensor(r)) - torch.sigmoid(torch.tensor(-r))
+        )
+    else:
+        b = torch.cat(
+            [
+                torch.zeros(1, dtype=torch.float64),
+                torch.logspace(math.log10(GEOMETRIC_START), 0, steps, dtype=torch.float64),
+            ]
+        )
+    b[0], b[-1] = 0.0, 1.0
+    return b.to(dtype)
+
+
+class _Target:
+    """The tempered log-density and its gradient for one batch of inputs: ``base(z) + b f(z)``, with
+    ``base`` = log pi_0 and ``f`` the annealed term, returned separately so that f's value at the
+    current state is at hand for the next weight increment."""
+
+    def __init__(self, model: LatentVariableModel, x: torch.Tensor, init: Init) -> None:
+        self.model, self.x, self.init = model, x, init
+
+    def parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log pi_0(z), f(z))``, each ``[k, B]``."""
+        if self.init == "prior":
+            return self.model.log_prior(z), self.model.log_likelihood(self.x, z)
+        log_q = self.model.log_q(self.x, z)
+        return log_q, self.model.log_joint(self.x, z) - log_q
+
+    def value_and_grad(self, z: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log pi_b(z), d log pi_b / dz, f(z))``."""
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            base, f = self.parts(z)
+            log_pi = base + beta * f
+            (grad,) = torch.autograd.grad(log_pi.sum(), z)
+        return log_pi.detach(), grad, f.detach()
+
+
+def _hmc(
+    target: _Target,
+    z: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    beta: float,
+    step: torch.Tensor,
+    leapfrog: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """One HMC move leaving pi_beta invariant. ``state`` = ``value_and_grad(z, beta)``; ``step``
+    ``[B, 1]`` or ``[k, B, 1]``. Returns the new z, its state, and the acceptance probability ``[k, B]``."""
+    log_pi, grad = state[0], state[1]
+    p = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    h0 = log_pi - 0.5 * (p * p).sum(-1)
+    z_new, p_new = z, p + 0.5 * step * grad
+    for i in range(leapfrog):
+        z_new = z_new + step * p_new
+        new_state = target.value_and_grad(z_new, beta)
+        if i < leapfrog - 1:
+            p_new = p_new + step * new_state[1]
+    p_new = p_new + 0.5 * step * new_state[1]
+    h1 = new_state[0] - 0.5 * (p_new * p_new).sum(-1)
+    log_accept = torch.nan_to_num(h1 - h0, nan=-math.inf).clamp(max=0.0)
+    accept = torch.rand(log_accept.shape, generator=generator, device=z.device, dtype=z.dtype).log() < log_accept
+    keep = accept.unsqueeze(-1)
+    z = torch.where(keep, z_new, z)
+    state = (
+        torch.where(accept, new_state[0], state[0]),
+        torch.where(keep, new_state[1], state[1]),
+        torch.where(accept, new_state[2], state[2]),
+    )
+    return z, state, log_accept.exp()
+
+
+def _anneal(
+    target: _Target,
+    z: torch.Tensor,
+    betas: torch.Tensor,
+    steps: torch.Tensor | None,
+    leapfrog: int,
+    generator: torch.Generator,
+    check_fn: CheckFn | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run chains ``z`` ``[k, B, d]`` through ``betas`` (ascending: AIS; descending: reverse AIS).
+
+    ``steps``: ``[T, B]`` fixed step sizes, one per input and transition; ``None`` for a tuning pass,
+    which adapts them and returns them. Returns ``(log_w [k, B] float64, acceptance [B], steps [T, B])``.
+    """
+    k, batch = z.shape[:2]
+    num = betas.shape[0] - 1
+    tuning = steps is None
+    step_sizes = torch.empty(num, batch, dtype=z.dtype, device=z.device) if tuning else steps
+    assert step_sizes is not None
+    step = torch.full((batch,), INITIAL_STEP, dtype=z.dtype, device=z.device)
+    adapt = 1 + max(ADAPT_MIN, 2 / num)
+    log_w = torch.zeros(k, batch, dtype=torch.float64, device=z.device)
+    accept_sum = torch.zeros(batch, dtype=torch.float64, device=z.device)
+    state = target.value_and_grad(z, float(betas[0]))
+    for t in range(1, num + 1):
+        if check_fn is not None:
+            check_fn()
+        beta = float(betas[t])
+        log_w += (float(betas[t]) - float(betas[t - 1])) * state[2].double()
+        if t == num:  # the last transition would not change any weight
+            step_sizes[t - 1] = step if tuning else step_sizes[t - 1]
+            break
+        state = target.value_and_grad(z, beta)  # log pi and its gradient at the new temperature
+        current = step if tuning else step_sizes[t - 1]
+        z, state, accept = _hmc(target, z, state, beta, current.view(1, batch, 1), leapfrog, generator)
+        rate = accept.double().mean(dim=0)  # [B]
+        accept_sum += rate
+        if tuning:
+            step_sizes[t - 1] = step
+            factor = torch.where(rate > TARGET_ACCEPTANCE, adapt, 1 / adapt).to(z.dtype)
+            step = (step * factor).clamp(*STEP_BOUNDS)
+    acceptance = accept_sum / max(1, num - 1)
+    return log_w, acceptance.to(z.dtype), step_sizes
+
+
+def _tune(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    config: AISConfig,
+    chains: int,
+    generator: torch.Generator,
+    check_fn: CheckFn | None,
+) -> torch.Tensor:
+    """The tuning pass: ``[T, B]`` step sizes from ``chains`` chains of their own."""
+    target = _Target(model, x, config.init)
+    z0 = _start(model, x, chains, config.init, generator)
+    betas = schedule(config.steps, config.schedule)
+    return _anneal(target, z0, betas, None, config.leapfrog, generator, check_fn)[2]
+
+
+def _start(model: LatentVariableModel, x: torch.Tensor, k: int, init: Init, generator: torch.Generator) -> torch.Tensor:
+    if init == "prior":
+        return model.sample_prior((k, x.shape[0]), generator).to(x.dtype)
+    return model.sample_q(x, model.sample_noise(k, x.shape[0], generator).to(x.dtype))
+
+
+def ais(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    k: int,
+    config: AISConfig,
+    generator: torch.Generator,
+    *,
+    tune_chains: int = 8,
+    check_fn: CheckFn | None = None,
+) -> AISResult:
+    """AIS log-weights of ``x`` ``[B, input_dim]`` (on the model's device) from ``k`` chains per input.
+
+    A tuning pass of ``tune_chains`` chains fixes the step sizes first; the estimating pass then draws
+    k fresh chains. ``check_fn`` is called before every temperature (deadlines, cancellation)."""
+    steps = _tune(model, x, config, tune_chains, generator, check_fn)
+    target = _Target(model, x, config.init)
+    z0 = _start(model, x, k, config.init, generator)
+    log_w, acceptance, steps = _anneal(
+        target, z0, schedule(config.steps, config.schedule), steps, config.leapfrog, generator, check_fn
+    )
+    return AISResult(log_w, acceptance, steps[-1])
+
+
+def reverse_ais(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    z_star: torch.Tensor,
+    k: int,
+    config: AISConfig,
+    generator: torch.Generator,
+    *,
+    tune_chains: int = 8,
+    check_fn: CheckFn | None = None,
+) -> AISResult:
+    """Reverse AIS from exact posterior samples ``z_star`` ``[B, latent_dim]`` of simulated ``x``: k
+    chains per input, all started at z*, run from b = 1 to 0. Returns ``log_w`` ``[k, B]`` whose
+    ``-log_w`` are the log-weights of 1/p(x): ``-log_mean_exp(-log_w)`` is a stochastic upper bound."""
+    steps = _tune(model, x, config, tune_chains, generator, check_fn)  # tuned forwards, used backwards
+    target = _Target(model, x, config.init)
+    z0 = z_star.to(x.dtype).unsqueeze(0).expand(k, -1, -1).contiguous()
+    betas = schedule(config.steps, config.schedule).flip(0)
+    # Reverse transition t uses the step size tuned for the same temperature going forwards.
+    reverse_steps = torch.cat([steps[:-1].flip(0), steps[-1:]])
+    log_w_inv, acceptance, _ = _anneal(target, z0, betas, reverse_steps, config.leapfrog, generator, check_fn)
+    return AISResult(-log_w_inv, acceptance, steps[-1])
