@@ -52,6 +52,26 @@ def _estimator_arg(text: str) -> dict[str, Any]:
     return {"name": spec.name, "k": spec.k, **({"order": spec.order} if spec.name == "jvi" else {})}
 
 
+def _sampler_arg(text: str) -> dict[str, Any]:
+    """``importance`` or ``ais:STEPS[:LEAPFROG]`` -> a sampler object of the HTTP API."""
+    parts = text.split(":")
+    if parts == ["importance"]:
+        return {"name": "importance"}
+    if parts[0] == "ais" and 2 <= len(parts) <= 3 and all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+        return {"name": "ais", "steps": int(parts[1]), **({"leapfrog": int(parts[2])} if len(parts) == 3 else {})}
+    raise argparse.ArgumentTypeError(f"sampler {text!r}: expected importance or ais:STEPS[:LEAPFROG]")
+
+
+def _verdict_text(verdict: dict[str, Any]) -> str:
+    return verdict["level"] + (f": {verdict['reasons'][0]}" if verdict["reasons"] else "")
+
+
+def _advice(verdicts: list[dict[str, Any]]) -> None:
+    """Every distinct piece of advice, once, under the table: what to run instead."""
+    for advice in dict.fromkeys(v["advice"] for v in verdicts if v["advice"]):
+        print(f"advice: {advice}")
+
+
 def _existing_files(paths: list[str]) -> list[str | Path]:
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
@@ -110,18 +130,24 @@ def cmd_score(args: argparse.Namespace) -> None:
             order=args.order,
             seed=args.seed,
             binarize=args.binarize,
+            sampler=args.sampler,
         )
     est = out["estimator"]
+    sampler = est["sampler"]
     print(
         f"model {out['model']} on {out['device']}: {est['name']} k={est['k']}"
         + (f" order={est['order']}" if est.get("order") else "")
+        + (f", ais steps={sampler['steps']} leapfrog={sampler['leapfrog']}" if sampler["name"] == "ais" else "")
         + f", binarize={out['binarization']['method']}, seed={out['seed']}"
     )
     rows = []
     for path, r in zip(args.images, out["results"], strict=True):
         d = r.get("diagnostics") or {}
-        rows.append([Path(path).name, r["log_px"], r["std_err"], d.get("ess"), d.get("khat")])
-    print(_table(["image", "log_px", "std_err", "ess", "khat"], rows))
+        rows.append(
+            [Path(path).name, r["log_px"], r["std_err"], d.get("ess"), d.get("khat"), _verdict_text(r["verdict"])]
+        )
+    print(_table(["image", "log_px", "std_err", "ess", "khat", "verdict"], rows))
+    _advice([r["verdict"] for r in out["results"]])
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -132,17 +158,43 @@ def cmd_compare(args: argparse.Namespace) -> None:
             args.estimators,
             replicates=args.replicates,
             seed=args.seed,
-            reference=args.reference,
+            reference={**args.reference, "sampler": args.reference_sampler} if args.reference else None,
             binarize=args.binarize,
         )
     rows = []
-    for s in ([out["reference"]] if out["reference"] else []) + out["estimators"]:
+    summaries = ([out["reference"]] if out["reference"] else []) + out["estimators"]
+    for s in summaries:
         e = s["estimator"]
-        name = f"{e['name']}-{e['k']}" + (f" (m={e['order']})" if e.get("order") else "")
+        name = (
+            f"{e['name']}-{e['k']}"
+            + (f" (m={e['order']})" if e.get("order") else "")
+            + (f" ais:{e['sampler']['steps']}" if e["sampler"]["name"] == "ais" else "")
+        )
         diff = s["diff_to_reference"]
-        rows.append([name, s["mean_over_inputs"], s["sd_over_inputs"], (sum(diff) / len(diff)) if diff else None])
+        levels = [v["level"] for v in s["verdicts"]]
+        verdict = ", ".join(f"{levels.count(lv)} {lv}" for lv in ("reliable", "caution", "unreliable") if lv in levels)
+        rows.append(
+            [name, s["mean_over_inputs"], s["sd_over_inputs"], (sum(diff) / len(diff)) if diff else None, verdict]
+        )
     print(f"model {out['model']}: {len(args.images)} images, {out['replicates']} replicates, common random numbers")
-    print(_table(["estimator", "mean log_px", "sd", "diff to reference"], rows))
+    print(_table(["estimator", "mean log_px", "sd", "diff to reference", "verdicts"], rows))
+    _advice([v for s in summaries for v in s["verdicts"]])
+
+
+def cmd_bdmc(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        out = client.bdmc(args.model, num_inputs=args.inputs, k=args.k, sampler=args.sampler, seed=args.seed)
+    sampler = out["sampler"]
+    print(
+        f"model {out['model']}: BDMC on {len(out['results'])} simulated inputs, {out['k']} chains, ais steps="
+        f"{sampler['steps']} leapfrog={sampler['leapfrog']} init={sampler['init']}, seed={out['seed']}"
+    )
+    rows = [
+        [i, r["lower"], r["upper"], r["gap"], r["acceptance"], _verdict_text(r["verdict"])]
+        for i, r in enumerate(out["results"])
+    ]
+    print(_table(["input", "lower", "upper", "gap", "acceptance", "verdict"], rows))
+    print(f"mean gap {out['mean_gap']:.4f} nats: the error bound of this AIS setting on data like the model's own")
 
 
 def _client_options(p: argparse.ArgumentParser) -> None:
@@ -202,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--k", type=int, default=None, help="importance samples per image (default: the server's)")
     p.add_argument("--order", type=int, default=None, help="JVI order, below k (jvi only; default 1)")
+    p.add_argument(
+        "--sampler",
+        type=_sampler_arg,
+        default=None,
+        metavar="importance|ais:STEPS[:LEAPFROG]",
+        help="what draws the log-weights (default importance); with ais, k is the number of chains",
+    )
 
     p = sub.add_parser(
         "compare",
@@ -227,6 +286,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimator every other is compared with on the same draws, e.g. iwae:5000",
     )
     p.add_argument("--replicates", type=int, default=10, help="independent draws (default 10)")
+    p.add_argument(
+        "--reference-sampler",
+        type=_sampler_arg,
+        default={"name": "importance"},
+        metavar="importance|ais:STEPS[:LEAPFROG]",
+        help="the reference's sampler, e.g. ais:1000 with --reference iwae:32",
+    )
+
+    p = sub.add_parser(
+        "bdmc",
+        help="certify an AIS setting: its gap on data simulated from the model",
+        description="Forward and reverse AIS on inputs simulated from the model: a sandwich around log p(x).",
+    )
+    p.set_defaults(fn=cmd_bdmc)
+    _client_options(p)
+    p.add_argument("--model", required=True, help="the model's name, as `logpx models` lists it")
+    p.add_argument("--inputs", type=int, default=8, help="inputs simulated from the model (default 8)")
+    p.add_argument("--k", type=int, default=16, help="AIS chains per input, each direction (default 16)")
+    p.add_argument(
+        "--sampler",
+        type=_sampler_arg,
+        default={"name": "ais", "steps": 1000},
+        metavar="ais:STEPS[:LEAPFROG]",
+        help="the AIS setting to certify (default ais:1000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the chains (default 0)")
     return parser
 
 

@@ -98,8 +98,10 @@ class LogpxClient:
         order: int | None = None,
         seed: int = 0,
         binarize: str | None = None,
+        sampler: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Image files scored by ``estimator`` with ``k`` samples (the server's defaults where ``None``)."""
+        """Image files scored by ``estimator`` with ``k`` samples (the server's defaults where ``None``);
+        ``sampler`` such as ``{"name": "ais", "steps": 1000}``."""
         form: dict[str, Any] = {"seed": str(seed)}
         if estimator is not None:
             form["estimator"] = estimator
@@ -107,6 +109,8 @@ class LogpxClient:
             form["k"] = str(k)
         if order is not None:
             form["order"] = str(order)
+        for key, value in (sampler or {}).items():
+            form["sampler" if key == "name" else key] = str(value)
         if binarize:
             form["binarize"] = binarize
         files = []
@@ -139,3 +143,12 @@ class LogpxClient:
         if binarize:
             body["binarize"] = binarize
         return self._json(self._http.post(f"/v1/models/{model}/compare", json=body))
+
+    def bdmc(
+        self, model: str, *, num_inputs: int = 8, k: int = 16, sampler: dict[str, Any] | None = None, seed: int = 0
+    ) -> dict[str, Any]:
+        """Forward and reverse AIS on inputs simulated from the model: the AIS setting's gap."""
+        body: dict[str, Any] = {"num_inputs": num_inputs, "k": k, "seed": seed}
+        if sampler:
+            body["sampler"] = sampler
+        return self._json(self._http.post(f"/v1/models/{model}/bdmc", json=body))

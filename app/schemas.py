@@ -338,3 +338,44 @@ class PredictResponse(BaseModel):
     seed: int
     predictions: list[Prediction]
     timing: Timing
+
+
+class BDMCRequest(BaseModel):
+    """Certify an AIS setting on data simulated from the model itself (Grosse et al. 2015)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"num_inputs": 8, "k": 16, "sampler": {"name": "ais", "steps": 1000}, "seed": 0}]
+        },
+    )
+
+    num_inputs: int = Field(8, ge=1, description="Inputs simulated from the model: z ~ p(z), x ~ p(x | z)")
+    k: int = Field(16, ge=2, description="AIS chains per input, forward and reverse each")
+    sampler: SamplerIn = Field(
+        default_factory=lambda: SamplerIn(name="ais"), description="The AIS setting to certify (name must be 'ais')"
+    )
+    seed: int = Field(0, ge=0, lt=2**63)
+
+
+class BDMCInput(BaseModel):
+    lower: float | None = Field(description="Forward AIS: a stochastic lower bound on log p(x)")
+    upper: float | None = Field(description="Reverse AIS from the exact posterior sample: a stochastic upper bound")
+    gap: float | None = Field(description="upper - lower: bounds this AIS setting's error on such data")
+    lower_std_err: float | None
+    upper_std_err: float | None
+    acceptance: float | None = Field(description="Forward AIS mean HMC acceptance")
+    verdict: Verdict = Field(description="The verdict on the forward AIS estimate (lower)")
+
+
+class BDMCResponse(BaseModel):
+    model: str
+    device: str
+    k: int
+    seed: int
+    sampler: SamplerIn
+    results: list[BDMCInput]
+    mean_lower: float | None
+    mean_upper: float | None
+    mean_gap: float | None = Field(description="The gap averaged over inputs: the setting's certificate")
+    timing: Timing

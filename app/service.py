@@ -26,12 +26,16 @@ from models.estimators import SamplerStats as SamplerStatsValue
 from models.estimators import Verdict as VerdictValue
 from models.families import Classifier, LatentVariableModel, predictive_summary
 from models.samplers import AISConfig, draw
+from models.samplers import bdmc as run_bdmc
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
 from .inputs import apply_binarization, finite_or_none, plan_binarization
 from .registry import ModelEntry
 from .schemas import (
+    BDMCInput,
+    BDMCRequest,
+    BDMCResponse,
     CompareEstimatorIn,
     CompareRequest,
     CompareResponse,
@@ -55,6 +59,7 @@ from .worker import BatchItem, DeviceWorker, JobContext
 
 __all__ = [
     "Evidence",
+    "bdmc",
     "check_limits",
     "classifier",
     "compare",
@@ -472,3 +477,68 @@ async def predict(
         predictions=job.value,
         timing=Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started),
     )
+
+
+async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req: BDMCRequest) -> BDMCResponse:
+    """Forward and reverse AIS on inputs simulated from the model: a sandwich around log p(x)."""
+    started = time.monotonic()
+    model = latent_model(entry)
+    if req.sampler.name != "ais":
+        raise InvalidInput(
+            "BDMC certifies an AIS setting: sampler.name must be 'ais'", field="sampler.name", limit="ais"
+        )
+    config, sampler_out = _sampler(req.sampler)
+    check_limits(
+        settings,
+        req.num_inputs,
+        [("", EstimatorIn.model_construct(name="iwae", k=req.k, order=None))],
+        inputs_field="num_inputs",
+    )
+    check_ais_limits(settings, req.num_inputs, req.k, config, "sampler", replicates=2)
+    assert config is not None
+    generator = request_generator(entry, req.seed)
+
+    def work(ctx: JobContext) -> BDMCResponse:
+        result = run_bdmc(model, req.num_inputs, req.k, config, generator, check_fn=ctx.check)
+        spec = EstimatorSpec("iwae", req.k)
+        stats = SamplerStatsValue(result.forward.acceptance, result.forward.step_size)
+        lower = estimate(result.forward.log_w, spec, discrete=model.discrete, sampler="ais", stats=stats)
+        # The upper bound's standard error: the jackknife of -IWAE(-log w_rev), the same formula.
+        upper_se = estimate(-result.reverse.log_w, spec).std_err
+        rows = zip(
+            _floats(result.lower),
+            _floats(result.upper),
+            _floats(lower.std_err),
+            _floats(upper_se),
+            _floats(result.forward.acceptance),
+            _verdicts(lower.verdicts),
+            strict=True,
+        )
+        results = [
+            BDMCInput(
+                lower=lo,
+                upper=hi,
+                gap=None if lo is None or hi is None else hi - lo,
+                lower_std_err=lse,
+                upper_std_err=use,
+                acceptance=acc,
+                verdict=v,
+            )
+            for lo, hi, lse, use, acc, v in rows
+        ]
+        return BDMCResponse(
+            model=entry.name,
+            device=entry.device,
+            k=req.k,
+            seed=req.seed,
+            sampler=sampler_out,
+            results=results,
+            mean_lower=finite_or_none(float(result.lower.mean())),
+            mean_upper=finite_or_none(float(result.upper.mean())),
+            mean_gap=finite_or_none(float((result.upper - result.lower).mean())),
+            timing=Timing(queue_s=0.0, compute_s=0.0, total_s=0.0),
+        )
+
+    job = await worker.submit(work, settings.deadline_s)
+    job.value.timing = Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started)
+    return job.value

@@ -7,7 +7,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = {"models.estimators", "models.families", "models.io", "models.runtime", "models.samplers", "models.training", "models.evaluation"}
+PUBLIC = {
+    "models.estimators",
+    "models.families",
+    "models.io",
+    "models.runtime",
+    "models.samplers",
+    "models.training",
+    "models.evaluation",
+}
 
 
 def _imports(path: Path) -> list[str]:

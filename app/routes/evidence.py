@@ -10,7 +10,16 @@ from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..inputs import inputs_from_json, parse_estimator, parse_sampler, read_uploads
 from ..json_route import JSONRoute
-from ..schemas import Binarize, CompareRequest, CompareResponse, EvidenceRequest, EvidenceResponse, problem_responses
+from ..schemas import (
+    BDMCRequest,
+    BDMCResponse,
+    Binarize,
+    CompareRequest,
+    CompareResponse,
+    EvidenceRequest,
+    EvidenceResponse,
+    problem_responses,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["evidence"], route_class=JSONRoute)
 ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
@@ -106,5 +115,32 @@ async def compare(
         out.timing.queue_s,
         out.timing.compute_s,
         x.shape[0] * k_max * body.replicates,
+    )
+    return out
+
+
+@router.post("/{name}/bdmc", response_model=BDMCResponse, responses=ERRORS, dependencies=[Depends(require_json)])
+async def bdmc(
+    name: str,
+    body: BDMCRequest,
+    request: Request,
+    registry: RegistryDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> BDMCResponse:
+    """Certify an AIS setting: forward and reverse AIS on inputs simulated from the model bracket log p(x)."""
+    request.state.log.update(model=name)
+    entry = registry.get_ready(name)
+    out = await service.bdmc(entry, worker, settings, body)
+    record_request(
+        request,
+        metrics,
+        name,
+        body.num_inputs,
+        body.k,
+        out.timing.queue_s,
+        out.timing.compute_s,
+        2 * body.num_inputs * body.k,
     )
     return out

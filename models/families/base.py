@@ -130,8 +130,9 @@ class LatentVariableModel(Family):
         """``log p(x | z)``: ``x`` ``[B, input_dim]``, ``z`` ``[..., B, latent_dim]`` -> ``[..., B]``."""
 
     def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-        """Latents ``[*shape, latent_dim]`` drawn from p(z); ancestral for hierarchical priors."""
-        return torch.randn(*shape, self.latent_dim, generator=generator, device=generator.device)
+        """Latents ``[*shape, latent_dim]`` drawn from p(z), in the model's dtype; ancestral for hierarchical priors."""
+        dtype = next(self.parameters()).dtype
+        return torch.randn(*shape, self.latent_dim, generator=generator, device=generator.device, dtype=dtype)
 
     @abstractmethod
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -89,7 +89,9 @@ class LinearGaussian(LatentVariableModel):
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mean = z @ self.weight.T + self.bias
-        return mean + torch.exp(self.log_noise) * torch.randn(mean.shape, generator=generator, device=generator.device)
+        return mean + torch.exp(self.log_noise) * torch.randn(
+            mean.shape, generator=generator, device=generator.device, dtype=mean.dtype
+        )
 
     def log_weights_from_noise(
         self, x: torch.Tensor, noise: torch.Tensor, *, max_elements: int | None = None, check_fn: CheckFn | None = None

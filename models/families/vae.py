@@ -126,7 +126,7 @@ class VAE(LatentVariableModel):
         return torch.cat([h1, mu2 + torch.exp(log_sigma2) * e2], dim=-1)
 
     def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-        eps = torch.randn(*shape, self.latent_dim, generator=generator, device=generator.device)
+        eps = super().sample_prior(shape, generator)
         e1, h2 = self._split(eps)
         if h2 is None:
             return e1

@@ -14,8 +14,9 @@ import torch
 from ..estimators import SamplerStats
 from ..families import LatentVariableModel
 from .ais import AISConfig, AISResult, ais, reverse_ais, schedule
+from .bdmc import BDMCResult, bdmc, simulate
 
-__all__ = ["AISConfig", "AISResult", "Draw", "ais", "draw", "reverse_ais", "schedule", "simulate"]
+__all__ = ["AISConfig", "AISResult", "BDMCResult", "Draw", "ais", "bdmc", "draw", "reverse_ais", "schedule", "simulate"]
 
 
 class Draw(NamedTuple):
@@ -40,10 +41,3 @@ def draw(
         return Draw(model.log_weights(x, k, generator, max_elements=max_elements, check_fn=check_fn), None)
     result = ais(model, x, k, sampler, generator, check_fn=check_fn)
     return Draw(result.log_w, SamplerStats(result.acceptance, result.step_size))
-
-
-def simulate(model: LatentVariableModel, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x [n, input_dim], z [n, latent_dim])`` drawn from the model: z ~ p(z), x ~ p(x | z). z is then
-    an exact sample of the posterior p(z | x), the start of reverse AIS (BDMC)."""
-    z = model.sample_prior((n,), generator)
-    return model.sample_x(z, generator), z

@@ -1,0 +1,111 @@
+"""AIS and BDMC against exact evidence: a linear-Gaussian model with a deliberately poor encoder, where
+IWAE-1,000 is visibly biased and log p(x) is known in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.estimators import EstimatorSpec, estimate, log_mean_exp
+from models.families import LinearGaussian, LinearGaussianConfig
+from models.samplers import AISConfig, ais, bdmc, reverse_ais, schedule, simulate
+
+pytestmark = pytest.mark.slow
+
+
+def poor_encoder_model(input_dim: int = 60, latent: int = 3, seed: int = 0) -> LinearGaussian:
+    """float64, encoder mean shrunk to 90% of the posterior's, its scale 1.5 times too wide."""
+    g = torch.Generator().manual_seed(seed)
+    model = LinearGaussian(LinearGaussianConfig(input_dim=input_dim, latent=latent)).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(input_dim, latent, generator=g, dtype=torch.float64) * 0.3)
+        model.bias.copy_(torch.rand(input_dim, generator=g, dtype=torch.float64))
+        model.log_noise.fill_(math.log(0.1))
+        post_map, post_cov = model.exact_posterior()
+        model.enc_weight.copy_(0.9 * post_map)
+        model.enc_bias.copy_(-0.9 * post_map @ model.bias)
+        model.enc_log_sigma.copy_(0.5 * torch.log(torch.diagonal(post_cov)) + math.log(1.5))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model_and_data() -> tuple[LinearGaussian, torch.Tensor, torch.Tensor]:
+    model = poor_encoder_model()
+    with torch.no_grad():
+        x, _ = simulate(model, 6, torch.Generator().manual_seed(1))
+        return model, x, model.exact_log_px(x)
+
+
+def test_schedules_run_from_zero_to_one() -> None:
+    for kind in ("sigmoid", "linear", "geometric"):
+        b = schedule(50, kind)  # type: ignore[arg-type]
+        assert b.shape == (51,) and b[0] == 0 and b[-1] == 1 and (b.diff() > 0).all(), kind
+
+
+def test_ais_recovers_exact_evidence_where_iwae_is_biased(model_and_data) -> None:  # type: ignore[no-untyped-def]
+    model, x, exact = model_and_data
+    with torch.no_grad():
+        iw = estimate(model.log_weights(x, 1000, torch.Generator().manual_seed(2)), EstimatorSpec("iwae", 1000))
+        assert (iw.log_px - exact).mean() < -1, iw.log_px - exact  # the bias AIS must remove
+        result = ais(model, x, 64, AISConfig(steps=2000, leapfrog=5), torch.Generator().manual_seed(3))
+    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler="ais")
+    error = est.log_px - exact
+    assert (error.abs() <= 3 * est.std_err).all(), (error, est.std_err)
+    assert (error.abs() <= 0.05).all(), error
+    assert ((result.acceptance > 0.4) & (result.acceptance < 0.95)).all(), result.acceptance
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        AISConfig(steps=500, leapfrog=5, schedule="linear"),
+        AISConfig(steps=500, leapfrog=5, schedule="geometric"),
+        AISConfig(steps=4000, leapfrog=5, init="prior"),
+    ],
+)
+def test_every_schedule_and_start_is_consistent(model_and_data, config: AISConfig) -> None:  # type: ignore[no-untyped-def]
+    model, x, exact = model_and_data
+    with torch.no_grad():
+        result = ais(model, x[:3], 32, config, torch.Generator().manual_seed(4))
+    est = estimate(result.log_w, EstimatorSpec("iwae", 32), sampler="ais")
+    error = est.log_px - exact[:3]
+    assert (error.abs() <= 3 * est.std_err + 0.02).all(), (config, error, est.std_err)
+
+
+def test_same_seed_same_answer(model_and_data) -> None:  # type: ignore[no-untyped-def]
+    model, x, _ = model_and_data
+    with torch.no_grad():
+        a, b = (
+            ais(model, x[:2], 4, AISConfig(steps=20, leapfrog=3), torch.Generator().manual_seed(9)) for _ in range(2)
+        )
+    assert torch.equal(a.log_w, b.log_w) and torch.equal(a.step_size, b.step_size)
+
+
+def test_bdmc_brackets_the_exact_evidence_and_its_gap_shrinks_with_steps(model_and_data) -> None:  # type: ignore[no-untyped-def]
+    model, _, _ = model_and_data
+    gaps = []
+    for steps in (5, 400):
+        with torch.no_grad():
+            result = bdmc(model, 16, 16, AISConfig(steps=steps, leapfrog=5), torch.Generator().manual_seed(5))
+            exact = model.exact_log_px(result.x)
+        lower, upper = result.lower - exact, result.upper - exact
+        se = math.sqrt(16)
+        # On average over inputs: lower <= exact <= upper, within two standard errors of the mean.
+        assert float(lower.mean()) <= 2 * float(lower.std()) / se, lower
+        assert float(upper.mean()) >= -2 * float(upper.std()) / se, upper
+        gaps.append(float((result.upper - result.lower).mean()))
+    assert gaps[1] < gaps[0] / 2, gaps
+
+
+def test_reverse_ais_from_the_posterior_is_an_upper_bound_estimate(model_and_data) -> None:  # type: ignore[no-untyped-def]
+    """E[1/w_rev] = 1/p(x): with many chains, -log-mean-exp(-log w_rev) converges to log p(x) from above."""
+    model, _, _ = model_and_data
+    with torch.no_grad():
+        x, z = simulate(model, 4, torch.Generator().manual_seed(6))
+        rev = reverse_ais(model, x, z, 64, AISConfig(steps=300, leapfrog=5), torch.Generator().manual_seed(7))
+        exact = model.exact_log_px(x)
+    upper = -log_mean_exp(-rev.log_w, dim=0)
+    se = estimate(-rev.log_w, EstimatorSpec("iwae", 64)).std_err
+    assert ((upper - exact).abs() <= 3 * se + 0.01).all(), (upper - exact, se)
