@@ -177,11 +177,11 @@ async def read_uploads(files: list[UploadFile], input_shape: tuple[int, ...], fi
     return images_from_files([(f.content_type, await f.read()) for f in files], input_shape, field)
 
 
-def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed: int) -> Binarization:
-    """Decide and validate the request's binarisation; a Bernoulli model never silently scores
-    non-binary data. ``apply_binarization`` does the work, on the device worker."""
+def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed: int, default: str) -> Binarization:
+    """Decide and validate the request's binarisation (``default``: the checkpoint's); a Bernoulli
+    model never silently scores non-binary data. ``apply_binarization`` does the work, on the worker."""
     if method is None:
-        method = "threshold" if likelihood == "bernoulli" else "none"
+        method = default
     if method == "threshold":
         return Binarization(method="threshold", threshold=THRESHOLD)
     if method == "sample":

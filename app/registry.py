@@ -47,6 +47,12 @@ class ModelEntry:
         return self.checkpoint.model
 
     @property
+    def binarize(self) -> str:
+        """The checkpoint's default binarisation."""
+        assert self.checkpoint is not None, f"model {self.name} is {self.status}"
+        return self.checkpoint.binarize
+
+    @property
     def family(self) -> str | None:
         return self.checkpoint.model.family if self.checkpoint else None
 

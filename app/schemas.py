@@ -96,7 +96,8 @@ class EvidenceRequest(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63, description="Same seed, same request, same answer")
     binarize: Binarize | None = Field(
         None,
-        description="Bernoulli models: 'threshold' (x > 0.5, default) or 'sample' (Bernoulli(x) with the seed); "
+        description="Bernoulli models: 'sample' (Bernoulli(x) draws with the seed: the default, the protocol the "
+        "shipped models were evaluated with) or 'threshold' (x > 0.5); "
         "'none' only for inputs that are already 0/1 or for models with a continuous likelihood (their default)",
     )
     diagnostics: bool = Field(True, description="Include the variance diagnostics per input")

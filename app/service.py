@@ -257,7 +257,7 @@ async def evidence(
     ais_config, sampler_out = _sampler(sampler or SamplerIn())
     check_ais_limits(settings, x.shape[0], spec.k, ais_config, "sampler")
     generator = request_generator(entry, seed)
-    binarization = plan_binarization(x, model.likelihood, binarize_method, seed)
+    binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize)
     device = entry.device
 
     def estimate_columns(log_w: torch.Tensor, stats: SamplerStatsValue | None = None) -> Estimate:
@@ -334,7 +334,7 @@ async def compare(
         check_ais_limits(settings, x.shape[0], spec.k, config, _at(f, "sampler"), req.replicates)
     importance_k = [s.k for s, (c, _) in zip(specs, samplers, strict=True) if c is None]
     generator = request_generator(entry, req.seed)
-    binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed)
+    binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed, entry.binarize)
     device = entry.device
 
     def work(ctx: JobContext) -> tuple[torch.Tensor, list[Estimate]]:

@@ -31,7 +31,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
 async def get_model(name: str, registry: RegistryDep) -> ModelDetail:
     e = registry.get(name)
     meta = e.checkpoint.metadata if e.checkpoint else None
-    binarize = "threshold" if meta and meta["likelihood"] == "bernoulli" else "none"
+    binarize = e.checkpoint.binarize if e.checkpoint else None
     return ModelDetail(
         **_summary(e).model_dump(),
         sha256=e.checkpoint.sha256 if e.checkpoint else None,

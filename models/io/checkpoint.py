@@ -40,6 +40,15 @@ class Checkpoint:
     sha256: str
     path: Path | None  # None for a model registered in memory
 
+    @property
+    def binarize(self) -> str:
+        """How inputs are made binary by default: the metadata's ``binarize``, else for a Bernoulli
+        model ``sample`` (Bernoulli(x) draws, seeded: the protocol its held-out numbers were measured
+        with), else ``none``."""
+        default = "sample" if self.model.likelihood == "bernoulli" else "none"
+        value = self.metadata.get("binarize", default)
+        return value if value in ("threshold", "sample", "none") else default
+
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
@@ -70,6 +79,7 @@ def save_checkpoint(
         "dataset": dataset,
         "final_bounds": final_bounds or {},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "binarize": "sample" if model.likelihood == "bernoulli" else "none",
         **(extra or {}),
     }
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()}

@@ -41,7 +41,7 @@ def test_models_list_and_detail(client: TestClient) -> None:
     assert models["broken"]["status"] == "failed" and "safetensors" in models["broken"]["reason"]
     detail = client.get("/v1/models/tiny").json()
     assert detail["family"] == "vae" and detail["input_shape"] == [28, 28] and len(detail["sha256"]) == 64
-    assert detail["metadata"]["format_version"] == 1 and detail["defaults"]["binarize"] == "threshold"
+    assert detail["metadata"]["format_version"] == 1 and detail["defaults"]["binarize"] == "sample"
     assert_problem(client.get("/v1/models/nope"), 404, "name")
     assert_problem(client.get("/v1/models/bad%20name!"), 422, "name")
 
@@ -52,7 +52,9 @@ def test_evidence_flat_and_nested_inputs(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["estimator"]["order"] == 2 and [s["method"] for s in out["estimator"]["subsets"]] == ["exact", "exact"]
-    assert out["binarization"] == {"method": "threshold", "threshold": 0.5, "seed": None}
+    assert out["binarization"] == {"method": "sample", "threshold": None, "seed": 3}  # the checkpoint's protocol
+    threshold = client.post("/v1/models/tiny/evidence", json={**body, "binarize": "threshold"}).json()
+    assert threshold["binarization"] == {"method": "threshold", "threshold": 0.5, "seed": None}
     assert out["seed"] == 3 and len(out["results"]) == 2
     for res in out["results"]:
         assert math.isfinite(res["log_px"]) and res["std_err"] > 0
@@ -75,10 +77,10 @@ def test_evidence_matches_the_library_on_the_same_draw(client: TestClient, check
     from models import EstimatorSpec, estimate
 
     model = load_checkpoint(checkpoint_dir / "tiny.safetensors").model
-    x = (torch.tensor([IMAGE]) > 0.5).float()
     g = torch.Generator().manual_seed(5)
+    x = (torch.rand(1, 784, generator=g) < torch.tensor([IMAGE])).float()  # binarised by sampling, then the noise
     with torch.inference_mode():
-        want = estimate(model.log_weights(x, 50, generator=g).double(), EstimatorSpec("jvi", 50, 1)).log_px.item()
+        want = estimate(model.log_weights(x, 50, g).double(), EstimatorSpec("jvi", 50, 1)).log_px.item()
     got = client.post(
         "/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "jvi", "k": 50}, "seed": 5}
     ).json()
