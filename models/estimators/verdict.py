@@ -17,6 +17,7 @@ __all__ = [
     "ACCEPTANCE_RANGE",
     "AIS_ADVICE",
     "KHAT_GOOD",
+    "MIN_AIS_CHAINS",
     "MIN_ESS",
     "MIN_KHAT_DRAWS",
     "Level",
@@ -33,6 +34,9 @@ Level = Literal["reliable", "caution", "unreliable"]
 KHAT_GOOD = 0.5
 # Vehtari et al. (2024): the tail fit needs M = min(S/5, 3 sqrt(S)) >= 5 draws, so S >= 25.
 MIN_KHAT_DRAWS = 25
+# Below S = 100 the threshold min(1 - 1/log10(S), 0.7) falls under k-hat's own 0.5 line, and a tail of
+# fewer than 20 points judges little: AIS chains, each costly, are judged by k-hat only from 100 up.
+MIN_AIS_CHAINS = 100
 # Fewer effective draws than this and the jackknife / delta-method errors rest on a handful of weights.
 MIN_ESS = 10.0
 # HMC acceptance in a sound range around the optimum of about 0.65 (Neal 2011, "MCMC using Hamiltonian
@@ -42,7 +46,7 @@ ACCEPTANCE_RANGE = (0.4, 0.95)
 # What to run when importance sampling cannot be trusted: encoder-initialised AIS (Wu et al. 2017).
 AIS_ADVICE = (
     'run AIS instead: "sampler": {"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder"} with '
-    '"estimator": {"name": "iwae", "k": 32} (32 chains); certify its setting with POST /v1/models/{name}/bdmc'
+    '"estimator": {"name": "iwae", "k": 100} (100 chains); certify its setting with POST /v1/models/{name}/bdmc'
 )
 
 
@@ -104,7 +108,11 @@ def judge(
             found.append(
                 ("caution", "the ELBO is a lower bound whose gap (the KL to the posterior) does not shrink with k")
             )
-        if k < MIN_KHAT_DRAWS:
+        if sampler == "ais" and k < MIN_AIS_CHAINS:
+            found.append(
+                ("caution", f"{k} AIS chains are too few for k-hat to judge their weights (it needs {MIN_AIS_CHAINS})")
+            )
+        elif k < MIN_KHAT_DRAWS:
             found.append(
                 ("caution", f"k-hat needs at least {MIN_KHAT_DRAWS} weights, got k = {k}: the weight tail is unchecked")
             )
@@ -125,7 +133,10 @@ def _advice(level: Level, sampler: str, estimator: str) -> str:
     if level == "reliable":
         return ""
     if sampler == "ais":
-        return "rerun AIS with more steps (4x) or more chains, and check the setting's gap with POST /v1/models/{name}/bdmc"
+        return (
+            f"rerun AIS with more chains (at least {MIN_AIS_CHAINS}) or more steps (4x), and check the setting's gap "
+            "with POST /v1/models/{name}/bdmc"
+        )
     if estimator == "elbo":
         return "for log p(x) itself use iwae with a large k, or " + AIS_ADVICE
     return AIS_ADVICE

@@ -24,6 +24,7 @@ from ..families import Classifier, LatentVariableModel, LinearGaussian, predicti
 from ..families.bbb import expected_calibration_error
 from ..io import Checkpoint, binarize_sample, load_checkpoint, load_idx_dataset, split_train_valid
 from ..runtime import keep_freed_memory
+from ..samplers import AISConfig, ais, bdmc
 
 PROG = "logpx evaluate"
 BINARIZE_SEED = 12345  # the same fixed binarisation the training command reports held-out bounds on
@@ -149,6 +150,23 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", default=None, help="write the summary here")
+    parser.add_argument(
+        "--ais",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also run AIS (encoder start, sigmoid schedule) with this many steps (0: no AIS)",
+    )
+    parser.add_argument("--ais-chains", type=int, default=16, help="AIS chains per image (default 16)")
+    parser.add_argument("--ais-leapfrog", type=int, default=10, help="AIS leapfrog steps per HMC move (default 10)")
+    parser.add_argument("--ais-limit", type=int, default=50, help="AIS on the first N images only (default 50)")
+    parser.add_argument(
+        "--bdmc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --ais: BDMC on N inputs simulated from the model, the setting's gap (default 0)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -232,10 +250,73 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             f"  diagnostics at k={k_draw}: mean ESS fraction {diag['mean_ess_fraction']:.4f}, median k-hat "
             f"{diag['median_khat']:.3f}, {100 * diag['fraction_khat_over_threshold']:.1f}% of images over k-hat {limit:.2f}"
         )
+    if args.ais:
+        iwae_name = f"iwae-{k_draw}"
+        iwae_values = torch.cat(values[iwae_name]) if iwae_name in values else None
+        summary.update(evaluate_ais(args, model, x[: args.ais_limit], iwae_values))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
     return summary
+
+
+def evaluate_ais(
+    args: argparse.Namespace, model: LatentVariableModel, x: torch.Tensor, iwae_values: torch.Tensor | None
+) -> dict[str, object]:
+    """AIS on ``x`` (its mean log p(x), and its gap to IWAE on the same images), and BDMC on simulated
+    inputs: how far the IWAE figures lie from the evidence, and how far AIS itself may."""
+    config = AISConfig(steps=args.ais, leapfrog=args.ais_leapfrog)
+    spec = EstimatorSpec("iwae", args.ais_chains)
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    parts, errs, accept = [], [], []
+    with torch.no_grad():
+        for xb in tqdm(x.split(args.batch_size), desc="ais", unit="batch"):
+            result = ais(model, xb, args.ais_chains, config, generator)
+            est = estimate(result.log_w, spec, discrete=model.discrete, sampler="ais")
+            parts.append(est.log_px)
+            errs.append(est.std_err)
+            accept.append(result.acceptance)
+    values = torch.cat(parts).double()
+    n = values.shape[0]
+    ais_out: dict[str, object] = {
+        "steps": config.steps,
+        "leapfrog": config.leapfrog,
+        "chains": args.ais_chains,
+        "init": config.init,
+        "schedule": config.schedule,
+        "images": n,
+        "mean": float(values.mean()),
+        "se_over_images": float(values.std() / math.sqrt(n)) if n > 1 else float("nan"),
+        "mc_se_of_mean": float(torch.cat(errs).pow(2).mean().sqrt()) / math.sqrt(n),
+        "mean_acceptance": float(torch.cat(accept).mean()),
+    }
+    out: dict[str, object] = {"ais": ais_out}
+    print(
+        f"  {'ais-' + str(config.steps):>14}: mean log p(x) = {float(values.mean()):.3f} over the first {n} images "
+        f"({args.ais_chains} chains, leapfrog {config.leapfrog})"
+    )
+    if iwae_values is not None:
+        gap = values - iwae_values[:n].double()
+        ais_out["minus_iwae"] = {
+            "mean": float(gap.mean()),
+            "se": float(gap.std() / math.sqrt(n)) if n > 1 else float("nan"),
+        }
+        print(f"  AIS - IWAE on the same images: {float(gap.mean()):+.3f} +- {float(gap.std() / math.sqrt(n)):.3f}")
+    if args.bdmc:
+        with torch.no_grad():
+            bounds = bdmc(model, args.bdmc, args.ais_chains, config, generator)
+        gaps = (bounds.upper - bounds.lower).double()
+        out["bdmc"] = {
+            "inputs": args.bdmc,
+            "mean_lower": float(bounds.lower.mean()),
+            "mean_upper": float(bounds.upper.mean()),
+            "mean_gap": float(gaps.mean()),
+            "max_gap": float(gaps.max()),
+        }
+        print(
+            f"  BDMC on {args.bdmc} simulated inputs: mean gap {float(gaps.mean()):.3f} nats (max {float(gaps.max()):.3f})"
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def test_ais_sampler_over_json_images_and_oip(client: TestClient) -> None:
     assert 0 <= stats["acceptance"] <= 1 and stats["step_size"] > 0
     assert client.post("/v1/models/tiny/evidence", json=body).json()["results"] == out["results"]  # same seed
     reasons = out["results"][0]["verdict"]["reasons"]
-    assert any("k-hat needs at least 25" in reason for reason in reasons)  # 8 chains: the tail is unchecked
+    assert any("8 AIS chains are too few" in reason for reason in reasons)
     from tests.helpers import digit_image, png_bytes
 
     files = [("files", ("a.png", png_bytes(digit_image()), "image/png"))]
