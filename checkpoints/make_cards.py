@@ -24,7 +24,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for card in sorted(HERE.glob("cards/*.json")):
-        if ".quick" in card.name or card.stem.startswith("bbb"):
+        if ".quick" in card.name or ".ais" in card.name or card.stem.startswith("bbb"):
             continue
         meta = read_metadata(HERE / f"{card.stem}.safetensors")
         out = json.loads(card.read_text())
@@ -42,6 +42,28 @@ def main() -> None:
             f"| `{card.stem}` | {shape} | {objective} | {t['epochs']} | {t.get('wall_time_s', 0) / 60:.0f} min | {fmt(est['elbo-5000'])} | "
             f"{fmt(est['iwae-5000'])}{exact} | {fmt(est['jvi-5000-m1'])} | {100 * diag.get('fraction_khat_over_threshold', float('nan')):.1f}% | "
             f"{quick['mean']:.3f} ± {quick['mc_se_of_mean']:.3f} |"
+        )
+
+    print()
+    ais_table()
+
+
+def ais_table() -> None:
+    """Importance sampling against AIS on the same held-out images, and BDMC's gap for the AIS setting
+    (checkpoints/evaluate_ais.sh)."""
+    print(
+        "| model | images | IWAE-5000 | JVI-5000 (m=1) | AIS | AIS - IWAE-5000 (paired) | BDMC gap, mean (max) over 8 | AIS acceptance |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for card in sorted(HERE.glob("cards/*.ais.json")):
+        out = json.loads(card.read_text())
+        est, a, b = out["estimators"], out["ais"], out["bdmc"]
+        exact = f" (exact {out['exact_log_px']:.2f})" if "exact_log_px" in out else ""
+        print(
+            f"| `{card.name.removesuffix('.ais.json')}` | {a['images']} | {fmt(est['iwae-5000'])}{exact} | {fmt(est['jvi-5000-m1'])} | "
+            f"{a['mean']:.2f} ± {a['se_over_images']:.2f} (MC ± {a['mc_se_of_mean']:.3f}) | "
+            f"{a['minus_iwae']['mean']:+.3f} ± {a['minus_iwae']['se']:.3f} | {b['mean_gap']:.3f} ({b['max_gap']:.3f}) | "
+            f"{a['mean_acceptance']:.2f} |"
         )
 
 
