@@ -292,7 +292,9 @@ async def evidence(
 
         def run_ais(ctx: JobContext) -> Evidence:
             xd = apply_binarization(x, binarization, generator).to(device)
-            log_w, stats = draw(model, xd, spec.k, ais_config, generator, check_fn=ctx.check)
+            log_w, stats = draw(
+                model, xd, spec.k, ais_config, generator, max_elements=settings.max_elements, check_fn=ctx.check
+            )
             out = finish(estimate_columns(log_w, stats), slice(None))
             assert stats is not None
             for r, a, h in zip(out.results, _floats(stats.acceptance), _floats(stats.step_size), strict=True):
@@ -356,7 +358,13 @@ async def compare(
                 else None
             )
             for s, (spec, (config, sampler_out)) in enumerate(zip(specs, samplers, strict=True)):
-                result = shared if config is None else draw(model, xd, spec.k, config, generator, check_fn=ctx.check)
+                result = (
+                    shared
+                    if config is None
+                    else draw(
+                        model, xd, spec.k, config, generator, max_elements=settings.max_elements, check_fn=ctx.check
+                    )
+                )
                 assert result is not None
                 est = estimate(
                     result.log_w.double(), spec, discrete=model.discrete, sampler=sampler_out.name, stats=result.stats

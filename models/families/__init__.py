@@ -7,6 +7,7 @@ from typing import Any
 
 from .base import Classifier, Family, LatentVariableModel, Likelihood, default_input_shape, model_device
 from .bbb import BayesMLP, BBBConfig, PredictiveSummary, predictive_summary
+from .layers import chunks_over_k
 from .linear_gaussian import LinearGaussian, LinearGaussianConfig
 from .vae import VAE, VAEConfig
 
@@ -24,6 +25,7 @@ __all__ = [
     "PredictiveSummary",
     "VAEConfig",
     "build_model",
+    "chunks_over_k",
     "default_input_shape",
     "model_device",
     "predictive_summary",

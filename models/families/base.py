@@ -79,6 +79,10 @@ class LatentVariableModel(Family):
     def latent_dim(self) -> int:
         return sum(self.latent_sizes)
 
+    def elements_per_sample(self) -> int:
+        """Activation elements one latent sample of one input costs in a forward pass (for chunking)."""
+        return 2 * self.input_dim + 4 * self.latent_dim
+
     @property
     def discrete(self) -> bool:
         """Whether p(x | z) is a probability mass (so that log p(x) <= 0), not a density."""

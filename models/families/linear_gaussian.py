@@ -99,7 +99,7 @@ class LinearGaussian(LatentVariableModel):
         k, batch = noise.shape[:2]
         noise = noise.to(x.device, x.dtype)
         out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
-        for rows in chunks_over_k(k, batch, 2 * self.config.input_dim, max_elements, x.device):
+        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements, x.device):
             if check_fn is not None:
                 check_fn()
             z = self.sample_q(x, noise[rows])  # [c, B, d]

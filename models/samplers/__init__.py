@@ -39,5 +39,5 @@ def draw(
     """k log-weights per input of ``x`` from importance sampling (``sampler`` None) or AIS."""
     if sampler is None:
         return Draw(model.log_weights(x, k, generator, max_elements=max_elements, check_fn=check_fn), None)
-    result = ais(model, x, k, sampler, generator, check_fn=check_fn)
+    result = ais(model, x, k, sampler, generator, max_elements=max_elements, check_fn=check_fn)
     return Draw(result.log_w, SamplerStats(result.acceptance, result.step_size))

@@ -29,7 +29,7 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from ..families import LatentVariableModel
+from ..families import LatentVariableModel, chunks_over_k
 
 __all__ = ["TARGET_ACCEPTANCE", "AISConfig", "AISResult", "ais", "reverse_ais", "schedule"]
 
@@ -226,19 +226,43 @@ def ais(
     generator: torch.Generator,
     *,
     tune_chains: int = 8,
+    max_elements: int | None = None,
     check_fn: CheckFn | None = None,
 ) -> AISResult:
     """AIS log-weights of ``x`` ``[B, input_dim]`` (on the model's device) from ``k`` chains per input.
 
     A tuning pass of ``tune_chains`` chains fixes the step sizes first; the estimating pass then draws
-    k fresh chains. ``check_fn`` is called before every temperature (deadlines, cancellation)."""
+    k fresh chains, in chunks of chains whose activations (kept for the gradient) stay within
+    ``max_elements`` (default: ``chunk_elements`` of the device). ``check_fn`` is called before every
+    temperature (deadlines, cancellation)."""
     steps = _tune(model, x, config, tune_chains, generator, check_fn)
     target = _Target(model, x, config.init)
-    z0 = _start(model, x, k, config.init, generator)
-    log_w, acceptance, steps = _anneal(
-        target, z0, schedule(config.steps, config.schedule), steps, config.leapfrog, generator, check_fn
-    )
+    betas = schedule(config.steps, config.schedule)
+
+    def run(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        z0 = _start(model, x, rows, config.init, generator)
+        log_w, acceptance, _ = _anneal(target, z0, betas, steps, config.leapfrog, generator, check_fn)
+        return log_w, acceptance
+
+    log_w, acceptance = _in_chunks(model, x, k, max_elements, run)
     return AISResult(log_w, acceptance, steps[-1])
+
+
+def _in_chunks(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    k: int,
+    max_elements: int | None,
+    run: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``run(rows)`` over chunks of the k chains (independent, so chunking changes no distribution);
+    the log-weights concatenated ``[k, B]`` and the acceptance averaged over all chains ``[B]``."""
+    # Autograd keeps the forward activations and builds their gradients: about three times a forward pass.
+    slices = list(chunks_over_k(k, x.shape[0], 3 * model.elements_per_sample(), max_elements, x.device))
+    parts = [run(s.stop - s.start) for s in slices]
+    weights = torch.tensor([s.stop - s.start for s in slices], dtype=parts[0][1].dtype, device=x.device) / k
+    acceptance = sum((w * a for w, (_, a) in zip(weights, parts, strict=True)), torch.zeros_like(parts[0][1]))
+    return torch.cat([lw for lw, _ in parts]), acceptance
 
 
 def reverse_ais(
@@ -250,6 +274,7 @@ def reverse_ais(
     generator: torch.Generator,
     *,
     tune_chains: int = 8,
+    max_elements: int | None = None,
     check_fn: CheckFn | None = None,
 ) -> AISResult:
     """Reverse AIS from exact posterior samples ``z_star`` ``[B, latent_dim]`` of simulated ``x``: k
@@ -257,9 +282,14 @@ def reverse_ais(
     ``-log_w`` are the log-weights of 1/p(x): ``-log_mean_exp(-log_w)`` is a stochastic upper bound."""
     steps = _tune(model, x, config, tune_chains, generator, check_fn)  # tuned forwards, used backwards
     target = _Target(model, x, config.init)
-    z0 = z_star.to(x.dtype).unsqueeze(0).expand(k, -1, -1).contiguous()
     betas = schedule(config.steps, config.schedule).flip(0)
     # Reverse transition t uses the step size tuned for the same temperature going forwards.
     reverse_steps = torch.cat([steps[:-1].flip(0), steps[-1:]])
-    log_w_inv, acceptance, _ = _anneal(target, z0, betas, reverse_steps, config.leapfrog, generator, check_fn)
-    return AISResult(-log_w_inv, acceptance, steps[-1])
+
+    def run(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        z0 = z_star.to(x.dtype).unsqueeze(0).expand(rows, -1, -1).contiguous()
+        log_w_inv, acceptance, _ = _anneal(target, z0, betas, reverse_steps, config.leapfrog, generator, check_fn)
+        return -log_w_inv, acceptance
+
+    log_w, acceptance = _in_chunks(model, x, k, max_elements, run)
+    return AISResult(log_w, acceptance, steps[-1])

@@ -109,3 +109,34 @@ def test_reverse_ais_from_the_posterior_is_an_upper_bound_estimate(model_and_dat
     upper = -log_mean_exp(-rev.log_w, dim=0)
     se = estimate(-rev.log_w, EstimatorSpec("iwae", 64)).std_err
     assert ((upper - exact).abs() <= 3 * se + 0.01).all(), (upper - exact, se)
+
+
+def test_chunked_chains_keep_the_estimate(model_and_data) -> None:  # type: ignore[no-untyped-def]
+    """A memory budget of a few chains per chunk: the same k chains' distribution, the same answer within
+    its error, and all k log-weights."""
+    model, x, exact = model_and_data
+    budget = 3 * model.elements_per_sample() * x.shape[0] * 5  # 5 chains per chunk
+    with torch.no_grad():
+        result = ais(
+            model, x, 32, AISConfig(steps=300, leapfrog=5), torch.Generator().manual_seed(8), max_elements=budget
+        )
+    assert result.log_w.shape == (32, x.shape[0])
+    est = estimate(result.log_w, EstimatorSpec("iwae", 32), sampler="ais")
+    assert ((est.log_px - exact).abs() <= 3 * est.std_err + 0.05).all(), (est.log_px - exact, est.std_err)
+
+
+def test_both_layers_of_a_two_layer_vae_are_annealed_together() -> None:
+    """A tiny two-layer VAE, whose log p(x) IWAE-200,000 pins down: AIS over the concatenated (h1, h2)."""
+    from tests.helpers import tiny_vae
+
+    model = tiny_vae(seed=2, layers=2).double()
+    x = (torch.rand(3, 784, generator=torch.Generator().manual_seed(0), dtype=torch.float64) < 0.3).double()
+    with torch.no_grad():
+        reference = estimate(
+            model.log_weights(x, 200_000, torch.Generator().manual_seed(1)), EstimatorSpec("iwae", 200_000)
+        )
+        result = ais(model, x, 64, AISConfig(steps=300, leapfrog=5), torch.Generator().manual_seed(2))
+    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler="ais", discrete=True)
+    assert (reference.diagnostics.khat < 0.5).all(), reference.diagnostics.khat
+    error = est.log_px - reference.log_px
+    assert (error.abs() <= 3 * (est.std_err**2 + reference.std_err**2).sqrt() + 0.01).all(), (error, est.std_err)
