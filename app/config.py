@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: the CPUs the cgroup allows)")
 
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        # An empty token must not silently turn authentication off: unset the variable for that.
+        if value is not None and not value.strip():
+            raise ValueError("LOGPX_API_TOKEN is set but empty or blank; unset it to run without authentication")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:

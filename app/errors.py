@@ -170,6 +170,16 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI and Starlette answer 400 for a body they cannot parse (invalid UTF-8, nesting too
+            # deep, a malformed multipart body): one status for every unreadable body, the documented 422.
+            return problem_response(
+                422,
+                "Invalid input",
+                f"body: could not be parsed ({exc.detail})",
+                field="body",
+                instance=request.url.path,
+            )
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         return problem_response(
             exc.status_code, title, str(exc.detail), headers=getattr(exc, "headers", None), instance=request.url.path

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from fastapi import UploadFile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import ValidationError
 
 from models.io import binarize_sample, binarize_threshold
@@ -139,6 +139,8 @@ def images_from_files(
             with warnings.catch_warnings():
                 # Pillow warns, then refuses, on huge declared sizes; both are a refusal here.
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data), formats=[IMAGE_TYPES[kind]]) as probe:
+                    probe.verify()  # every chunk's checksum and the end marker: a cut-short file is refused
                 img = Image.open(io.BytesIO(data), formats=[IMAGE_TYPES[kind]])
             with img:
                 if img.size != (width, height):
@@ -153,19 +155,13 @@ def images_from_files(
                         field=f"{field}[{i}]",
                         limit="greyscale",
                     )
+                img.load()  # decodes now, and raises on data that ends early (truncated images are not loaded)
                 out[i] = np.asarray(img.convert("L"), dtype=np.float32).reshape(-1) / 255.0
-        except (
-            UnidentifiedImageError,
-            OSError,
-            SyntaxError,
-            ValueError,
-            Image.DecompressionBombError,
-            Image.DecompressionBombWarning,
-        ) as exc:
-            if isinstance(exc, InvalidInput):
-                raise
+        except InvalidInput:
+            raise
+        except Exception:  # Pillow's decoders raise many types (OSError, SyntaxError, ValueError, struct.error, ...)
             raise InvalidInput(
-                f"{field}[{i}]: not a decodable {IMAGE_TYPES[kind]} image",
+                f"{field}[{i}]: not a decodable, complete {IMAGE_TYPES[kind]} image",
                 field=f"{field}[{i}]",
                 limit=IMAGE_TYPES[kind],
             ) from None

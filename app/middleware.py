@@ -59,12 +59,15 @@ class RequestGuard:
         async def send_raw(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = 1
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
         path = scope["path"]
         try:
-            if self.api_token and path not in OPEN_PATHS and not _authorised(scope, self.api_token):
+            # A CORS preflight carries no credentials by design: it goes on to the CORS middleware.
+            preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
+            if self.api_token and path not in OPEN_PATHS and not preflight and not _authorised(scope, self.api_token):
                 await problem_response(
                     401,
                     "Unauthorized",
@@ -82,6 +85,14 @@ class RequestGuard:
             if not overflow["replaced"]:
                 overflow["replaced"] = True
                 await self._too_large(scope, receive, send_raw)
+        except Exception:
+            # The app's own handler answered already if it could; otherwise answer here, so that even a
+            # 500 carries the request id (Starlette's outer error middleware would send a bare one).
+            log.exception("unhandled error on %s", path)
+            if status_holder["status"] == 500 and not status_holder.get("started"):
+                await problem_response(
+                    500, "Internal server error", "the server failed to handle this request; see its log"
+                )(scope, receive, send_raw)
         finally:
             fields: dict[str, Any] = scope["state"].get("log", {})
             endpoint = _endpoint(scope)

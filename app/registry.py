@@ -75,6 +75,8 @@ class ModelRegistry:
             for path in paths:
                 if NAME_PATTERN.match(path.stem):
                     self._entries.setdefault(path.stem, ModelEntry(path.stem, path, self.device))
+                else:
+                    log.warning("skipping %r: a model name is letters, digits, '.', '_', '-'", path.name)
         if not paths:
             log.warning("no checkpoints found in %s", self.directory)
         return [p.stem for p in paths]

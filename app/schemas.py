@@ -6,7 +6,7 @@ request against the settings and reported with the limit that was broken.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -243,19 +243,30 @@ class Health(BaseModel):
 # Open Inference Protocol (KServe v2) subset.
 class InferTensor(BaseModel):
     name: str
-    shape: list[int]
+    shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=2, description="[B, *input_shape] or [B, D]")
     datatype: Literal["FP32", "FP64", "UINT8", "INT32", "INT64"]
     data: list[float] | list[list[float]] | list[list[list[float]]]
     parameters: dict[str, Any] | None = None
 
 
+class InferParameters(BaseModel):
+    """The request's ``parameters``: validated as strictly as the JSON routes' fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: Literal["elbo", "iwae", "jvi"] = DEFAULT_SPEC.name
+    k: int = Field(DEFAULT_SPEC.k, ge=2, description="Importance samples or AIS chains per input")
+    order: int | None = Field(None, ge=1, description="JVI order, below k (jvi only)")
+    seed: int = Field(0, ge=0, lt=2**63)
+    binarize: Binarize | None = None
+    scale: Literal["unit", "byte"] | None = Field(None, description="default 'byte' for UINT8 data, else 'unit'")
+    sampler: SamplerIn = Field(default_factory=SamplerIn)
+
+
 class InferRequest(BaseModel):
     id: str | None = None
     inputs: list[InferTensor] = Field(min_length=1, max_length=1)
-    parameters: dict[str, Any] | None = Field(
-        None,
-        description=f"estimator ('{DEFAULT_SPEC.name}'), k ({DEFAULT_SPEC.k}), order, seed (0), binarize, scale ('unit')",
-    )
+    parameters: InferParameters = Field(default_factory=InferParameters)
 
 
 class InferOutput(BaseModel):

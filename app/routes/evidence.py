@@ -38,8 +38,8 @@ async def evidence(
     metrics: MetricsDep,
 ) -> EvidenceResponse:
     """Estimate log p(x) for a JSON batch of inputs, with standard errors and diagnostics."""
+    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    entry = registry.get_ready(name)
     x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
     out = await service.evidence(
         entry, worker, settings, x, body.estimator, body.seed, body.binarize, body.diagnostics, body.sampler
@@ -77,8 +77,8 @@ async def evidence_images(
     leapfrog: Annotated[int | None, Form(ge=1, le=100, description="AIS leapfrog steps (default 10)")] = None,
 ) -> EvidenceResponse:
     """The same as ``evidence``, with image files as a multipart upload (field ``files``, repeated)."""
+    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    entry = registry.get_ready(name)
     spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "")
     service.check_limits(settings, len(files), [("", spec)], inputs_field="files")
     x = await read_uploads(files, entry.model.input_shape)
@@ -101,8 +101,8 @@ async def compare(
     metrics: MetricsDep,
 ) -> CompareResponse:
     """Several estimators on the same draws (common random numbers), over replicates, against a reference."""
+    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    entry = registry.get_ready(name)
     x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
     out = await service.compare(entry, worker, settings, x, body)
     k_max = max(e.k for e in body.estimators + ([body.reference] if body.reference else []))
@@ -130,8 +130,8 @@ async def bdmc(
     metrics: MetricsDep,
 ) -> BDMCResponse:
     """Certify an AIS setting: forward and reverse AIS on inputs simulated from the model bracket log p(x)."""
+    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    entry = registry.get_ready(name)
     out = await service.bdmc(entry, worker, settings, body)
     record_request(
         request,

@@ -25,8 +25,8 @@ async def predict(
     metrics: MetricsDep,
 ) -> PredictResponse:
     """Bayesian classifiers: predictive probabilities, entropy split, and with labels log p(y | x, D)."""
+    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    entry = registry.get_ready(name)
     x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
     out = await service.predict(
         entry, worker, settings, x, body.labels, body.k, body.order, body.seed, body.diagnostics
@@ -53,8 +53,8 @@ async def predict_images(
     diagnostics: Annotated[bool, Form()] = True,
 ) -> PredictResponse:
     """The same as ``predict``, with image files as a multipart upload (field ``files``, repeated)."""
+    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    entry = registry.get_ready(name)
     x = await read_uploads(files, entry.model.input_shape)
     out = await service.predict(entry, worker, settings, x, labels, k, order, seed, diagnostics)
     record_request(request, metrics, name, x.shape[0], k, out.timing.queue_s, out.timing.compute_s, x.shape[0] * k)

@@ -14,18 +14,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from models.estimators import DEFAULT_SPEC
-
 from .. import __version__, service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..errors import InvalidInput
-from ..inputs import inputs_from_json, parse_estimator, parse_sampler
+from ..inputs import inputs_from_json, parse_estimator
 from ..json_route import JSONRoute
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=JSONRoute)
-
-_PARAMS = {"estimator", "k", "order", "seed", "binarize", "scale", "sampler"}
 
 
 def _flatten(data: list[Any]) -> list[float]:
@@ -84,12 +80,9 @@ async def infer(
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> InferResponse:
+    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    entry = registry.get_ready(name)
-    params = dict(body.parameters or {})
-    unknown = sorted(set(params) - _PARAMS)
-    if unknown:
-        raise InvalidInput(f"unknown parameters {unknown}", field="parameters", limit=sorted(_PARAMS))
+    params = body.parameters
     tensor = body.inputs[0]
     input_shape = entry.model.input_shape
     size = math.prod(input_shape)
@@ -104,35 +97,14 @@ async def infer(
     batch = tensor.shape[0]
     if len(flat) != batch * size:
         raise InvalidInput(f"data holds {len(flat)} values, shape says {batch * size}", field="inputs[0].data")
-    scale = params.get("scale", "byte" if tensor.datatype == "UINT8" else "unit")
-    if scale not in ("unit", "byte"):
-        raise InvalidInput("scale must be 'unit' or 'byte'", field="parameters.scale")
+    scale = params.scale or ("byte" if tensor.datatype == "UINT8" else "unit")
     x = inputs_from_json(
         [flat[i * size : (i + 1) * size] for i in range(batch)], scale, input_shape, field="inputs[0].data"
     )
-    raw = {"name": params.get("estimator", DEFAULT_SPEC.name), "k": params.get("k", DEFAULT_SPEC.k)}
-    if "order" in params:
-        raw["order"] = params["order"]
-    spec = parse_estimator(raw, "parameters")
-    seed = params.get("seed", 0)
-    if not isinstance(seed, int) or seed < 0:
-        raise InvalidInput("seed must be a non-negative integer", field="parameters.seed")
-    sampler = params.get("sampler", {})
-    if not isinstance(sampler, dict):
-        raise InvalidInput(
-            "sampler must be an object such as {'name': 'ais', 'steps': 1000}", field="parameters.sampler"
-        )
+    spec = parse_estimator({"name": params.estimator, "k": params.k, "order": params.order}, "parameters")
+    seed = params.seed
     out = await service.evidence(
-        entry,
-        worker,
-        settings,
-        x,
-        spec,
-        seed,
-        params.get("binarize"),
-        True,
-        parse_sampler(sampler, "parameters.sampler"),
-        estimator_field="parameters",
+        entry, worker, settings, x, spec, seed, params.binarize, True, params.sampler, estimator_field="parameters"
     )
     record_request(request, metrics, name, batch, spec.k, out.timing.queue_s, out.timing.compute_s, batch * spec.k)
     outputs = [

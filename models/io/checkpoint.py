@@ -97,13 +97,27 @@ def save_checkpoint(
     return metadata
 
 
+def _regular_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` with links resolved, if it is a regular file: opening a FIFO or a device would block or
+    never end. ``CheckpointError`` otherwise; no message here names a file-system path."""
+    try:
+        resolved = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise CheckpointError("the file does not exist (a dangling link?)") from None
+    if not resolved.is_file():
+        raise CheckpointError("not a regular file")
+    return resolved
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint's JSON document, validated for the required keys; ``CheckpointError`` otherwise."""
+    resolved = _regular_file(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(resolved), framework="pt") as f:
             raw = (f.metadata() or {}).get(METADATA_KEY)
     except Exception as exc:  # safetensors raises its own error types for malformed files
-        raise CheckpointError(f"not a readable safetensors file: {exc}") from None
+        reason = str(exc).replace(str(resolved), resolved.name).replace(str(path), Path(path).name)
+        raise CheckpointError(f"not a readable safetensors file: {reason}") from None
     if raw is None:
         raise CheckpointError(f"safetensors metadata has no {METADATA_KEY!r} entry")
     try:
@@ -126,36 +140,42 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     """Rebuild the model a checkpoint describes and load its tensors, checked name by name and shape by
     shape; ``CheckpointError`` names the first problem found."""
     metadata = read_metadata(path)
+    path = _regular_file(path)
+    # Rebuilt on the meta device first: the architecture's declared sizes are checked against the file's
+    # tensor shapes before anything is allocated (metadata alone must not be able to exhaust memory).
     try:
-        model = build_model(metadata["family"], metadata["arch"], metadata["input_shape"])
-    except ValueError as exc:
+        with torch.device("meta"):
+            skeleton = build_model(metadata["family"], metadata["arch"], metadata["input_shape"])
+    except (ValueError, TypeError) as exc:
         raise CheckpointError(str(exc)) from None
-    if metadata["likelihood"] != model.likelihood:
+    if metadata["likelihood"] != skeleton.likelihood:
         raise CheckpointError(f"likelihood {metadata['likelihood']!r} does not match family {metadata['family']!r}")
-    expected = model.state_dict()
+    expected = {name: list(t.shape) for name, t in skeleton.state_dict().items()}
     with safe_open(str(path), framework="pt") as f:
-        present = set(f.keys())
-        missing = sorted(set(expected) - present)
-        unexpected = sorted(present - set(expected))
+        shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not iterable)
+        missing = sorted(set(expected) - set(shapes))
+        unexpected = sorted(set(shapes) - set(expected))
         if missing:
             raise CheckpointError(f"missing tensors: {missing}")
         if unexpected:
             raise CheckpointError(f"unexpected tensors: {unexpected}")
-        state = {}
         for name, want in expected.items():
+            if shapes[name] != want:
+                raise CheckpointError(f"tensor {name!r} has shape {shapes[name]}, architecture needs {want}")
+        state = {}
+        for name in expected:
             try:
                 tensor = f.get_tensor(name)
             except Exception as exc:
                 raise CheckpointError(f"tensor {name!r} cannot be read: {exc}") from None
-            if tuple(tensor.shape) != tuple(want.shape):
-                raise CheckpointError(
-                    f"tensor {name!r} has shape {list(tensor.shape)}, architecture needs {list(want.shape)}"
-                )
             if not tensor.is_floating_point():
                 raise CheckpointError(f"tensor {name!r} has dtype {tensor.dtype}, expected floating point")
             if not torch.isfinite(tensor).all():
                 raise CheckpointError(f"tensor {name!r} contains NaN or inf")
             state[name] = tensor.to(torch.float32)
+    model = build_model(
+        metadata["family"], metadata["arch"], metadata["input_shape"]
+    )  # checked: allocates what the file holds
     model.load_state_dict(state)
     model.to(device).eval()
-    return Checkpoint(model=model, metadata=metadata, sha256=file_sha256(path), path=Path(path))
+    return Checkpoint(model=model, metadata=metadata, sha256=file_sha256(path), path=path)
