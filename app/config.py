@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     max_batch_k: int = Field(2_000_000, ge=2, description="Budget on inputs x samples x replicates of one request")
     max_replicates: int = Field(100, ge=1, description="Most replicates in one compare request")
     max_order: int = Field(8, ge=1, description="Highest JVI order accepted")
+    max_jackknife_elements: int = Field(
+        10_000_000_000,
+        ge=1,
+        description="Budget on a JVI's leave-j-out work: inputs x replicates x sum_j C(k, j) (order 2: k^2 / 2 per input); "
+        "about 40 s on 2 CPU cores",
+    )
     max_ais_steps: int = Field(10_000, ge=1, description="Most AIS temperatures per chain")
     max_ais_evals: int = Field(
         50_000_000,

@@ -18,6 +18,7 @@ from models.estimators import (
     EstimatorSpec,
     NotExact,
     estimate,
+    jackknife_elements,
     khat_threshold,
     summarize_replicates,
 )
@@ -74,13 +75,24 @@ def _floats(t: torch.Tensor) -> list[float | None]:
     return [finite_or_none(float(v)) for v in t.detach().double().cpu().tolist()]
 
 
-def _spec(e: EstimatorIn, field: str) -> EstimatorSpec:
+def _spec(e: EstimatorIn, field: str, settings: Settings, inputs: int) -> EstimatorSpec:
     """The estimator to run; a JVI order whose terms cannot all be exact is a 422 naming the order,
-    why, and the largest k at which it is exact."""
+    why, and the largest k at which it is exact; a JVI whose leave-j-out work is over the budget for
+    ``inputs`` (inputs x replicates) is a 413, refused before any work starts."""
     try:
-        return EstimatorSpec(e.name, e.k, e.order or 1)
+        spec = EstimatorSpec(e.name, e.k, e.order or 1)
     except NotExact as exc:
         raise InvalidInput(str(exc), field=_at(field, "order"), limit={"largest_k": exc.largest_k}) from None
+    work = inputs * jackknife_elements(spec.k, spec.order) if spec.name == "jvi" else 0
+    if work > settings.max_jackknife_elements:
+        raise PayloadTooLarge(
+            f"JVI of order {spec.order} at k={spec.k} averages {jackknife_elements(spec.k, spec.order):.3g} leave-j-out "
+            f"terms per input, {work:.3g} for {inputs} inputs x replicates: over the budget "
+            f"{settings.max_jackknife_elements:.3g}; lower k, the order or the batch",
+            field=_at(field, "k"),
+            limit=settings.max_jackknife_elements,
+        )
+    return spec
 
 
 AIS_DEFAULTS = AISConfig()
@@ -253,16 +265,26 @@ async def evidence(
     started = time.monotonic()
     model = latent_model(entry)
     check_limits(settings, x.shape[0], [(estimator_field, estimator)])
-    spec = _spec(estimator, estimator_field)
+    spec = _spec(estimator, estimator_field, settings, x.shape[0])
     ais_config, sampler_out = _sampler(sampler or SamplerIn())
     check_ais_limits(settings, x.shape[0], spec.k, ais_config, "sampler")
     generator = request_generator(entry, seed)
     binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize)
     device = entry.device
 
-    def estimate_columns(log_w: torch.Tensor, stats: SamplerStatsValue | None = None) -> Estimate:
+    def estimate_columns(
+        log_w: torch.Tensor, check: Callable[[], None], stats: SamplerStatsValue | None = None
+    ) -> Estimate:
         # The model runs in float32; the estimators get float64 so that nothing is lost after it.
-        return estimate(log_w.double(), spec, discrete=model.discrete, sampler=sampler_out.name, stats=stats)
+        return estimate(
+            log_w.double(),
+            spec,
+            discrete=model.discrete,
+            sampler=sampler_out.name,
+            stats=stats,
+            flag_nonfinite=True,
+            check_fn=check,
+        )
 
     def finish(est: Estimate, columns: slice) -> Evidence:
         return Evidence(
@@ -295,7 +317,7 @@ async def evidence(
             log_w, stats = draw(
                 model, xd, spec.k, ais_config, generator, max_elements=settings.max_elements, check_fn=ctx.check
             )
-            out = finish(estimate_columns(log_w, stats), slice(None))
+            out = finish(estimate_columns(log_w, ctx.check, stats), slice(None))
             assert stats is not None
             for r, a, h in zip(out.results, _floats(stats.acceptance), _floats(stats.step_size), strict=True):
                 r.sampler_stats = SamplerStats(acceptance=a, step_size=h)
@@ -330,7 +352,7 @@ async def compare(
         )
     fields = [f"estimators[{i}]" for i in range(len(req.estimators))] + (["reference"] if req.reference else [])
     check_limits(settings, x.shape[0], list(zip(fields, entries, strict=True)), req.replicates)
-    specs = [_spec(e, f) for e, f in zip(entries, fields, strict=True)]
+    specs = [_spec(e, f, settings, x.shape[0] * req.replicates) for e, f in zip(entries, fields, strict=True)]
     samplers = [_sampler(e.sampler) for e in entries]
     for f, spec, (config, _) in zip(fields, specs, samplers, strict=True):
         check_ais_limits(settings, x.shape[0], spec.k, config, _at(f, "sampler"), req.replicates)
@@ -421,7 +443,7 @@ async def predict(
     check_limits(settings, x.shape[0], [("", EstimatorIn.model_construct(name="jvi", k=k, order=order))])
     if order >= k:
         raise InvalidInput(f"order={order} must be below k={k}", field="order", limit=k - 1)
-    jvi_spec = _spec(EstimatorIn.model_construct(name="jvi", k=k, order=order), "")
+    jvi_spec = _spec(EstimatorIn.model_construct(name="jvi", k=k, order=order), "", settings, x.shape[0])
     classes = model.classes
     if labels is not None:
         if len(labels) != x.shape[0]:
@@ -444,8 +466,8 @@ async def predict(
         if labels is not None:
             y = torch.tensor(labels, device=xd.device)
             per_draw = model.label_log_likelihoods(log_probs, y).double()  # [k, B]: log p(y | x, w_i) <= 0
-            iw = estimate(per_draw, EstimatorSpec("iwae", k), discrete=True)
-            jv = estimate(per_draw, jvi_spec, discrete=True)
+            iw = estimate(per_draw, EstimatorSpec("iwae", k), discrete=True, flag_nonfinite=True)
+            jv = estimate(per_draw, jvi_spec, discrete=True, flag_nonfinite=True, check_fn=ctx.check)
             iwae_v, jvi_v, se = _floats(iw.log_px), _floats(jv.log_px), _floats(jv.std_err)
             diagnostics = _diagnostics(iw.diagnostics, k) if with_diagnostics else [None] * x.shape[0]
             verdicts = _verdicts(jv.verdicts)
@@ -510,9 +532,11 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
         result = run_bdmc(model, req.num_inputs, req.k, config, generator, check_fn=ctx.check)
         spec = EstimatorSpec("iwae", req.k)
         stats = SamplerStatsValue(result.forward.acceptance, result.forward.step_size)
-        lower = estimate(result.forward.log_w, spec, discrete=model.discrete, sampler="ais", stats=stats)
+        lower = estimate(
+            result.forward.log_w, spec, discrete=model.discrete, sampler="ais", stats=stats, flag_nonfinite=True
+        )
         # The upper bound's standard error: the jackknife of -IWAE(-log w_rev), the same formula.
-        upper_se = estimate(-result.reverse.log_w, spec).std_err
+        upper_se = estimate(-result.reverse.log_w, spec, flag_nonfinite=True).std_err
         rows = zip(
             _floats(result.lower),
             _floats(result.upper),

@@ -74,7 +74,7 @@ class BatchItem(Generic[E, T]):
     size: int
     prepare: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     forward: Callable[[torch.Tensor, torch.Tensor, Callable[[], None]], torch.Tensor]
-    estimate: Callable[[torch.Tensor], E]
+    estimate: Callable[[torch.Tensor, Callable[[], None]], E]
     finish: Callable[[E, slice], T]
 
 
@@ -191,10 +191,14 @@ class DeviceWorker:
         started = time.monotonic()
         live = [j for j in group if not j.ctx.future.cancelled()]
 
-        def check() -> None:  # the batch stops when its earliest deadline passes or every client left
-            if all(j.ctx.future.cancelled() for j in live):
+        def check() -> None:
+            # Each request keeps its own deadline: the shared work goes on while any batch-mate still
+            # has time and a client; it stops when none has. Those whose deadline passed get their 504
+            # at the end (below), the others their answers.
+            waiting = [j for j in live if not j.ctx.future.cancelled()]
+            if not waiting:
                 raise _Cancelled
-            min(live, key=lambda j: j.ctx.deadline).ctx.check()
+            max(waiting, key=lambda j: j.ctx.deadline).ctx.check()
 
         outcomes: list[tuple[str, Any]]
         try:
@@ -208,7 +212,7 @@ class DeviceWorker:
                 log_w = live[0].work.forward(x, noise, check)  # type: ignore[union-attr]
                 if self._on_forward is not None:
                     self._on_forward(len(live), x.shape[0])
-                outcomes = finish_batch([j.work for j in live], log_w)  # type: ignore[misc]
+                outcomes = finish_batch([j.work for j in live], log_w, check)  # type: ignore[misc]
         except _Cancelled:
             return
         except BaseException as exc:
@@ -216,10 +220,14 @@ class DeviceWorker:
         compute_s = time.monotonic() - started
         for j, (kind, value) in zip(live, outcomes):
             outcome = (kind, JobResult(value, started - j.enqueued, compute_s)) if kind == "result" else (kind, value)
+            if kind == "result" and time.monotonic() > j.ctx.deadline:
+                outcome = ("error", DeadlineExceeded("the request passed its compute deadline", field="deadline_s"))
             j.loop.call_soon_threadsafe(_settle, j.ctx.future, outcome)
 
 
-def finish_batch(items: list[BatchItem[Any, Any]], log_w: torch.Tensor) -> list[tuple[str, Any]]:
+def finish_batch(
+    items: list[BatchItem[Any, Any]], log_w: torch.Tensor, check: Callable[[], None] = lambda: None
+) -> list[tuple[str, Any]]:
     """Each request's outcome, ``("result", value)`` or ``("error", exception)``, from the combined
     ``[k, B]`` log-weights, in order. A failure of the shared estimate falls back to one estimate per
     request, so that one request's bad columns fail only that request."""
@@ -229,7 +237,7 @@ def finish_batch(items: list[BatchItem[Any, Any]], log_w: torch.Tensor) -> list[
     shared = None
     if len(items) > 1:
         try:
-            shared = items[0].estimate(log_w)
+            shared = items[0].estimate(log_w, check)
         except Exception:
             log.warning("shared estimate failed; estimating per request", exc_info=True)
     outcomes: list[tuple[str, Any]] = []
@@ -238,7 +246,9 @@ def finish_batch(items: list[BatchItem[Any, Any]], log_w: torch.Tensor) -> list[
             if shared is not None:
                 outcomes.append(("result", item.finish(shared, slice(start, stop))))
             else:
-                outcomes.append(("result", item.finish(item.estimate(log_w[:, start:stop]), slice(0, item.size))))
+                outcomes.append(
+                    ("result", item.finish(item.estimate(log_w[:, start:stop], check), slice(0, item.size)))
+                )
         except BaseException as exc:
             outcomes.append(("error", exc))
     return outcomes

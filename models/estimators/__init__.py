@@ -5,7 +5,7 @@ from .compare import ReplicateSummary, summarize_replicates
 from .core import JVIResult, elbo, iwae, jvi, jvi_coefficients
 from .diagnostics import Diagnostics, diagnose, ess, jackknife_var
 from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, EstimatorSpec, estimate, parse_spec, point_estimate
-from .jackknife import NotExact, max_exact_k
+from .jackknife import NotExact, jackknife_elements, max_exact_k
 from .logspace import log_mean_exp
 from .psis import khat, khat_threshold
 from .verdict import SamplerStats, Verdict, judge
@@ -26,6 +26,7 @@ __all__ = [
     "ess",
     "estimate",
     "iwae",
+    "jackknife_elements",
     "jackknife_var",
     "judge",
     "jvi",

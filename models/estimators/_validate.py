@@ -7,7 +7,7 @@ import torch
 __all__ = ["check_log_weights"]
 
 
-def check_log_weights(log_w: torch.Tensor, *, min_k: int = 1) -> None:
+def check_log_weights(log_w: torch.Tensor, *, min_k: int = 1, finite: bool = True) -> None:
     """Raise ``ValueError`` unless ``log_w`` is a floating ``[k, B]`` tensor with ``k >= min_k``.
 
     Validation happens once, in the public function; the helpers below it trust their input.
@@ -20,6 +20,7 @@ def check_log_weights(log_w: torch.Tensor, *, min_k: int = 1) -> None:
         raise ValueError(f"log_w must be a floating dtype, got {log_w.dtype}")
     if log_w.shape[0] < min_k:
         raise ValueError(f"need at least k={min_k} samples, got log_w of shape {tuple(log_w.shape)}")
-    # One pass in the common case; -inf (a zero weight) is allowed, NaN and +inf are not.
-    if not bool(torch.isfinite(log_w).all()) and bool((torch.isnan(log_w) | torch.isposinf(log_w)).any()):
+    # One pass in the common case; -inf (a zero weight) is allowed, NaN and +inf are not (unless the
+    # caller flags them per column: ``finite=False``).
+    if finite and not bool(torch.isfinite(log_w).all()) and bool((torch.isnan(log_w) | torch.isposinf(log_w)).any()):
         raise ValueError("log_w contains NaN or +inf")

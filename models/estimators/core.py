@@ -9,6 +9,7 @@ better than the answer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -74,14 +75,16 @@ def jvi(
     return _jvi(log_w, order, loo)
 
 
-def _jvi(log_w: torch.Tensor, order: int, loo: torch.Tensor | None) -> JVIResult:
+def _jvi(
+    log_w: torch.Tensor, order: int, loo: torch.Tensor | None, check_fn: Callable[[], None] | None = None
+) -> JVIResult:
     """``jvi`` on log-weights already validated and an order already checked."""
     k = log_w.shape[0]
     coeffs = jvi_coefficients(k, order)
     value = torch.zeros(log_w.shape[1], dtype=torch.float64, device=log_w.device)
     subsets = []
     for j, c in enumerate(coeffs):
-        term = lbar(log_w, j, loo=loo)
+        term = lbar(log_w, j, loo=loo, check_fn=check_fn)
         value += c * term.value
         if j > 0:
             subsets.append(term.num_subsets)

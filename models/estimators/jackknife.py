@@ -20,13 +20,16 @@ Every path computes in float64 and returns float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
 from .logspace import exclusive_logcumsumexp
 
-__all__ = ["LbarResult", "exact_cost", "lbar", "lbar_enumerated", "leave_one_out"]
+CheckFn = Callable[[], None]
+
+__all__ = ["LbarResult", "exact_cost", "jackknife_elements", "lbar", "lbar_enumerated", "leave_one_out"]
 
 # Per-input elements an enumerated Lbar_{k-j} (j >= 3) may touch: C(k, j) k <= 2^24, about 0.1 s per input.
 DEFAULT_EXACT_BUDGET = 2**24
@@ -58,7 +61,7 @@ def leave_one_out(log_w: torch.Tensor) -> torch.Tensor:
     return torch.logaddexp(before, after) - math.log(k - 1)
 
 
-def _leave_two_out_log_sum(lw: torch.Tensor) -> torch.Tensor:
+def _leave_two_out_log_sum(lw: torch.Tensor, check_fn: CheckFn | None = None) -> torch.Tensor:
     """Sum over all pairs a < b of ``log(S - w_a - w_b)``; ``lw`` is ``[k, B]`` float64. Returns ``[B]``.
 
     Let m be the index of the largest weight. Pairs that contain m: the remaining mass is a
@@ -89,6 +92,8 @@ def _leave_two_out_log_sum(lw: torch.Tensor) -> torch.Tensor:
     rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(1, n * batch))
     pair_sum = torch.zeros(batch, dtype=lw.dtype, device=lw.device)
     for a0 in range(0, n, rows_per_chunk):
+        if check_fn is not None:
+            check_fn()  # O(k^2) work: a deadline or a cancellation stops it between chunks
         a1 = min(n, a0 + rows_per_chunk)
         # Columns b >= a1 all pair with every row of the chunk (b > a): no mask needed.
         if a1 < n:
@@ -102,7 +107,7 @@ def _leave_two_out_log_sum(lw: torch.Tensor) -> torch.Tensor:
     return total + pair_sum + num_pairs_without_m * top
 
 
-def lbar_enumerated(log_w: torch.Tensor, j: int) -> torch.Tensor:
+def lbar_enumerated(log_w: torch.Tensor, j: int, check_fn: CheckFn | None = None) -> torch.Tensor:
     """``Lbar_{k-j}`` by listing all C(k, j) subsets: O(C(k, j) k) per input.
 
     This is the reference computation of public JVI code; here it serves j >= 3 at small k and the
@@ -114,11 +119,19 @@ def lbar_enumerated(log_w: torch.Tensor, j: int) -> torch.Tensor:
     total = torch.zeros(batch, dtype=lw.dtype, device=lw.device)
     per_chunk = max(1, _CHUNK_ELEMENTS // max(1, k * batch))
     for c0 in range(0, drop.shape[0], per_chunk):
+        if check_fn is not None:
+            check_fn()
         idx = drop[c0 : c0 + per_chunk]  # [c, j]
         mask = torch.zeros(idx.shape[0], k, dtype=torch.bool, device=lw.device).scatter_(1, idx, True)  # [c, k]
         kept = lw.unsqueeze(0).masked_fill(mask.unsqueeze(-1), -math.inf)  # [c, k, B]
         total += torch.logsumexp(kept, dim=1).sum(dim=0)
     return total / drop.shape[0] - math.log(k - j)
+
+
+def jackknife_elements(k: int, order: int) -> int:
+    """Elements the leave-j-out averages j = 2..order touch per input (leave-one-out is O(k), free beside
+    them): what bounds a JVI's time, known before any work starts."""
+    return sum(exact_cost(k, j) for j in range(2, order + 1))
 
 
 def exact_cost(k: int, j: int) -> int:
@@ -160,7 +173,9 @@ def check_exact(k: int, order: int, exact_budget: int = DEFAULT_EXACT_BUDGET) ->
         raise NotExact(over[0], k, min(max_exact_k(j, exact_budget) for j in range(3, order + 1)))
 
 
-def lbar(log_w: torch.Tensor, j: int, *, loo: torch.Tensor | None = None) -> LbarResult:
+def lbar(
+    log_w: torch.Tensor, j: int, *, loo: torch.Tensor | None = None, check_fn: CheckFn | None = None
+) -> LbarResult:
     """``Lbar_{k-j}``: the IWAE bound averaged over all subsets of size k - j (docs/estimators.md).
 
     Parameters
@@ -169,6 +184,7 @@ def lbar(log_w: torch.Tensor, j: int, *, loo: torch.Tensor | None = None) -> Lba
     j : number of samples left out, 0 <= j < k. j >= 3 enumerates the subsets; the caller checks the
         cost first (``check_exact``).
     loo : ``leave_one_out(log_w)`` when the caller already has it (j = 1 then costs nothing).
+    check_fn : called between chunks of the O(k^2) and enumerating paths; may raise to stop the work.
 
     Returns
     -------
@@ -182,5 +198,5 @@ def lbar(log_w: torch.Tensor, j: int, *, loo: torch.Tensor | None = None) -> Lba
         return LbarResult((leave_one_out(lw) if loo is None else loo).mean(dim=0), k)
     if j == 2:
         num_pairs = k * (k - 1) // 2
-        return LbarResult(_leave_two_out_log_sum(lw) / num_pairs - math.log(k - 2), num_pairs)
-    return LbarResult(lbar_enumerated(lw, j), math.comb(k, j))
+        return LbarResult(_leave_two_out_log_sum(lw, check_fn) / num_pairs - math.log(k - 2), num_pairs)
+    return LbarResult(lbar_enumerated(lw, j, check_fn), math.comb(k, j))

@@ -99,7 +99,9 @@ def judge(
     for value, se, khat, ess, acceptance in zip(*columns.values(), strict=True):
         found: list[tuple[Level, str]] = []
         if not math.isfinite(value) or not math.isfinite(se):
-            found.append(("unreliable", "the estimate or its standard error is not finite"))
+            found.append(
+                ("unreliable", "the estimate or its standard error is not finite (the model's log-weights may be)")
+            )
         elif discrete and value > 0:
             found.append(
                 ("unreliable", f"log p(x) = {value:.3f} > 0 is impossible: the likelihood is a probability mass")

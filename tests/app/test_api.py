@@ -189,7 +189,9 @@ def test_infer_v2_matches_evidence(client: TestClient) -> None:
     assert outputs["log_px"]["data"][0] == ev["results"][0]["log_px"]
     assert client.get("/v2/models/tiny/ready").json() == {"name": "tiny", "ready": True}
     assert client.get("/v2/models/tiny").json()["inputs"][0]["shape"] == [-1, 28, 28]
-    assert_problem(client.post("/v2/models/tiny/infer", json={**body, "parameters": {"bogus": 1}}), 422, "parameters.bogus")
+    assert_problem(
+        client.post("/v2/models/tiny/infer", json={**body, "parameters": {"bogus": 1}}), 422, "parameters.bogus"
+    )
 
 
 def test_evidence_on_failed_model_is_503(client: TestClient) -> None:

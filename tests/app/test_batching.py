@@ -93,7 +93,7 @@ def test_a_failing_shared_estimate_falls_back_to_each_request_alone() -> None:
     calls = []
 
     def item(size: int) -> BatchItem:
-        def est(lw: torch.Tensor):  # type: ignore[no-untyped-def]
+        def est(lw: torch.Tensor, check):  # type: ignore[no-untyped-def]
             calls.append(lw.shape[1])
             return estimate(lw, spec)
 
