@@ -13,7 +13,7 @@ from .config import Settings
 from .errors import UnsupportedMediaType
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .worker import DeviceWorker
+from .worker import DeviceWorker, client_gone
 
 
 async def get_registry(request: Request) -> ModelRegistry:
@@ -21,6 +21,7 @@ async def get_registry(request: Request) -> ModelRegistry:
 
 
 async def get_worker(request: Request) -> DeviceWorker:
+    client_gone.set(request.is_disconnected)  # the worker watches this request's connection while it waits
     return request.app.state.worker
 
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
+    "ClientDisconnected",
     "DeadlineExceeded",
     "InvalidInput",
     "ModelNotFound",
@@ -92,6 +93,12 @@ class DeadlineExceeded(ProblemError):
     """504: the compute deadline passed; the work stopped at its next chunk."""
 
     status, title = 504, "Compute deadline exceeded"
+
+
+class ClientDisconnected(ProblemError):
+    """499 (nginx's "client closed request"): the client left before its answer; nobody reads this."""
+
+    status, title = 499, "Client closed request"
 
 
 class Unauthorized(ProblemError):

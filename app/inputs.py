@@ -6,6 +6,7 @@ Every failure raises a domain error naming the field (``inputs[3]``, ``files[0]`
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import warnings
@@ -25,6 +26,7 @@ from .schemas import Binarization, EstimatorIn, SamplerIn
 __all__ = [
     "IMAGE_TYPES",
     "apply_binarization",
+    "decode_inputs",
     "finite_or_none",
     "images_from_files",
     "inputs_from_json",
@@ -168,9 +170,23 @@ def images_from_files(
     return torch.from_numpy(out)
 
 
+OFF_LOOP_VALUES = 50_000  # decoding more values than this runs on a thread, away from the event loop
+
+
 async def read_uploads(files: list[UploadFile], input_shape: tuple[int, ...], field: str = "files") -> torch.Tensor:
-    """The uploaded image files of a multipart request, decoded for a model of ``input_shape``."""
-    return images_from_files([(f.content_type, await f.read()) for f in files], input_shape, field)
+    """The uploaded image files of a multipart request, decoded for a model of ``input_shape`` on a
+    thread: a crafted image can be slow to decode, and the event loop must keep answering."""
+    raw = [(f.content_type, await f.read()) for f in files]
+    return await asyncio.to_thread(images_from_files, raw, input_shape, field)
+
+
+async def decode_inputs(
+    inputs: list[Any], scale: str, input_shape: tuple[int, ...], field: str = "inputs"
+) -> torch.Tensor:
+    """``inputs_from_json``, on a thread when the batch is large."""
+    if len(inputs) * math.prod(input_shape) > OFF_LOOP_VALUES:
+        return await asyncio.to_thread(inputs_from_json, inputs, scale, input_shape, field)
+    return inputs_from_json(inputs, scale, input_shape, field)
 
 
 def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed: int, default: str) -> Binarization:

@@ -20,17 +20,21 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import torch
 
-from .errors import DeadlineExceeded, ServerSaturated
+from .errors import ClientDisconnected, DeadlineExceeded, ServerSaturated
 
 __all__ = ["BatchItem", "DeviceWorker", "JobContext", "JobResult", "finish_batch"]
 
 T = TypeVar("T")
+DISCONNECT_POLL_S = 0.25  # how often a waiting request asks whether its client is still there
+# The current request's "has the client gone?" check; set by app.deps for every inference request.
+client_gone: ContextVar[Callable[[], Awaitable[bool]] | None] = ContextVar("client_gone", default=None)
 E = TypeVar("E")
 log = logging.getLogger("logpx")
 
@@ -120,6 +124,9 @@ class DeviceWorker:
         return self._queue.qsize()
 
     async def submit(self, work: Callable[[JobContext], T] | BatchItem[Any, T], deadline_s: float) -> JobResult[T]:
+        """Queue ``work`` and wait for it. While waiting, the client's connection is watched (through
+        ``client_gone``, set per request by ``app.deps``): a client that has left has its job cancelled,
+        so that it is dropped from the queue, or stops at its next check if it is running."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobResult[T]] = loop.create_future()
         job = _Job(work, JobContext(time.monotonic() + deadline_s, future), loop)
@@ -132,7 +139,16 @@ class DeviceWorker:
                 limit=self._queue.maxsize,
                 headers={"Retry-After": str(self.retry_after_s)},
             ) from None
-        return await future
+        gone = client_gone.get()
+        if gone is None:
+            return await future
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return future.result()
+            if await gone():
+                future.cancel()
+                raise ClientDisconnected("the client closed the connection; its work was stopped")
 
     def _next(self, timeout: float | None = None) -> _Job | None:
         if self._backlog:

@@ -8,7 +8,7 @@ from models.estimators import DEFAULT_SPEC
 
 from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
-from ..inputs import inputs_from_json, parse_estimator, parse_sampler, read_uploads
+from ..inputs import decode_inputs, parse_estimator, parse_sampler, read_uploads
 from ..json_route import JSONRoute
 from ..schemas import (
     BDMCRequest,
@@ -40,7 +40,7 @@ async def evidence(
     """Estimate log p(x) for a JSON batch of inputs, with standard errors and diagnostics."""
     entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
     out = await service.evidence(
         entry, worker, settings, x, body.estimator, body.seed, body.binarize, body.diagnostics, body.sampler
     )
@@ -103,7 +103,7 @@ async def compare(
     """Several estimators on the same draws (common random numbers), over replicates, against a reference."""
     entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
     out = await service.compare(entry, worker, settings, x, body)
     k_max = max(e.k for e in body.estimators + ([body.reference] if body.reference else []))
     record_request(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from .. import service
 from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
-from ..inputs import inputs_from_json, read_uploads
+from ..inputs import decode_inputs, read_uploads
 from ..json_route import JSONRoute
 from ..schemas import PredictRequest, PredictResponse, problem_responses
 
@@ -27,7 +27,7 @@ async def predict(
     """Bayesian classifiers: predictive probabilities, entropy split, and with labels log p(y | x, D)."""
     entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
     request.state.log.update(model=name)
-    x = inputs_from_json(body.inputs, body.scale, entry.model.input_shape)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
     out = await service.predict(
         entry, worker, settings, x, body.labels, body.k, body.order, body.seed, body.diagnostics
     )

@@ -9,9 +9,11 @@ caution or unreliable), with every verdict's reasons and advice in the response'
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
+import torch
 from fastapi import APIRouter, Depends, Request
 
 from .. import __version__, service
@@ -22,6 +24,16 @@ from ..json_route import JSONRoute
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=JSONRoute)
+
+
+def _decode(data: list[Any], batch: int, size: int, scale: str, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """The tensor's values as ``[B, D]``, off the event loop (a body of megabytes takes a while)."""
+    flat = _flatten(data)
+    if len(flat) != batch * size:
+        raise InvalidInput(f"data holds {len(flat)} values, shape says {batch * size}", field="inputs[0].data")
+    return inputs_from_json(
+        [flat[i * size : (i + 1) * size] for i in range(batch)], scale, input_shape, "inputs[0].data"
+    )
 
 
 def _flatten(data: list[Any]) -> list[float]:
@@ -93,15 +105,12 @@ async def infer(
             field="inputs[0].shape",
             limit=allowed[-1],
         )
-    flat = _flatten(tensor.data)
     batch = tensor.shape[0]
-    if len(flat) != batch * size:
-        raise InvalidInput(f"data holds {len(flat)} values, shape says {batch * size}", field="inputs[0].data")
-    scale = params.scale or ("byte" if tensor.datatype == "UINT8" else "unit")
-    x = inputs_from_json(
-        [flat[i * size : (i + 1) * size] for i in range(batch)], scale, input_shape, field="inputs[0].data"
-    )
     spec = parse_estimator({"name": params.estimator, "k": params.k, "order": params.order}, "parameters")
+    # The cheap check first: the declared batch x k against the budget, before a value is touched.
+    service.check_limits(settings, batch, [("parameters", spec)], inputs_field="inputs[0].shape")
+    scale = params.scale or ("byte" if tensor.datatype == "UINT8" else "unit")
+    x = await asyncio.to_thread(_decode, tensor.data, batch, size, scale, input_shape)
     seed = params.seed
     out = await service.evidence(
         entry, worker, settings, x, spec, seed, params.binarize, True, params.sampler, estimator_field="parameters"
