@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -103,7 +104,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .config import get_settings
     from .main import create_app, log_config
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        errors = "; ".join(f"LOGPX_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise CommandError(f"invalid settings: {errors}") from None
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -111,6 +116,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
         timeout_graceful_shutdown=10,
+        http=settings.http,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive_s,
     )
 
 

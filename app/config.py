@@ -20,6 +20,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address uvicorn binds")
     port: int = Field(8000, ge=1, le=65535, description="Port uvicorn binds")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    http: Literal["h11", "httptools"] = Field(
+        "h11",
+        description="HTTP parser: 'h11' bounds header size (max_header_bytes); 'httptools' is faster but bounds "
+        "nothing, for use behind nginx only",
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=4096, description="Largest request head (line and headers) with h11")
+    limit_concurrency: int = Field(256, ge=8, description="Open connections and requests at once; beyond, 503")
+    timeout_keep_alive_s: int = Field(5, ge=1, description="Idle keep-alive connections are closed after this")
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)")
     max_batch: int = Field(256, ge=1, description="Most inputs in one request")

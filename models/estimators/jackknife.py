@@ -19,6 +19,7 @@ Every path computes in float64 and returns float64.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -115,17 +116,18 @@ def lbar_enumerated(log_w: torch.Tensor, j: int, check_fn: CheckFn | None = None
     """
     lw = log_w.double()
     k, batch = lw.shape
-    drop = torch.combinations(torch.arange(k, device=lw.device), r=j).reshape(-1, j)  # [C, j] left out
     total = torch.zeros(batch, dtype=lw.dtype, device=lw.device)
     per_chunk = max(1, _CHUNK_ELEMENTS // max(1, k * batch))
-    for c0 in range(0, drop.shape[0], per_chunk):
+    # Subsets listed chunk by chunk: memory O(chunk), never the k^j grid that torch.combinations builds.
+    subsets = itertools.combinations(range(k), j)
+    while chunk := list(itertools.islice(subsets, per_chunk)):
         if check_fn is not None:
             check_fn()
-        idx = drop[c0 : c0 + per_chunk]  # [c, j]
+        idx = torch.tensor(chunk, device=lw.device)  # [c, j] left out
         mask = torch.zeros(idx.shape[0], k, dtype=torch.bool, device=lw.device).scatter_(1, idx, True)  # [c, k]
         kept = lw.unsqueeze(0).masked_fill(mask.unsqueeze(-1), -math.inf)  # [c, k, B]
         total += torch.logsumexp(kept, dim=1).sum(dim=0)
-    return total / drop.shape[0] - math.log(k - j)
+    return total / math.comb(k, j) - math.log(k - j)
 
 
 def jackknife_elements(k: int, order: int) -> int:
