@@ -103,6 +103,88 @@ def request_kinds(model: str) -> list[tuple[str, int, dict[str, Any]]]:
             {"method": "POST", "url": ev + "/images", "files": [("files", ("a.png", b"hello", "image/png"))]},
         ),
         ("unknown_model", 404, {"method": "POST", "url": "/v1/models/nope/evidence", "json": {"inputs": [image]}}),
+        # The adversarial corpus (docs/reliability.md): each must be refused as cheaply as it is cheap to send.
+        (
+            "random_model_name",
+            404,
+            {"method": "POST", "url": f"/v1/models/x{random.getrandbits(48):x}/evidence", "json": {"inputs": [image]}},
+        ),
+        (
+            "jvi_over_budget",
+            413,
+            {
+                "method": "POST",
+                "url": ev,
+                "json": {"inputs": [image] * 3, "estimator": {"name": "jvi", "k": 100_000, "order": 2}},
+            },
+        ),
+        (
+            "jvi_not_exact",
+            422,
+            {
+                "method": "POST",
+                "url": ev,
+                "json": {"inputs": [image], "estimator": {"name": "jvi", "k": 1000, "order": 3}},
+            },
+        ),
+        (
+            "jvi_high_order_small_k",
+            200,
+            {
+                "method": "POST",
+                "url": ev,
+                "json": {"inputs": [image], "estimator": {"name": "jvi", "k": 14, "order": 8}},
+            },
+        ),
+        (
+            "deep_json",
+            422,
+            {
+                "method": "POST",
+                "url": ev,
+                "content": b"[" * 50_000 + b"]" * 50_000,
+                "headers": {"content-type": "application/json"},
+            },
+        ),
+        (
+            "oip_bad_params",
+            422,
+            {
+                "method": "POST",
+                "url": f"/v2/models/{model}/infer",
+                "json": {
+                    "inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32", "data": image}],
+                    "parameters": {"k": "many", "binarize": "sometimes"},
+                },
+            },
+        ),
+        (
+            "oip_zero_batch",
+            422,
+            {
+                "method": "POST",
+                "url": f"/v2/models/{model}/infer",
+                "json": {"inputs": [{"name": "x", "shape": [0, 784], "datatype": "FP32", "data": []}]},
+            },
+        ),
+        (
+            "truncated_png",
+            422,
+            {"method": "POST", "url": ev + "/images", "files": [("files", ("a.png", _png()[:-30], "image/png"))]},
+        ),
+        (
+            "ais",
+            200,
+            {
+                "method": "POST",
+                "url": ev,
+                "json": {
+                    "inputs": [image],
+                    "estimator": {"name": "iwae", "k": 8},
+                    "sampler": {"name": "ais", "steps": 20, "leapfrog": 5},
+                },
+            },
+        ),
     ]
 
 
