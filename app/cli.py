@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
 
 from models.estimators import parse_spec
 

@@ -79,7 +79,8 @@ def test_nginx_spreads_requests_over_two_replicas(tmp_path: Path) -> None:
         ports = [r.port for r in replicas]
         conf = (ROOT / "docker" / "nginx.conf").read_text()
         conf = conf.replace(
-            "server logpx-replica:8000 max_fails=3 fail_timeout=10s;", " ".join(f"server 127.0.0.1:{p};" for p in ports)
+            "server ${LOGPX_UPSTREAM}:8000 max_fails=3 fail_timeout=10s;",
+            " ".join(f"server 127.0.0.1:{p};" for p in ports),
         )
         conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{lb_port};").replace("/tmp/", f"{tmp_path}/")
         (tmp_path / "nginx.conf").write_text(conf)

@@ -290,3 +290,27 @@ def test_large_bodies_do_not_stall_the_health_check(tmp_path: Path) -> None:
             t.join()
     assert worst < 1.0, worst
     assert math.isfinite(worst)
+
+
+def test_an_oversized_request_head_is_cut_off(tmp_path: Path) -> None:
+    """`logpx serve` bounds the request head (h11, LOGPX_MAX_HEADER_BYTES): a 4 MB header is refused at
+    once instead of parsed for seconds, and the server keeps serving."""
+    import socket
+
+    import httpx
+
+    from tests.local_server import LocalServer
+
+    with LocalServer(write_checkpoints(tmp_path)) as server:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            try:
+                for _ in range(64):
+                    sock.sendall(b"a" * 65536)
+                reply = sock.recv(200)
+            except OSError:  # the server closed the connection under us: also a refusal
+                reply = b""
+        assert not reply.startswith(b"HTTP/1.1 200"), reply
+        assert time.monotonic() - started < 5
+        assert httpx.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
