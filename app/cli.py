@@ -203,7 +203,10 @@ def cmd_bdmc(args: argparse.Namespace) -> None:
         for i, r in enumerate(out["results"])
     ]
     print(_table(["input", "lower", "upper", "gap", "acceptance", "verdict"], rows))
-    print(f"mean gap {out['mean_gap']:.4f} nats: the error bound of this AIS setting on data like the model's own")
+    print(
+        f"mean gap {out['mean_gap']:.4f} +- {out['mean_gap_std_err']:.4f} nats: the error bound of this AIS setting on data "
+        "like the model's own (a gap within about two standard errors of 0 is 0)"
+    )
 
 
 def _client_options(p: argparse.ArgumentParser) -> None:

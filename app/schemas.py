@@ -390,4 +390,7 @@ class BDMCResponse(BaseModel):
     mean_lower: float | None
     mean_upper: float | None
     mean_gap: float | None = Field(description="The gap averaged over inputs: the setting's certificate")
+    mean_gap_std_err: float | None = Field(
+        description="Monte Carlo standard error of mean_gap (a gap within ~2 of 0 is 0)"
+    )
     timing: Timing

@@ -28,6 +28,7 @@ from models.estimators import Verdict as VerdictValue
 from models.families import Classifier, LatentVariableModel, predictive_summary
 from models.samplers import AISConfig, draw
 from models.samplers import bdmc as run_bdmc
+from models.samplers import mean_gap as bdmc_mean_gap
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
@@ -537,6 +538,7 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
         )
         # The upper bound's standard error: the jackknife of -IWAE(-log w_rev), the same formula.
         upper_se = estimate(-result.reverse.log_w, spec, flag_nonfinite=True).std_err
+        gap, gap_se = bdmc_mean_gap(result, lower.std_err, upper_se)
         rows = zip(
             _floats(result.lower),
             _floats(result.upper),
@@ -567,7 +569,8 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
             results=results,
             mean_lower=finite_or_none(float(result.lower.mean())),
             mean_upper=finite_or_none(float(result.upper.mean())),
-            mean_gap=finite_or_none(float((result.upper - result.lower).mean())),
+            mean_gap=finite_or_none(gap),
+            mean_gap_std_err=finite_or_none(gap_se),
             timing=Timing(queue_s=0.0, compute_s=0.0, total_s=0.0),
         )
 

@@ -14,9 +14,21 @@ import torch
 from ..estimators import SamplerStats
 from ..families import LatentVariableModel
 from .ais import AISConfig, AISResult, ais, reverse_ais, schedule
-from .bdmc import BDMCResult, bdmc, simulate
+from .bdmc import BDMCResult, bdmc, mean_gap, simulate
 
-__all__ = ["AISConfig", "AISResult", "BDMCResult", "Draw", "ais", "bdmc", "draw", "reverse_ais", "schedule", "simulate"]
+__all__ = [
+    "AISConfig",
+    "AISResult",
+    "BDMCResult",
+    "Draw",
+    "ais",
+    "bdmc",
+    "draw",
+    "mean_gap",
+    "reverse_ais",
+    "schedule",
+    "simulate",
+]
 
 
 class Draw(NamedTuple):

@@ -114,5 +114,6 @@ def test_bdmc_returns_bounds_gap_and_verdicts(client: TestClient) -> None:
     for row in out["results"]:
         assert row["gap"] == pytest.approx(row["upper"] - row["lower"]) and row["verdict"]["level"]
     assert out["mean_gap"] == pytest.approx(sum(row["gap"] for row in out["results"]) / 3)
+    assert out["mean_gap_std_err"] > 0
     assert_problem(client.post("/v1/models/tiny/bdmc", json={"sampler": {"name": "importance"}}), 422, "sampler.name")
     assert_problem(client.post("/v1/models/tinybbb/bdmc", json={}), 422, "name")
