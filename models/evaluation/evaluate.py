@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections import Counter
 
 import torch
 from tqdm import tqdm
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     generator = torch.Generator().manual_seed(args.seed)
     values: dict[str, list[torch.Tensor]] = {}
     std_errs: dict[str, list[torch.Tensor]] = {}
+    levels: dict[str, Counter[str]] = {}
     diag_parts: list[tuple[torch.Tensor, ...]] = []
     exact: list[torch.Tensor] = []
     with torch.inference_mode():
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 name = f"{spec.name}-{spec.k}" + (f"-m{spec.order}" if spec.name == "jvi" else "")
                 values.setdefault(name, []).append(est.log_px)
                 std_errs.setdefault(name, []).append(est.std_err)
+                levels.setdefault(name, Counter()).update(v.level for v in est.verdicts)
                 if spec.k == k_draw and i == len(args.estimators) - 1:
                     diag_parts.append(tuple(est.diagnostics))
             if isinstance(model, LinearGaussian):
@@ -226,10 +229,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "se_over_images": se_images,
             "rms_mc_std_err": mc,
             "mc_se_of_mean": mc / math.sqrt(n),
+            **{f"verdict_{level}": float(levels[name][level]) for level in ("reliable", "caution", "unreliable")},
         }
+        verdicts = ", ".join(f"{levels[name][lv]} {lv}" for lv in ("reliable", "caution", "unreliable"))
         print(
             f"  {name:>14}: mean log p(x) = {float(v.mean()):.3f} +- {se_images:.3f} (images), "
-            f"Monte Carlo se per image {mc:.4f}, of the mean {mc / math.sqrt(n):.4f}"
+            f"Monte Carlo se per image {mc:.4f}, of the mean {mc / math.sqrt(n):.4f}; verdicts: {verdicts}"
         )
     if exact:
         e = torch.cat(exact)
