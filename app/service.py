@@ -26,9 +26,8 @@ from models.estimators import Diagnostics as DiagnosticValues
 from models.estimators import SamplerStats as SamplerStatsValue
 from models.estimators import Verdict as VerdictValue
 from models.families import Classifier, LatentVariableModel, predictive_summary
-from models.samplers import AISConfig, draw
+from models.samplers import AISConfig, draw, summarize_bdmc
 from models.samplers import bdmc as run_bdmc
-from models.samplers import mean_gap as bdmc_mean_gap
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily
@@ -538,7 +537,7 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
         )
         # The upper bound's standard error: the jackknife of -IWAE(-log w_rev), the same formula.
         upper_se = estimate(-result.reverse.log_w, spec, flag_nonfinite=True).std_err
-        gap, gap_se = bdmc_mean_gap(result, lower.std_err, upper_se)
+        summary = summarize_bdmc(result, lower.std_err, upper_se)
         rows = zip(
             _floats(result.lower),
             _floats(result.upper),
@@ -567,10 +566,10 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
             seed=req.seed,
             sampler=sampler_out,
             results=results,
-            mean_lower=finite_or_none(float(result.lower.mean())),
-            mean_upper=finite_or_none(float(result.upper.mean())),
-            mean_gap=finite_or_none(gap),
-            mean_gap_std_err=finite_or_none(gap_se),
+            mean_lower=finite_or_none(summary.mean_lower),
+            mean_upper=finite_or_none(summary.mean_upper),
+            mean_gap=finite_or_none(summary.mean_gap),
+            mean_gap_std_err=finite_or_none(summary.mean_gap_std_err),
             timing=Timing(queue_s=0.0, compute_s=0.0, total_s=0.0),
         )
 

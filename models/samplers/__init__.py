@@ -14,20 +14,22 @@ import torch
 from ..estimators import SamplerStats
 from ..families import LatentVariableModel
 from .ais import AISConfig, AISResult, ais, reverse_ais, schedule
-from .bdmc import BDMCResult, bdmc, mean_gap, simulate
+from .bdmc import BDMCResult, BDMCSummary, bdmc, simulate
+from .bdmc import summarize as summarize_bdmc
 
 __all__ = [
     "AISConfig",
     "AISResult",
     "BDMCResult",
+    "BDMCSummary",
     "Draw",
     "ais",
     "bdmc",
     "draw",
-    "mean_gap",
     "reverse_ais",
     "schedule",
     "simulate",
+    "summarize_bdmc",
 ]
 
 

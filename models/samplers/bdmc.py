@@ -13,7 +13,7 @@ from ..estimators import log_mean_exp
 from ..families import LatentVariableModel
 from .ais import AISConfig, AISResult, ais, reverse_ais
 
-__all__ = ["BDMCResult", "bdmc", "mean_gap", "simulate"]
+__all__ = ["BDMCResult", "BDMCSummary", "bdmc", "simulate", "summarize"]
 
 
 class BDMCResult(NamedTuple):
@@ -28,12 +28,23 @@ class BDMCResult(NamedTuple):
     reverse: AISResult
 
 
-def mean_gap(result: BDMCResult, lower_se: torch.Tensor, upper_se: torch.Tensor) -> tuple[float, float]:
-    """The gap upper - lower averaged over inputs, and its Monte Carlo standard error from the bounds'
-    per-input standard errors (``[B]`` each): a mean gap within about two of them of zero is zero."""
+class BDMCSummary(NamedTuple):
+    """Over inputs: the mean bounds, the mean gap upper - lower, and its Monte Carlo standard error."""
+
+    mean_lower: float
+    mean_upper: float
+    mean_gap: float
+    mean_gap_std_err: float
+
+
+def summarize(result: BDMCResult, lower_se: torch.Tensor, upper_se: torch.Tensor) -> BDMCSummary:
+    """The means over inputs, the gap's standard error from the bounds' per-input standard errors
+    (``[B]`` each): a mean gap within about two of them of zero is zero."""
     n = result.lower.shape[0]
-    gap = float((result.upper - result.lower).mean())
-    return gap, float((lower_se.double().pow(2) + upper_se.double().pow(2)).sum().sqrt()) / n
+    se = float((lower_se.double().pow(2) + upper_se.double().pow(2)).sum().sqrt()) / n
+    return BDMCSummary(
+        float(result.lower.mean()), float(result.upper.mean()), float((result.upper - result.lower).mean()), se
+    )
 
 
 def simulate(model: LatentVariableModel, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
