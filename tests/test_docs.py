@@ -44,3 +44,16 @@ def test_checkpoint_recipe_from_the_docs_loads(tmp_path: Path) -> None:
     documented = (ROOT / "docs" / "checkpoints.md").read_text()
     for name in state:
         assert f"`{name}`" in documented or name.split(".")[0] in ("encoder2", "prior1"), name
+
+
+def test_the_api_docs_example_response_matches_the_current_schema_and_advice() -> None:
+    """The example in docs/api.md is a real response: it must still parse as one, with today's advice."""
+    import json
+
+    from app.schemas import EvidenceResponse
+    from models.estimators.verdict import AIS_ADVICE
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    start = text.index("```json\n", text.index("A real response (")) + len("```json\n")
+    example = EvidenceResponse.model_validate(json.loads(text[start : text.index("\n```", start)]))
+    assert example.results[0].verdict.level == "unreliable" and example.results[0].verdict.advice == AIS_ADVICE
