@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
 from .resources import cpu_limit
-from .routes import evidence, health, metrics, models, predict, v2
+from .routes import estimate, evidence, health, metrics, models, predict, v2
 from .schemas import problem_responses
 from .worker import DeviceWorker
 
@@ -82,8 +82,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = app_metrics
     register_error_handlers(app)
-    for module in (health, models, evidence, predict, v2, metrics):
+    for module in (health, models, evidence, estimate, predict, v2, metrics):
         app.include_router(module.router)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            estimate.add_request_schema(generate_openapi())  # generated once, then cached on the app
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -394,3 +394,45 @@ class BDMCResponse(BaseModel):
         description="Monte Carlo standard error of mean_gap (a gap within ~2 of 0 is 0)"
     )
     timing: Timing
+
+
+class EstimateEstimatorIn(BaseModel):
+    """An estimator on the given log-weights: ``k`` defaults to every row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["elbo", "iwae", "jvi"]
+    k: int | None = Field(None, ge=2, description="Use the first k rows (default: all)")
+    order: int | None = Field(None, ge=1, description="JVI order m, 1 <= m < k; jvi only (default 1)")
+
+
+class EstimateRequest(BaseModel):
+    """Log-weights you computed with any model: ``log_weights[i][b]`` = log p(x_b, z_i) - log q(z_i | x_b)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"log_weights": [[-90.1, -88.7], [-89.5, -91.0], [-90.3, -87.9]], "estimators": [{"name": "iwae"}]}
+            ]
+        },
+    )
+
+    log_weights: list[list[float]] = Field(min_length=2, description="[k, B]: k rows of B columns; -Infinity allowed")
+    estimators: list[EstimateEstimatorIn] = Field(
+        default_factory=lambda: [EstimateEstimatorIn(name="iwae")], min_length=1, max_length=16
+    )
+    discrete: bool = Field(False, description="The likelihood is a probability mass: log p(x) > 0 is impossible")
+    diagnostics: bool = True
+
+
+class EstimatorResults(BaseModel):
+    estimator: EstimatorOut
+    results: list[InputEstimate]
+
+
+class EstimateResponse(BaseModel):
+    k: int = Field(description="Rows of the log-weights received")
+    inputs: int = Field(description="Columns (B)")
+    estimators: list[EstimatorResults]
+    timing: Timing

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from pydantic import ValidationError
 
 from models.estimators import (
     STD_ERR_FORMULAS,
@@ -42,8 +43,11 @@ from .schemas import (
     CompareResponse,
     Diagnostics,
     Entropy,
+    EstimateEstimatorIn,
+    EstimateResponse,
     EstimatorIn,
     EstimatorOut,
+    EstimatorResults,
     EstimatorSummary,
     EvidenceResponse,
     InputEstimate,
@@ -64,6 +68,7 @@ __all__ = [
     "check_limits",
     "classifier",
     "compare",
+    "estimate_log_weights",
     "evidence",
     "latent_model",
     "predict",
@@ -576,3 +581,54 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
     job = await worker.submit(work, settings.deadline_s)
     job.value.timing = Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started)
     return job.value
+
+
+async def estimate_log_weights(
+    worker: DeviceWorker,
+    settings: Settings,
+    log_w: torch.Tensor,
+    estimators: list[EstimateEstimatorIn],
+    discrete: bool,
+    with_diagnostics: bool,
+    field: str = "estimators",
+) -> EstimateResponse:
+    """Every requested estimator on log-weights ``[k, B]`` the client computed (no model involved)."""
+    started = time.monotonic()
+    k, batch = log_w.shape
+    specs_in = []
+    for i, e in enumerate(estimators):
+        if e.k is not None and e.k > k:
+            raise InvalidInput(f"k={e.k} is more than the {k} rows sent", field=f"{field}[{i}].k", limit=k)
+        specs_in.append(_estimator_in(e.name, e.k or k, e.order, f"{field}[{i}]"))
+    fields = [f"{field}[{i}]" for i in range(len(estimators))]
+    check_limits(settings, batch, list(zip(fields, specs_in, strict=True)), inputs_field="log_weights")
+    specs = [_spec(e, f, settings, batch) for e, f in zip(specs_in, fields, strict=True)]
+    sampler = SamplerIn()
+
+    def work(ctx: JobContext) -> list[EstimatorResults]:
+        out = []
+        for spec in specs:
+            est = estimate(log_w, spec, discrete=discrete, check_fn=ctx.check)
+            out.append(
+                EstimatorResults(
+                    estimator=_estimator_out(spec, est.num_subsets, sampler),
+                    results=_results(est, spec.k, slice(None), with_diagnostics),
+                )
+            )
+        return out
+
+    job = await worker.submit(work, settings.deadline_s)
+    return EstimateResponse(
+        k=k,
+        inputs=batch,
+        estimators=job.value,
+        timing=Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started),
+    )
+
+
+def _estimator_in(name: str, k: int, order: int | None, field: str) -> EstimatorIn:
+    """An ``EstimatorIn`` validated like a request's, its errors naming ``field``."""
+    try:
+        return EstimatorIn.model_validate({"name": name, "k": k, **({"order": order} if order is not None else {})})
+    except ValidationError as exc:
+        raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", field=field) from None

@@ -27,6 +27,12 @@ from ..helpers import write_checkpoints
 EXAMPLES = int(os.environ.get("LOGPX_FUZZ_EXAMPLES", "25"))
 
 
+@schemathesis.serializer("application/x-npy", "application/vnd.safetensors")
+def _binary(ctx, value):  # type: ignore[no-untyped-def]
+    """/v1/estimate's binary bodies: whatever bytes the strategy drew (the server must refuse junk with 4xx)."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory = tmp_path_factory.mktemp("fuzz")

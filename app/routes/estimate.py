@@ -1,0 +1,146 @@
+"""``POST /v1/estimate``: the estimators on log-weights the client computed with any model.
+
+The body is JSON (``EstimateRequest``), or the ``[k, B]`` array itself as a binary body: ``.npy``
+(``application/x-npy``) or safetensors (``application/vnd.safetensors``: one tensor, or one named
+``log_weights``), float32 or float64, with the estimators as query parameters (``estimator`` repeated,
+``NAME[:K[:ORDER]]``; default ``iwae`` on every row)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from .. import service
+from ..deps import SettingsDep, WorkerDep
+from ..errors import InvalidInput, UnsupportedMediaType
+from ..json_route import JSONRoute
+from ..schemas import EstimateEstimatorIn, EstimateRequest, EstimateResponse, problem_responses
+
+router = APIRouter(prefix="/v1", tags=["estimate"], route_class=JSONRoute)
+
+NPY, SAFETENSORS = "application/x-npy", "application/vnd.safetensors"
+BINARY = {"type": "string", "format": "binary"}
+REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EstimateRequest"}},
+            NPY: {"schema": BINARY},
+            SAFETENSORS: {"schema": BINARY},
+        },
+    }
+}
+
+
+def add_request_schema(openapi: dict[str, Any]) -> None:
+    """Put ``EstimateRequest`` (referenced by ``REQUEST_BODY``, not a parameter FastAPI sees) and the models
+    it uses into the OpenAPI document's components."""
+    schema = EstimateRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    components.update(schema.pop("$defs", {}))
+    components["EstimateRequest"] = schema
+
+
+def _array(log_w: Any, field: str) -> torch.Tensor:
+    """A ``[k, B]`` float64 tensor from a nested list or a numpy array; 422 naming what is wrong. -inf
+    (a zero weight) is allowed; NaN and +inf are refused naming their column."""
+    try:
+        array = np.asarray(log_w, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field}: rows must all have the same length", field=field, limit="[k, B]") from None
+    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
+        raise InvalidInput(
+            f"{field}: need shape [k >= 2, B >= 1], got {list(array.shape)}", field=field, limit="[k, B]"
+        )
+    bad = np.isnan(array) | np.isposinf(array)
+    if bad.any():
+        column = int(np.argwhere(bad)[0][1])
+        raise InvalidInput(
+            f"{field}[:, {column}]: NaN or +inf (a zero weight is -Infinity)",
+            field=f"{field}[:, {column}]",
+            limit="finite or -Infinity",
+        )
+    return torch.from_numpy(array)
+
+
+def _binary(kind: str, body: bytes) -> torch.Tensor:
+    try:
+        if kind == NPY:
+            array = np.load(io.BytesIO(body), allow_pickle=False)
+        else:
+            from safetensors.numpy import load
+
+            tensors = load(body)
+            if len(tensors) != 1 and "log_weights" not in tensors:
+                raise InvalidInput(
+                    f"body: {len(tensors)} tensors; send one, or name it log_weights", field="body", limit="one tensor"
+                )
+            array = tensors.get("log_weights", next(iter(tensors.values()), None))
+    except InvalidInput:
+        raise
+    except Exception:  # numpy and safetensors raise many types for malformed files
+        raise InvalidInput(f"body: not a readable {kind} array", field="body", limit=kind) from None
+    if array is None or array.dtype not in (np.float32, np.float64):
+        raise InvalidInput("body: the array must be float32 or float64", field="body", limit=["float32", "float64"])
+    return _array(array, "body")
+
+
+def _query_estimator(text: str, index: int) -> EstimateEstimatorIn:
+    parts = text.split(":")
+    field = f"estimator[{index}]"
+    if len(parts) > 3 or not all(p.isdigit() for p in parts[1:] if p):
+        raise InvalidInput(f"{field}: {text!r} is not NAME[:K[:ORDER]]", field=field, limit="NAME[:K[:ORDER]]")
+    raw = {
+        "name": parts[0],
+        "k": int(parts[1]) if len(parts) > 1 and parts[1] else None,
+        "order": int(parts[2]) if len(parts) > 2 and parts[2] else None,
+    }
+    try:
+        return EstimateEstimatorIn.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", field=field) from None
+
+
+@router.post(
+    "/estimate",
+    response_model=EstimateResponse,
+    responses=problem_responses(401, 413, 415, 422, 503, 504),
+    openapi_extra=REQUEST_BODY,
+)
+async def estimate(
+    request: Request,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    estimator: Annotated[list[str] | None, Query(description="Binary bodies: NAME[:K[:ORDER]], repeated")] = None,
+    discrete: Annotated[bool, Query(description="Binary bodies: the likelihood is a probability mass")] = False,
+    diagnostics: Annotated[bool, Query(description="Binary bodies: include the diagnostics")] = True,
+) -> EstimateResponse:
+    """Every requested estimator, with standard errors, diagnostics and verdicts, on your log-weights."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        try:
+            body = EstimateRequest.model_validate(await request.json())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        log_w = await asyncio.to_thread(_array, body.log_weights, "log_weights")  # megabytes of numbers: off the loop
+        return await service.estimate_log_weights(
+            worker, settings, log_w, body.estimators, body.discrete, body.diagnostics
+        )
+    if kind not in (NPY, SAFETENSORS):
+        raise UnsupportedMediaType(
+            f"content type {kind or 'missing'!r}: send application/json, {NPY} or {SAFETENSORS}",
+            field="Content-Type",
+            limit=["application/json", NPY, SAFETENSORS],
+        )
+    log_w = await asyncio.to_thread(_binary, kind, await request.body())
+    estimators = [_query_estimator(t, i) for i, t in enumerate(estimator or ["iwae"])]
+    return await service.estimate_log_weights(
+        worker, settings, log_w, estimators, discrete, diagnostics, field="estimator"
+    )
