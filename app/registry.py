@@ -67,16 +67,20 @@ class ModelRegistry:
         self._entries: dict[str, ModelEntry] = {}
         self._lock = threading.Lock()
         self._loaded = threading.Event()
+        self.skipped: list[tuple[str, str]] = []  # (file name, why) of files that are not served
 
     def discover(self) -> list[str]:
-        """Register every ``*.safetensors`` in the directory as ``loading``; returns their names."""
+        """Register every ``*.safetensors`` in the directory as ``loading``; returns their names. Files
+        whose name cannot be a model name are listed in ``skipped`` (and logged), never silently dropped."""
         paths = sorted(self.directory.glob("*.safetensors")) if self.directory.is_dir() else []
         with self._lock:
             for path in paths:
                 if NAME_PATTERN.match(path.stem):
                     self._entries.setdefault(path.stem, ModelEntry(path.stem, path, self.device))
                 else:
-                    log.warning("skipping %r: a model name is letters, digits, '.', '_', '-'", path.name)
+                    reason = f"{path.stem!r} is not a model name: letters, digits, '.', '_', '-', starting with a letter or digit"
+                    self.skipped.append((path.name, reason))
+                    log.warning("skipping %s: %s", path.name, reason)
         if not paths:
             log.warning("no checkpoints found in %s", self.directory)
         return [p.stem for p in paths]

@@ -221,8 +221,14 @@ class ModelSummary(BaseModel):
     device: str | None = None
 
 
+class SkippedFile(BaseModel):
+    file: str = Field(description="The file's name in the checkpoint directory")
+    reason: str
+
+
 class ModelList(BaseModel):
     models: list[ModelSummary]
+    skipped: list[SkippedFile] = Field(default_factory=list, description="Checkpoint files not served, and why")
 
 
 class ModelDetail(ModelSummary):

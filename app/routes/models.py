@@ -6,7 +6,7 @@ from models.estimators import DEFAULT_SPEC
 
 from ..deps import RegistryDep
 from ..registry import ModelEntry
-from ..schemas import ModelDetail, ModelList, ModelSummary, problem_responses
+from ..schemas import ModelDetail, ModelList, ModelSummary, SkippedFile, problem_responses
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -24,7 +24,10 @@ def _summary(e: ModelEntry) -> ModelSummary:
 
 @router.get("", response_model=ModelList, responses=problem_responses(401))
 async def list_models(registry: RegistryDep) -> ModelList:
-    return ModelList(models=[_summary(e) for e in registry.entries()])
+    return ModelList(
+        models=[_summary(e) for e in registry.entries()],
+        skipped=[SkippedFile(file=f, reason=r) for f, r in registry.skipped],
+    )
 
 
 @router.get("/{name}", response_model=ModelDetail, responses=problem_responses(401, 404, 422))

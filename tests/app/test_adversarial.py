@@ -35,6 +35,8 @@ def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     a string input shape, and a model that is finite at zero and NaN elsewhere."""
     d = write_checkpoints(tmp_path_factory.mktemp("hostile"))
     os.mkfifo(d / "fifo.safetensors")
+    (d / "with space.safetensors").write_bytes(b"x")
+    (d / "_private.safetensors").write_bytes(b"x")
     (d / "dangling.safetensors").symlink_to(d / "nowhere" / "gone.safetensors")
     lg = linear_gaussian(input_dim=10)
     save_checkpoint(d / "huge.safetensors", lg, training=TRAINING, dataset=DATASET)
