@@ -1,7 +1,7 @@
 """Checkpoint and data-set I/O: safetensors checkpoints with JSON metadata, IDX image files."""
 
 from .checkpoint import FORMAT_VERSION, Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from .data import binarize_sample, binarize_threshold, load_idx_dataset, read_idx, split_train_valid
+from .data import binarize_sample, binarize_threshold, held_out_count, load_idx_dataset, read_idx, split_train_valid
 
 __all__ = [
     "FORMAT_VERSION",
@@ -9,6 +9,7 @@ __all__ = [
     "CheckpointError",
     "binarize_sample",
     "binarize_threshold",
+    "held_out_count",
     "load_checkpoint",
     "load_idx_dataset",
     "read_idx",

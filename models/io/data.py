@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["binarize_sample", "binarize_threshold", "load_idx_dataset", "read_idx", "split_train_valid"]
+__all__ = [
+    "binarize_sample",
+    "binarize_threshold",
+    "held_out_count",
+    "load_idx_dataset",
+    "read_idx",
+    "split_train_valid",
+]
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -25,7 +32,7 @@ VALID_SIZE = 10_000  # the last 10,000 training images are held out for validati
 
 def _read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
-    return gzip.decompress(data) if path.suffix == ".gz" else data
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data  # gzip by its magic, whatever the name
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -49,22 +56,39 @@ def _find(directory: Path, stem: str) -> Path:
 
 
 def load_idx_dataset(
-    directory: str | Path, split: str = "train"
+    directory: str | Path, split: str = "train", *, images: str | Path | None = None, labels: str | Path | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, object]]:
-    """Images ``[N, 784]`` float32 in [0, 1], labels ``[N]`` int64, and a description with the sha256 of
-    the decompressed image bytes. ``split`` is ``train`` or ``t10k`` (the IDX file prefix)."""
+    """Images ``[N, D]`` float32 in [0, 1], labels ``[N]`` int64, and a description with the sha256 of
+    the decompressed image bytes. The files are ``images`` and ``labels`` when given (any names), else
+    ``{split}-images-idx3-ubyte[.gz]`` and ``{split}-labels-idx1-ubyte[.gz]`` in ``directory``."""
     directory = Path(directory)
-    image_path = _find(directory, f"{split}-images-idx3-ubyte")
-    images = read_idx(image_path)
-    labels = read_idx(_find(directory, f"{split}-labels-idx1-ubyte"))
+    image_path = Path(images) if images else _find(directory, f"{split}-images-idx3-ubyte")
+    images_array = read_idx(image_path)
+    labels_array = read_idx(Path(labels) if labels else _find(directory, f"{split}-labels-idx1-ubyte"))
+    if labels_array.shape[0] != images_array.shape[0]:
+        raise ValueError(f"{images_array.shape[0]} images but {labels_array.shape[0]} labels")
     info = {
-        "name": directory.name,
+        "name": image_path.parent.name if images else directory.name,
         "file": image_path.name,
         "sha256": hashlib.sha256(_read_bytes(image_path)).hexdigest(),
-        "num_images": int(images.shape[0]),
+        "num_images": int(images_array.shape[0]),
     }
-    x = torch.from_numpy(images.reshape(images.shape[0], -1).astype(np.float32) / 255.0)
-    return x, torch.from_numpy(labels.astype(np.int64)), info
+    x = torch.from_numpy(images_array.reshape(images_array.shape[0], -1).astype(np.float32) / 255.0)
+    return x, torch.from_numpy(labels_array.astype(np.int64)), info
+
+
+def held_out_count(n: int, valid: float) -> int:
+    """Images held out of ``n``: ``valid`` as a count (>= 1) or a fraction (< 1); ``ValueError`` unless at
+    least one image is held out and at least one is left to train on."""
+    if valid >= 1 and valid != int(valid):
+        raise ValueError(f"--valid {valid:g}: a count of images is a whole number (a fraction is below 1)")
+    count = round(valid * n) if 0 < valid < 1 else int(valid)
+    if not 1 <= count < n:
+        raise ValueError(
+            f"holding out {count} of {n} images leaves no training or no held-out images; "
+            "give --valid as a count below the data set's size or a fraction in (0, 1)"
+        )
+    return count
 
 
 def split_train_valid(x: torch.Tensor, valid_size: int = VALID_SIZE) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,8 +6,9 @@ Usage:
     logpx train --data DIR --family linear_gaussian --latent 4 --out checkpoints/lg.safetensors
     logpx train --data DIR --family bbb --epochs 10 --out checkpoints/bbb.safetensors
 
-DIR holds IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]); the last 10,000
-images are held out. VAEs train with Adam on dynamically binarised images; every epoch reports the
+DIR holds IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]), or --images and
+--labels name them (gzipped or not, any names); the last --valid images (10,000 by default, or a
+fraction) are held out. VAEs train with Adam on dynamically binarised images; every epoch reports the
 training objective and the held-out ELBO and IWAE-k on a fixed binarisation. The linear-Gaussian family
 is fitted in closed form (probabilistic PCA, Tipping and Bishop 1999) and then given a deliberately
 imperfect encoder, so that its estimators have a real bias against an exactly known log p(x).
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from ..estimators import EstimatorSpec, point_estimate
 from ..families import VAE, BayesMLP, BBBConfig, LinearGaussian, LinearGaussianConfig, VAEConfig, predictive_summary
 from ..families.bbb import expected_calibration_error, kl_weights
-from ..io import binarize_sample, load_idx_dataset, save_checkpoint, split_train_valid
+from ..io import binarize_sample, held_out_count, load_idx_dataset, save_checkpoint, split_train_valid
 from ..runtime import keep_freed_memory
 
 PROG = "logpx train"
@@ -38,7 +39,19 @@ PROG = "logpx train"
 
 @dataclass
 class TrainConfig:
-    data: str = field(default="", metadata={"help": "directory of IDX files (required)"})
+    data: str = field(
+        default="",
+        metadata={"help": "directory of IDX files train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]"},
+    )
+    images: str = field(default="", metadata={"help": "an IDX image file of any name (instead of --data)"})
+    labels: str = field(default="", metadata={"help": "its IDX label file (with --images)"})
+    valid: float = field(
+        default=10_000.0, metadata={"help": "images held out, the last of the file: a count, or a fraction below 1"}
+    )
+    device: str = field(
+        default="auto",
+        metadata={"help": "vae: auto (CUDA when available), cpu, cuda or cuda:N; the others train on the CPU"},
+    )
     out: str = field(default="", metadata={"help": "checkpoint path (required)"})
     family: str = field(default="vae", metadata={"help": "vae | linear_gaussian | bbb"})
     layers: int = field(default=1, metadata={"help": "stochastic layers (vae)"})
@@ -88,9 +101,33 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default, help=text)
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
-    if not cfg.data or not cfg.out:
-        parser.error("--data and --out are required")
+    if not (cfg.data or cfg.images) or not cfg.out:
+        parser.error("--out and either --data or --images (with --labels) are required")
+    if bool(cfg.images) != bool(cfg.labels):
+        parser.error("--images and --labels go together")
     return cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+
+
+def split(cfg: TrainConfig, *tensors: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each tensor as (train, held out) by ``--valid``, the training part cut to ``--limit``; a clear
+    error, not a NaN, when there is too little data for one batch."""
+    n = tensors[0].shape[0]
+    try:
+        count = held_out_count(n, cfg.valid)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    parts = [split_train_valid(t, count) for t in tensors]
+    parts = [(train[: cfg.limit] if cfg.limit else train, valid) for train, valid in parts]
+    if parts[0][0].shape[0] < cfg.batch_size:
+        raise SystemExit(
+            f"error: {parts[0][0].shape[0]} training images, fewer than one batch of {cfg.batch_size}; "
+            "lower --batch-size, --valid or raise --limit"
+        )
+    return parts
 
 
 def objective_loss(log_w: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -101,29 +138,28 @@ def objective_loss(log_w: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 @torch.no_grad()
 def held_out_bounds(model: VAE, x_valid: torch.Tensor, k: int, seed: int) -> dict[str, float]:
     """Mean ELBO and IWAE-k (both from the same k draws) on ``x_valid`` (already binarised)."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=x_valid.device).manual_seed(seed)
     log_w = torch.cat([model.log_weights(xb, k, generator) for xb in x_valid.split(500)], dim=1)
     return {name: float(point_estimate(log_w, EstimatorSpec(name, k)).value.mean()) for name in ("elbo", "iwae")}
 
 
 def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> None:
-    x_train, x_valid = split_train_valid(x)
-    if cfg.limit:
-        x_train = x_train[: cfg.limit]
-    valid_fixed = binarize_sample(x_valid[: cfg.valid_eval], torch.Generator().manual_seed(12345))
+    device = resolve_device(cfg.device)
+    ((x_train, x_valid),) = split(cfg, x.to(device))
+    valid_fixed = binarize_sample(x_valid[: cfg.valid_eval], torch.Generator(device=device).manual_seed(12345))
 
     with torch.random.fork_rng():  # weight initialisation is the one use of torch's global RNG
         torch.manual_seed(cfg.seed)
-        model = VAE(VAEConfig(layers=cfg.layers, latent=cfg.latent, hidden=cfg.hidden))
+        model = VAE(VAEConfig(layers=cfg.layers, latent=cfg.latent, hidden=cfg.hidden, input_dim=x.shape[1])).to(device)
     model.init_output_bias(x_train.mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-4)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
     num_batches = math.ceil(x_train.shape[0] / cfg.batch_size)
     start = time.perf_counter()
     history: list[dict[str, float]] = []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        order = torch.randperm(x_train.shape[0], generator=generator)
+        order = torch.randperm(x_train.shape[0], generator=generator, device=device)
         running = 0.0
         bar = tqdm(range(num_batches), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
         for i in bar:
@@ -174,9 +210,7 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
 def fit_linear_gaussian(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> None:
     """Probabilistic PCA maximum likelihood (Tipping and Bishop 1999, eqs. (7)-(8)), then an encoder
     that is deliberately wrong: mean map shrunk, standard deviation widened."""
-    x_train, x_valid = split_train_valid(x.double())
-    if cfg.limit:
-        x_train = x_train[: cfg.limit]
+    ((x_train, x_valid),) = split(cfg, x.double())
     d = cfg.latent
     mean = x_train.mean(0)
     cov = torch.cov((x_train - mean).T)
@@ -228,10 +262,7 @@ def classifier_metrics(log_probs: torch.Tensor, labels: torch.Tensor) -> dict[st
 
 def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: dict[str, object]) -> None:
     """Bayes by Backprop, and the deterministic network of the same size trained the same way."""
-    x_train, x_valid = split_train_valid(x)
-    y_train, y_valid = split_train_valid(labels)
-    if cfg.limit:
-        x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
+    (x_train, x_valid), (y_train, y_valid) = split(cfg, x, labels)
     x_eval, y_eval = x_valid[: cfg.valid_eval], y_valid[: cfg.valid_eval]
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
@@ -310,7 +341,10 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     keep_freed_memory()
-    x, labels, dataset = load_idx_dataset(cfg.data)
+    try:
+        x, labels, dataset = load_idx_dataset(cfg.data or ".", images=cfg.images or None, labels=cfg.labels or None)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     if cfg.family == "bbb":
         train_bbb(cfg, x, labels, dataset)
     elif cfg.family == "linear_gaussian":

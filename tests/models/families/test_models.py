@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +242,76 @@ def test_saved_checkpoints_are_readable_by_all(tmp_path: Path) -> None:
     save_checkpoint(path, tiny_vae(seed=1), training=TRAINING, dataset=DATASET)  # replaced atomically, same mode
     assert path.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def _synthetic(tmp_path: Path, n: int, images_name: str, labels_name: str) -> tuple[Path, Path]:
+    rng = np.random.default_rng(1)
+    prototypes = (rng.random((3, 784)) < 0.3).astype(np.float64)
+    labels = rng.integers(0, 3, n)
+    images = np.clip(prototypes[labels] * 0.9 + rng.random((n, 784)) * 0.1, 0, 1)
+    _write_idx(tmp_path / images_name, (images * 255).astype(np.uint8).reshape(-1, 28, 28))
+    _write_idx(tmp_path / labels_name, labels.astype(np.uint8))
+    return tmp_path / images_name, tmp_path / labels_name
+
+
+def test_training_on_300_images_with_any_file_names_and_a_held_out_fraction(tmp_path: Path) -> None:
+    images, labels = _synthetic(tmp_path, 300, "my-digits.idx", "my-labels.idx.gz")
+    out = tmp_path / "small.safetensors"
+    started = time.monotonic()
+    train_main(
+        [
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--valid",
+            "0.2",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--k",
+            "5",
+            "--hidden",
+            "32",
+            "--latent",
+            "4",
+            "--batch-size",
+            "50",
+            "--valid-eval",
+            "60",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert time.monotonic() - started < 30
+    meta = read_metadata(out)
+    assert meta["dataset"]["train_images"] == 240 and meta["dataset"]["valid_images"] == 60
+    assert meta["dataset"]["file"] == "my-digits.idx" and len(meta["training"]["history"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-size", "500"], "fewer than one batch of 500"),
+        (["--valid", "300"], "leaves no training or no held-out images"),
+        (["--valid", "1.5"], "a count of images is a whole number"),
+    ],
+)
+def test_too_little_data_is_a_clear_error(tmp_path: Path, extra: list[str], message: str) -> None:
+    images, labels = _synthetic(tmp_path, 300, "a.idx", "b.idx")
+    with pytest.raises(SystemExit) as info:
+        train_main(
+            [
+                "--images",
+                str(images),
+                "--labels",
+                str(labels),
+                "--valid",
+                "0.2",
+                "--out",
+                str(tmp_path / "m.safetensors"),
+                *extra,
+            ]
+        )
+    assert message in str(info.value)
