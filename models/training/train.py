@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
 from ..estimators import EstimatorSpec, point_estimate
 from ..families import VAE, BayesMLP, BBBConfig, LinearGaussian, LinearGaussianConfig, VAEConfig, predictive_summary
 from ..families.bbb import expected_calibration_error, kl_weights
-from ..io import binarize_sample, held_out_count, load_idx_dataset, save_checkpoint, split_train_valid
+from ..io import binarize_sample, held_out_count, load_checkpoint, load_idx_dataset, save_checkpoint, split_train_valid
 from ..runtime import keep_freed_memory
 
 PROG = "logpx train"
@@ -47,6 +52,10 @@ class TrainConfig:
     labels: str = field(default="", metadata={"help": "its IDX label file (with --images)"})
     valid: float = field(
         default=10_000.0, metadata={"help": "images held out, the last of the file: a count, or a fraction below 1"}
+    )
+    resume: bool = field(
+        default=False,
+        metadata={"help": "vae: continue from --out and its .state.safetensors (optimiser, random state, epoch)"},
     )
     device: str = field(
         default="auto",
@@ -96,7 +105,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         text = f"{f.metadata['help']} (default: {default})"
-        if isinstance(default, list):
+        if isinstance(default, bool):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true", help=f.metadata["help"])
+        elif isinstance(default, list):
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=int, nargs="+", default=default, help=text)
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default, help=text)
@@ -105,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         parser.error("--out and either --data or --images (with --labels) are required")
     if bool(cfg.images) != bool(cfg.labels):
         parser.error("--images and --labels go together")
+    if cfg.resume and cfg.family != "vae":
+        parser.error("--resume continues the vae family's training only")
     return cfg
 
 
@@ -155,9 +168,10 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-4)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     num_batches = math.ceil(x_train.shape[0] / cfg.batch_size)
-    start = time.perf_counter()
     history: list[dict[str, float]] = []
-    for epoch in range(1, cfg.epochs + 1):
+    done, spent = load_state(cfg, model, optimizer, generator, history) if cfg.resume else (0, 0.0)
+    start = time.perf_counter() - spent
+    for epoch in range(done + 1, cfg.epochs + 1):
         model.train()
         order = torch.randperm(x_train.shape[0], generator=generator, device=device)
         running = 0.0
@@ -202,9 +216,91 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
             dataset={**dataset, "train_images": x_train.shape[0], "valid_images": x_valid.shape[0]},
             final_bounds=history[-1],
         )
+        save_state(cfg, optimizer, generator, epoch, history, elapsed)
         if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
             print(f"stopping after epoch {epoch}: {elapsed / 60:.1f} min > --max-minutes {cfg.max_minutes}")
             break
+
+
+# What must match for a run to continue another: everything that shapes the model, the data and the draws.
+RESUME_KEYS = (
+    "family",
+    "layers",
+    "latent",
+    "hidden",
+    "objective",
+    "k",
+    "order",
+    "batch_size",
+    "lr",
+    "seed",
+    "limit",
+    "valid",
+)
+
+
+def state_path(cfg: TrainConfig) -> Path:
+    return Path(cfg.out).with_suffix(".state.safetensors")
+
+
+def save_state(
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    epoch: int,
+    history: list[dict[str, float]],
+    elapsed: float,
+) -> None:
+    """The optimiser's moments, the random state and the epoch beside the checkpoint (safetensors and
+    JSON, never a pickle), so that ``--resume`` continues exactly where this epoch ended."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"optimizer.{i}.{name}": t.detach().cpu().contiguous()
+        for i, s in state["state"].items()
+        for name, t in s.items()
+    }
+    tensors["generator"] = generator.get_state()
+    meta = {
+        "epoch": epoch,
+        "history": history,
+        "elapsed": elapsed,
+        "param_groups": state["param_groups"],
+        "config": {key: getattr(cfg, key) for key in RESUME_KEYS},
+    }
+    target = state_path(cfg)
+    tmp = target.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"logpx_state": json.dumps(meta)})
+    os.replace(tmp, target)
+
+
+def load_state(
+    cfg: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    history: list[dict[str, float]],
+) -> tuple[int, float]:
+    """Restore what ``save_state`` wrote (and the weights from ``--out``); returns (epochs done, seconds spent)."""
+    path = state_path(cfg)
+    if not path.is_file() or not Path(cfg.out).is_file():
+        raise SystemExit(f"error: --resume needs {cfg.out} and {path.name} beside it; train without --resume first")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["logpx_state"])
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    changed = {k: (v, getattr(cfg, k)) for k, v in meta["config"].items() if v != getattr(cfg, k)}
+    if changed:
+        raise SystemExit(f"error: --resume with other settings than the run it continues (was, now): {changed}")
+    model.load_state_dict(load_checkpoint(cfg.out).model.state_dict())
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            moments.setdefault(int(index), {})[key] = tensor
+    optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
+    generator.set_state(tensors["generator"])
+    history.extend(meta["history"])
+    print(f"resuming after epoch {meta['epoch']} of {cfg.epochs}")
+    return int(meta["epoch"]), float(meta["elapsed"])
 
 
 def fit_linear_gaussian(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> None:

@@ -315,3 +315,40 @@ def test_too_little_data_is_a_clear_error(tmp_path: Path, extra: list[str], mess
             ]
         )
     assert message in str(info.value)
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    images, labels = _synthetic(tmp_path, 300, "x.idx", "y.idx")
+    common = [
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "--valid",
+        "0.2",
+        "--k",
+        "5",
+        "--hidden",
+        "16",
+        "--latent",
+        "3",
+        "--batch-size",
+        "60",
+        "--valid-eval",
+        "60",
+        "--seed",
+        "3",
+    ]
+    whole, split_run = tmp_path / "whole.safetensors", tmp_path / "split.safetensors"
+    train_main([*common, "--out", str(whole), "--epochs", "3"])
+    train_main([*common, "--out", str(split_run), "--epochs", "1"])
+    assert (tmp_path / "split.state.safetensors").is_file()
+    train_main([*common, "--out", str(split_run), "--epochs", "3", "--resume"])
+    a, b = load_file(str(whole)), load_file(str(split_run))
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    assert read_metadata(whole)["training"]["history"] == read_metadata(split_run)["training"]["history"]
+    with pytest.raises(SystemExit) as info:  # other settings than the run it continues: refused
+        train_main([*common, "--out", str(split_run), "--epochs", "4", "--resume", "--lr", "0.01"])
+    assert "other settings" in str(info.value)
