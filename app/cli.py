@@ -4,6 +4,8 @@
     logpx models [--url URL]
     logpx score IMAGE... --model NAME [--estimator jvi --k 1000 --order 1 --seed 0]
     logpx compare IMAGE... --model NAME --estimators iwae:100 jvi:100:1 [--reference iwae:5000 --replicates 10]
+    logpx predict IMAGE... --model NAME [--labels 3 8 --k 100]
+    logpx bdmc --model NAME [--inputs 8 --k 16 --sampler ais:1000]
     logpx train ...                              # logpx train --help
     logpx evaluate ...                           # logpx evaluate --help
 
@@ -190,6 +192,34 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _advice([v for s in summaries for v in s["verdicts"]])
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        out = client.predict(
+            args.model, _load_images(args.images), labels=args.labels, k=args.k, order=args.order, seed=args.seed
+        )
+    if args.labels is not None and len(args.labels) != len(args.images):
+        raise CommandError(f"{len(args.labels)} labels for {len(args.images)} images")
+    print(f"model {out['model']} on {out['device']}: k={out['k']} weight draws, seed={out['seed']}")
+    rows = []
+    for path, p in zip(args.images, out["predictions"], strict=True):
+        ll = p.get("log_likelihood") or {}
+        verdict = ll.get("verdict")
+        rows.append(
+            [
+                Path(path).name,
+                p["predicted"],
+                max(p["probs"]),
+                p["entropy"]["total"],
+                p["entropy"]["epistemic"],
+                ll.get("jvi"),
+                ll.get("std_err"),
+                _verdict_text(verdict) if verdict else None,
+            ]
+        )
+    print(_table(["image", "predicted", "p", "entropy", "epistemic", "log p(y|x)", "std_err", "verdict"], rows))
+    _advice([p["log_likelihood"]["verdict"] for p in out["predictions"] if p.get("log_likelihood")])
+
+
 def cmd_bdmc(args: argparse.Namespace) -> None:
     with _client(args) as client:
         out = client.bdmc(args.model, num_inputs=args.inputs, k=args.k, sampler=args.sampler, seed=args.seed)
@@ -305,6 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="importance|ais:STEPS[:LEAPFROG]",
         help="the reference's sampler, e.g. ais:1000 with --reference iwae:32",
     )
+
+    p = sub.add_parser(
+        "predict",
+        help="a Bayesian classifier's predictions, entropy split and log p(y | x, D)",
+        description="Predictive probabilities and the entropy split of a Bayesian classifier; with --labels, the "
+        "predictive log-likelihood (JVI) with its verdict.",
+    )
+    p.set_defaults(fn=cmd_predict)
+    _client_options(p)
+    p.add_argument("images", nargs="+", help="PNG or JPEG files, greyscale, of the model's input shape")
+    p.add_argument("--model", required=True, help="the model's name, as `logpx models` lists it")
+    p.add_argument("--labels", type=int, nargs="+", default=None, help="the true class of each image, in order")
+    p.add_argument("--k", type=int, default=None, help="posterior weight draws (default: the server's)")
+    p.add_argument("--order", type=int, default=None, help="JVI order of the log-likelihood (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
 
     p = sub.add_parser(
         "bdmc",

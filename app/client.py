@@ -26,6 +26,11 @@ class LogpxError(RuntimeError):
         self.problem = problem
 
 
+def _as_lists(inputs: Any) -> list[Any]:
+    """Inputs as JSON lists: a numpy array or torch tensor ``[B, ...]`` (anything with ``tolist``), or lists."""
+    return inputs.tolist() if hasattr(inputs, "tolist") else list(inputs)
+
+
 class LogpxClient:
     def __init__(
         self, base_url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 300.0
@@ -73,7 +78,7 @@ class LogpxClient:
     def evidence(
         self,
         model: str,
-        inputs: list[Any],
+        inputs: Any,
         *,
         estimator: dict[str, Any] | None = None,
         seed: int = 0,
@@ -81,7 +86,7 @@ class LogpxClient:
         scale: str = "unit",
         diagnostics: bool = True,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"inputs": inputs, "seed": seed, "scale": scale, "diagnostics": diagnostics}
+        body: dict[str, Any] = {"inputs": _as_lists(inputs), "seed": seed, "scale": scale, "diagnostics": diagnostics}
         if estimator:
             body["estimator"] = estimator
         if binarize:
@@ -122,7 +127,7 @@ class LogpxClient:
     def compare(
         self,
         model: str,
-        inputs: list[Any],
+        inputs: Any,
         estimators: list[dict[str, Any]],
         *,
         replicates: int = 10,
@@ -132,7 +137,7 @@ class LogpxClient:
         scale: str = "unit",
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "inputs": inputs,
+            "inputs": _as_lists(inputs),
             "estimators": estimators,
             "replicates": replicates,
             "seed": seed,
@@ -152,3 +157,22 @@ class LogpxClient:
         if sampler:
             body["sampler"] = sampler
         return self._json(self._http.post(f"/v1/models/{model}/bdmc", json=body))
+
+    def predict(
+        self,
+        model: str,
+        inputs: Any,
+        *,
+        labels: list[int] | None = None,
+        k: int | None = None,
+        order: int | None = None,
+        seed: int = 0,
+        scale: str = "unit",
+    ) -> dict[str, Any]:
+        """A Bayesian classifier's predictive probabilities and entropy split; with ``labels``, the
+        predictive log-likelihood with its verdict. ``inputs``: lists, a numpy array or a tensor."""
+        body: dict[str, Any] = {"inputs": _as_lists(inputs), "seed": seed, "scale": scale}
+        for key, value in (("labels", labels), ("k", k), ("order", order)):
+            if value is not None:
+                body[key] = value
+        return self._json(self._http.post(f"/v1/models/{model}/predict", json=body))

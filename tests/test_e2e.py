@@ -138,3 +138,38 @@ def test_cli_compares_estimators(server: str) -> None:
     assert float(rows["iwae-50"][3]) < 0  # IWAE-50 lies below IWAE-500 on the same draws
     # k-hat on real digits is far over 0.7: the table says so, and says what to run instead.
     assert "unreliable" in rows["iwae-500"] and "advice: run AIS instead" in out
+
+
+def test_cli_predict_and_client_arrays(server: str) -> None:
+    """`logpx predict` on two digits with their labels; the client takes numpy arrays as well as lists."""
+    import numpy as np
+
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("logpx")),
+            "predict",
+            *map(str, DIGITS[:2]),
+            "--model",
+            "bbb-mlp400",
+            "--labels",
+            "3",
+            "8",
+            "--k",
+            "50",
+            "--url",
+            server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("mnist-")]
+    assert [r[1] for r in rows] == ["3", "8"], out
+    assert all(any(level in line for level in ("reliable", "caution", "unreliable")) for line in out.splitlines()[3:5])
+    image = np.zeros((1, 784))
+    with LogpxClient(server) as client:
+        as_array = client.evidence(MODEL, image, estimator={"name": "iwae", "k": 20})
+        as_list = client.evidence(MODEL, image.tolist(), estimator={"name": "iwae", "k": 20})
+        assert as_array["results"] == as_list["results"]
+        assert client.predict("bbb-mlp400", image, k=10)["predictions"][0]["predicted"] in range(10)
