@@ -4,6 +4,7 @@
     logpx models [--url URL]
     logpx score IMAGE... --model NAME [--estimator jvi --k 1000 --order 1 --seed 0]
     logpx compare IMAGE... --model NAME --estimators iwae:100 jvi:100:1 [--reference iwae:5000 --replicates 10]
+    logpx convert WEIGHTS --names MAP.json --arch ARCH.json --out NAME.safetensors
     logpx predict IMAGE... --model NAME [--labels 3 8 --k 100]
     logpx bdmc --model NAME [--inputs 8 --k 16 --sampler ais:1000]
     logpx train ...                              # logpx train --help
@@ -220,6 +221,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
     _advice([p["log_likelihood"]["verdict"] for p in out["predictions"] if p.get("log_likelihood")])
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from models.io import CheckpointError, convert, load_json
+
+    try:
+        names = load_json(Path(args.names), "name map")
+        spec = load_json(Path(args.arch), "architecture")
+        if not Path(args.weights).is_file():
+            raise CommandError(f"no such file: {args.weights}")
+        meta = convert(
+            Path(args.weights), names, spec, Path(args.out), {"name": args.dataset} if args.dataset else None
+        )
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {args.out}: {meta['family']} {meta['arch']}, input shape {meta['input_shape']}")
+
+
 def cmd_bdmc(args: argparse.Namespace) -> None:
     with _client(args) as client:
         out = client.bdmc(args.model, num_inputs=args.inputs, k=args.k, sampler=args.sampler, seed=args.seed)
@@ -335,6 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="importance|ais:STEPS[:LEAPFROG]",
         help="the reference's sampler, e.g. ais:1000 with --reference iwae:32",
     )
+
+    p = sub.add_parser(
+        "convert",
+        help="make a logpx checkpoint from your own weights, a name map and an architecture",
+        description="Write a logpx checkpoint from a state dict (safetensors, or .pt opened with weights_only), a "
+        "JSON name map {logpx_name: your_name} and a JSON architecture {family, arch, input_shape} "
+        "(docs/checkpoints.md has a worked example).",
+    )
+    p.set_defaults(fn=cmd_convert)
+    p.add_argument("weights", help="your state dict: .safetensors, or .pt (loaded with torch.load(weights_only=True))")
+    p.add_argument("--names", required=True, help="JSON file mapping every logpx tensor name to your tensor name")
+    p.add_argument(
+        "--arch", required=True, help='JSON file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}'
+    )
+    p.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
+    p.add_argument("--dataset", default=None, help="the data set's name, recorded in the metadata")
 
     p = sub.add_parser(
         "predict",

@@ -9,10 +9,12 @@ from .base import Classifier, Family, LatentVariableModel, Likelihood, default_i
 from .bbb import BayesMLP, BBBConfig, PredictiveSummary, predictive_summary
 from .layers import chunks_over_k
 from .linear_gaussian import LinearGaussian, LinearGaussianConfig
+from .mlp_vae import MLPVAE, MLPVAEConfig
 from .vae import VAE, VAEConfig
 
 __all__ = [
     "FAMILIES",
+    "MLPVAE",
     "VAE",
     "BBBConfig",
     "BayesMLP",
@@ -22,6 +24,7 @@ __all__ = [
     "Likelihood",
     "LinearGaussian",
     "LinearGaussianConfig",
+    "MLPVAEConfig",
     "PredictiveSummary",
     "VAEConfig",
     "build_model",
@@ -42,7 +45,12 @@ def register_family(module_cls: type[Family], config_cls: type[Any]) -> None:
     FAMILIES[module_cls.family] = (module_cls, config_cls)
 
 
-for _cls, _config in ((VAE, VAEConfig), (LinearGaussian, LinearGaussianConfig), (BayesMLP, BBBConfig)):
+for _cls, _config in (
+    (VAE, VAEConfig),
+    (LinearGaussian, LinearGaussianConfig),
+    (BayesMLP, BBBConfig),
+    (MLPVAE, MLPVAEConfig),
+):
     register_family(_cls, _config)
 
 

@@ -48,7 +48,7 @@ class Family(nn.Module, ABC):
     """What every servable model states about itself, for checkpoints and for the service."""
 
     family: ClassVar[str]
-    likelihood: ClassVar[Likelihood]
+    likelihood: Likelihood  # a class attribute for fixed families; the general MLP VAE sets it per instance
 
     def __init__(self, input_dim: int, input_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()

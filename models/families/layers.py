@@ -22,11 +22,11 @@ __all__ = [
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """``Linear -> tanh`` for every consecutive pair in ``sizes`` (Burda et al. 2016, appendix C)."""
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """``Linear -> activation`` for every consecutive pair in ``sizes`` (tanh: Burda et al. 2016, appendix C)."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in itertools.pairwise(sizes):
-        layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
+        layers += [nn.Linear(fan_in, fan_out), activation()]
     return nn.Sequential(*layers)
 
 

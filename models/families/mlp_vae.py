@@ -1,0 +1,139 @@
+"""A general MLP VAE described entirely by its checkpoint's metadata: bring your own model.
+
+Encoder ``input_dim -> encoder[0] -> ... -> (mu, scale)[latent]``, decoder ``latent -> decoder[0] -> ...
+-> input_dim``, each hidden layer ``Linear`` then the activation; q(z | x) a diagonal Gaussian whose scale
+head gives log sigma, log variance or softplus(sigma); prior N(0, I); likelihood Bernoulli on logits, or
+Gaussian (a density: log p(x) > 0 is possible) with a fixed or learned per-pixel log sigma. Tensor
+names: ``encoder.{2i}`` / ``decoder.{2i}`` (the Linear layers), ``mu``, ``scale``, ``out``, and
+``log_sigma_x`` for a learned Gaussian variance (docs/checkpoints.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import CheckFn, LatentVariableModel
+from .layers import HALF_LOG_2PI, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
+
+__all__ = ["ACTIVATIONS", "MLPVAE", "MLPVAEConfig"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+Scale = Literal["log_sigma", "log_var", "softplus"]
+
+
+@dataclass(frozen=True)
+class MLPVAEConfig:
+    input_dim: int = 784
+    latent: int = 20
+    encoder: list[int] = field(default_factory=lambda: [400])  # hidden widths, input side first
+    decoder: list[int] = field(default_factory=lambda: [400])  # hidden widths, latent side first
+    activation: str = "relu"
+    scale: Scale = "log_var"  # what the encoder's scale head outputs
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    gaussian_scale: Literal["fixed", "learned"] = "fixed"  # gaussian: one log sigma, or a learned one per pixel
+    log_sigma_x: float = 0.0  # gaussian, fixed: log sigma of p(x | z)
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
+        if self.scale not in ("log_sigma", "log_var", "softplus"):
+            raise ValueError(f"scale {self.scale!r} is not log_sigma, log_var or softplus")
+        if self.likelihood not in ("bernoulli", "gaussian") or self.gaussian_scale not in ("fixed", "learned"):
+            raise ValueError(f"likelihood {self.likelihood!r} / gaussian_scale {self.gaussian_scale!r} not supported")
+        if min(self.input_dim, self.latent, *self.encoder, *self.decoder) < 1:
+            raise ValueError("every size must be at least 1")
+
+
+class MLPVAE(LatentVariableModel):
+    family = "mlp_vae"
+
+    def __init__(self, config: MLPVAEConfig, input_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__(config.input_dim, input_shape)
+        self.config = c = config
+        self.likelihood = c.likelihood
+        self.latent_sizes = [c.latent]
+        self.encoder = mlp([c.input_dim, *c.encoder], ACTIVATIONS[c.activation])
+        self.mu = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
+        self.scale = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
+        self.decoder = mlp([c.latent, *c.decoder], ACTIVATIONS[c.activation])
+        self.out = nn.Linear(c.decoder[-1] if c.decoder else c.latent, c.input_dim)
+        if c.likelihood == "gaussian" and c.gaussian_scale == "learned":
+            self.log_sigma_x = nn.Parameter(torch.zeros(c.input_dim))
+
+    def arch(self) -> dict[str, object]:
+        return asdict(self.config)
+
+    def elements_per_sample(self) -> int:
+        return 3 * self.config.input_dim + 2 * sum(self.config.decoder) + 4 * self.latent_dim
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_sigma)`` of q(z | x), each ``[B, latent]``."""
+        h = self.encoder(x)
+        raw = self.scale(h)
+        if self.config.scale == "log_sigma":
+            log_sigma = raw
+        elif self.config.scale == "log_var":
+            log_sigma = 0.5 * raw
+        else:
+            log_sigma = torch.log(F.softplus(raw))
+        return self.mu(h), log_sigma
+
+    def _x_log_sigma(self) -> torch.Tensor | float:
+        return self.log_sigma_x if self.config.gaussian_scale == "learned" else self.config.log_sigma_x
+
+    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return normal_log_prob(z, *self._encode(x))
+
+    def sample_q(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mu, log_sigma = self._encode(x)
+        return mu + torch.exp(log_sigma) * noise
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        return standard_normal_log_prob(z)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        out = self.out(self.decoder(z))  # [..., B, D]: logits, or the Gaussian's mean
+        if self.likelihood == "bernoulli":
+            return (x * out - F.softplus(out)).sum(-1)
+        log_sigma = self._x_log_sigma()
+        u = (x - out) * math.exp(-log_sigma) if isinstance(log_sigma, float) else (x - out) * torch.exp(-log_sigma)
+        return (-0.5 * u * u - log_sigma - HALF_LOG_2PI).sum(-1)
+
+    def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        out = self.out(self.decoder(z))
+        if self.likelihood == "bernoulli":
+            u = torch.rand(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
+            return (u < torch.sigmoid(out)).to(out.dtype)
+        noise = torch.randn(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
+        log_sigma = self._x_log_sigma()
+        return out + (math.exp(log_sigma) if isinstance(log_sigma, float) else torch.exp(log_sigma)) * noise
+
+    def log_weights_from_noise(
+        self, x: torch.Tensor, noise: torch.Tensor, *, max_elements: int | None = None, check_fn: CheckFn | None = None
+    ) -> torch.Tensor:
+        k, batch = noise.shape[:2]
+        noise = noise.to(x.device, x.dtype)
+        mu, log_sigma = self._encode(x)  # once per input
+        out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
+        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements, x.device):
+            if check_fn is not None:
+                check_fn()
+            eps = noise[rows]
+            z = mu + torch.exp(log_sigma) * eps  # [c, B, d]
+            log_q = (-0.5 * eps * eps - log_sigma).sum(-1) - HALF_LOG_2PI * eps.shape[-1]  # (z - mu) / sigma = eps
+            out[rows] = self.log_joint(x, z) - log_q
+        return out

@@ -1,0 +1,72 @@
+"""Import your own weights: a state dict (safetensors, or a ``.pt`` file opened with
+``torch.load(weights_only=True)``, which refuses anything but tensors and containers: never a full
+pickle), a name map and an architecture become a logpx checkpoint. docs/checkpoints.md has a worked
+example for the PyTorch examples VAE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from ..families import build_model
+from .checkpoint import CheckpointError, save_checkpoint
+
+__all__ = ["convert", "load_json", "read_state_dict"]
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The named tensors of a safetensors file or of a ``.pt`` state dict (tensors only)."""
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path.name}: expected a state dict of tensors (model.state_dict())")
+    return dict(state)
+
+
+def convert(
+    weights: Path, names: dict[str, str], spec: dict[str, Any], out: Path, dataset: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``out`` from ``weights``; ``names`` maps each logpx tensor name to the user's, ``spec`` is
+    ``{"family": ..., "arch": {...}, "input_shape": [...]}``. ``CheckpointError`` names every tensor that
+    is missing from the map, absent from the file, left over, or of the wrong shape."""
+    for key in ("family", "arch"):
+        if key not in spec:
+            raise CheckpointError(f"the architecture file needs {key!r} (and optionally 'input_shape')")
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(spec["family"], spec["arch"], spec.get("input_shape"))
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    expected = {name: list(t.shape) for name, t in skeleton.state_dict().items()}
+    state = read_state_dict(weights)
+    problems = []
+    if unmapped := sorted(set(expected) - set(names)):
+        problems.append(f"the name map does not cover {unmapped}")
+    if unknown := sorted(set(names) - set(expected)):
+        problems.append(f"the name map names tensors this architecture does not have: {unknown}")
+    if absent := sorted(user for name, user in names.items() if name in expected and user not in state):
+        problems.append(f"{weights.name} has no tensors {absent}")
+    if unused := sorted(set(state) - set(names.values())):
+        problems.append(f"tensors of {weights.name} that nothing maps: {unused}")
+    for name, user in sorted(names.items()):
+        if name in expected and user in state and list(state[user].shape) != expected[name]:
+            problems.append(f"{user} has shape {list(state[user].shape)}, {name} needs {expected[name]}")
+    if problems:
+        raise CheckpointError("; ".join(problems))
+    model = build_model(spec["family"], spec["arch"], spec.get("input_shape"))
+    model.load_state_dict({name: state[user].to(torch.float32) for name, user in names.items()})
+    training = {"objective": "imported", "k": None, "order": None, "epochs": None, "source": weights.name}
+    return save_checkpoint(out, model.eval(), training=training, dataset=dataset or {"name": "unknown"})
+
+
+def load_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{what} {path.name}: {exc}") from None
