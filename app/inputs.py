@@ -115,20 +115,22 @@ def inputs_from_json(
 def images_from_files(
     files: list[tuple[str | None, bytes]], input_shape: tuple[int, ...], field: str = "files"
 ) -> torch.Tensor:
-    """``(content_type, bytes)`` per uploaded PNG / JPEG, greyscale ``H x W`` as the model's
-    ``input_shape`` -> ``[B, H * W]`` in [0, 1].
+    """``(content_type, bytes)`` per uploaded PNG / JPEG, of the model's ``input_shape``: ``[H, W]`` or
+    ``[1, H, W]`` greyscale, ``[3, H, W]`` RGB -> ``[B, C * H * W]`` in [0, 1], channels first.
 
     The declared size is checked from the header before any pixel is decoded, so an image bomb is
     refused without being expanded.
     """
-    if len(input_shape) != 2:
+    channels = input_shape[0] if len(input_shape) == 3 else 1
+    if not (len(input_shape) == 2 or (len(input_shape) == 3 and channels in (1, 3))):
         raise InvalidInput(
             f"this model takes inputs of shape {list(input_shape)}, not images; send them as JSON",
             field=field,
             limit=list(input_shape),
         )
-    height, width = input_shape
-    out = np.empty((len(files), height * width), dtype=np.float32)
+    height, width = input_shape[-2:]
+    mode = "RGB" if channels == 3 else "L"
+    out = np.empty((len(files), channels * height * width), dtype=np.float32)
     for i, (content_type, data) in enumerate(files):
         kind = (content_type or "").split(";")[0].strip().lower()
         if kind not in IMAGE_TYPES:
@@ -151,14 +153,18 @@ def images_from_files(
                         field=f"{field}[{i}]",
                         limit=f"{width}x{height}",
                     )
-                if img.mode not in ("L", "1"):
+                allowed = ("L", "1") if channels == 1 else ("RGB", "RGBA", "L")
+                if img.mode not in allowed:
+                    kind_text = "greyscale (L)" if channels == 1 else "RGB (or greyscale, repeated over the channels)"
                     raise InvalidInput(
-                        f"{field}[{i}]: image mode is {img.mode}, must be greyscale (L)",
+                        f"{field}[{i}]: image mode is {img.mode}, must be {kind_text}",
                         field=f"{field}[{i}]",
-                        limit="greyscale",
+                        limit="greyscale" if channels == 1 else "RGB",
                     )
                 img.load()  # decodes now, and raises on data that ends early (truncated images are not loaded)
-                out[i] = np.asarray(img.convert("L"), dtype=np.float32).reshape(-1) / 255.0
+                pixels = np.asarray(img.convert(mode), dtype=np.float32) / 255.0  # [H, W] or [H, W, 3]
+                # [C, H, W] order, as the model's input_shape says (an alpha channel is dropped).
+                out[i] = (pixels.transpose(2, 0, 1) if channels == 3 else pixels).reshape(-1)
         except InvalidInput:
             raise
         except Exception:  # Pillow's decoders raise many types (OSError, SyntaxError, ValueError, struct.error, ...)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.estimators import DEFAULT_SPEC
 
-Image = list[float] | list[list[float]]
+Image = list[float] | list[list[float]] | list[list[list[float]]]  # flat, [H][W] or [C][H][W]
 
 
 class EstimatorIn(BaseModel):

@@ -147,3 +147,36 @@ def test_a_family_registered_in_memory_is_served_and_gets_a_device_generator(che
             assert c.post("/v1/models/probe/predict", json={"inputs": [[0.5] * 10]}).status_code == 422
     finally:
         FAMILIES.pop("probe")
+
+
+def test_rgb_models_take_rgb_uploads_channels_first(tmp_path: Path) -> None:
+    """An mlp_vae of input shape [3, 4, 5] with a Gaussian likelihood: a 5x4 RGB PNG scores exactly as
+    the same values sent as JSON in [C, H, W] order."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from models.families import MLPVAE, MLPVAEConfig
+
+    torch.manual_seed(0)
+    model = MLPVAE(MLPVAEConfig(input_dim=60, latent=2, encoder=[8], decoder=[8], likelihood="gaussian"), (3, 4, 5))
+    save_checkpoint(tmp_path / "rgb.safetensors", model, training=TRAINING, dataset=DATASET)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)  # H, W, C
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(buf, format="PNG")
+    with make_client(tmp_path) as c:
+        wait_ready(c)
+        assert c.get("/v1/models/rgb").json()["input_shape"] == [3, 4, 5]
+        body = {"k": "20", "seed": "1"}
+        upload = c.post(
+            "/v1/models/rgb/evidence/images", files=[("files", ("a.png", buf.getvalue(), "image/png"))], data=body
+        )
+        assert upload.status_code == 200, upload.text
+        chw = (pixels.transpose(2, 0, 1) / 255.0).tolist()  # nested [3][4][5]
+        as_json = c.post(
+            "/v1/models/rgb/evidence", json={"inputs": [chw], "estimator": {"name": "iwae", "k": 20}, "seed": 1}
+        )
+        assert as_json.status_code == 200, as_json.text
+        assert upload.json()["results"][0]["log_px"] == pytest.approx(as_json.json()["results"][0]["log_px"], abs=1e-5)
+        assert upload.json()["binarization"]["method"] == "none"
