@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Classifier, Family, LatentVariableModel, Likelihood, default_input_shape, model_device
+from .base import (
+    Classifier,
+    Family,
+    GaussianLatentModel,
+    LatentVariableModel,
+    Likelihood,
+    default_input_shape,
+    model_device,
+)
 from .bbb import BayesMLP, BBBConfig, PredictiveSummary, predictive_summary
 from .layers import chunks_over_k
 from .linear_gaussian import LinearGaussian, LinearGaussianConfig
@@ -20,6 +28,7 @@ __all__ = [
     "BayesMLP",
     "Classifier",
     "Family",
+    "GaussianLatentModel",
     "LatentVariableModel",
     "Likelihood",
     "LinearGaussian",

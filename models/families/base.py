@@ -19,10 +19,13 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from .layers import HALF_LOG_2PI, chunks_over_k, normal_log_prob, standard_normal_log_prob
+
 __all__ = [
     "CheckFn",
     "Classifier",
     "Family",
+    "GaussianLatentModel",
     "LatentVariableModel",
     "Likelihood",
     "default_input_shape",
@@ -150,6 +153,42 @@ class LatentVariableModel(Family):
         x = torch.zeros(1, self.input_dim, device=model_device(self))
         if not torch.isfinite(self.log_weights(x, 2, generator)).all():
             raise ValueError("warm-up produced non-finite log-weights")
+
+
+class GaussianLatentModel(LatentVariableModel):
+    """One stochastic layer with q(z | x) = N(mu(x), diag sigma(x)^2) and p(z) = N(0, I): subclasses give
+    ``encode`` and ``log_likelihood``; log q, its sampler, the prior and the chunked log-weights are here."""
+
+    @abstractmethod
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_sigma)`` of q(z | x), each ``[B, latent]``."""
+
+    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return normal_log_prob(z, *self.encode(x))
+
+    def sample_q(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mu, log_sigma = self.encode(x)
+        return mu + torch.exp(log_sigma) * noise
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        return standard_normal_log_prob(z)
+
+    def log_weights_from_noise(
+        self, x: torch.Tensor, noise: torch.Tensor, *, max_elements: int | None = None, check_fn: CheckFn | None = None
+    ) -> torch.Tensor:
+        k, batch = noise.shape[:2]
+        noise = noise.to(x.device, x.dtype)
+        mu, log_sigma = self.encode(x)  # once per input, not per sample
+        out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
+        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements, x.device):
+            if check_fn is not None:
+                check_fn()
+            eps = noise[rows]  # [c, B, d]
+            z = mu + torch.exp(log_sigma) * eps
+            # log q(z | x) with (z - mu) / sigma = eps exactly: no recomputation, no rounding.
+            log_q = (-0.5 * eps * eps - log_sigma).sum(-1) - HALF_LOG_2PI * eps.shape[-1]
+            out[rows] = self.log_joint(x, z) - log_q
+        return out
 
 
 class Classifier(Family):

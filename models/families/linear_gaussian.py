@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .base import CheckFn, LatentVariableModel
-from .layers import chunks_over_k, normal_log_prob, standard_normal_log_prob
+from .base import GaussianLatentModel
+from .layers import normal_log_prob
 
 __all__ = ["LinearGaussian", "LinearGaussianConfig"]
 
@@ -25,7 +25,7 @@ class LinearGaussianConfig:
     latent: int = 4
 
 
-class LinearGaussian(LatentVariableModel):
+class LinearGaussian(GaussianLatentModel):
     family = "linear_gaussian"
     likelihood = "gaussian"
 
@@ -69,19 +69,9 @@ class LinearGaussian(LatentVariableModel):
         log_det = D * torch.log(noise_var) + 2 * torch.log(torch.diagonal(chol)).sum()
         return -0.5 * (quad + log_det + D * math.log(2 * math.pi))
 
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu = x @ self.enc_weight.T + self.enc_bias  # [B, d]
         return mu, self.enc_log_sigma.expand_as(mu)
-
-    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return normal_log_prob(z, *self._encode(x))
-
-    def sample_q(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        mu, log_sigma = self._encode(x)
-        return mu + torch.exp(log_sigma) * noise
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        return standard_normal_log_prob(z)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         mean = z @ self.weight.T + self.bias  # [..., B, D]
@@ -92,16 +82,3 @@ class LinearGaussian(LatentVariableModel):
         return mean + torch.exp(self.log_noise) * torch.randn(
             mean.shape, generator=generator, device=generator.device, dtype=mean.dtype
         )
-
-    def log_weights_from_noise(
-        self, x: torch.Tensor, noise: torch.Tensor, *, max_elements: int | None = None, check_fn: CheckFn | None = None
-    ) -> torch.Tensor:
-        k, batch = noise.shape[:2]
-        noise = noise.to(x.device, x.dtype)
-        out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
-        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements, x.device):
-            if check_fn is not None:
-                check_fn()
-            z = self.sample_q(x, noise[rows])  # [c, B, d]
-            out[rows] = self.log_joint(x, z) - self.log_q(x, z)
-        return out

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import CheckFn, LatentVariableModel
-from .layers import HALF_LOG_2PI, chunks_over_k, mlp, normal_log_prob, standard_normal_log_prob
+from .base import GaussianLatentModel
+from .layers import HALF_LOG_2PI, mlp
 
 __all__ = ["ACTIVATIONS", "MLPVAE", "MLPVAEConfig"]
 
@@ -58,7 +58,7 @@ class MLPVAEConfig:
             raise ValueError("every size must be at least 1")
 
 
-class MLPVAE(LatentVariableModel):
+class MLPVAE(GaussianLatentModel):
     family = "mlp_vae"
 
     def __init__(self, config: MLPVAEConfig, input_shape: tuple[int, ...] | None = None) -> None:
@@ -80,8 +80,7 @@ class MLPVAE(LatentVariableModel):
     def elements_per_sample(self) -> int:
         return 3 * self.config.input_dim + 2 * sum(self.config.decoder) + 4 * self.latent_dim
 
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mu, log_sigma)`` of q(z | x), each ``[B, latent]``."""
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         raw = self.scale(h)
         if self.config.scale == "log_sigma":
@@ -94,16 +93,6 @@ class MLPVAE(LatentVariableModel):
 
     def _x_log_sigma(self) -> torch.Tensor | float:
         return self.log_sigma_x if self.config.gaussian_scale == "learned" else self.config.log_sigma_x
-
-    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return normal_log_prob(z, *self._encode(x))
-
-    def sample_q(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        mu, log_sigma = self._encode(x)
-        return mu + torch.exp(log_sigma) * noise
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        return standard_normal_log_prob(z)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         out = self.out(self.decoder(z))  # [..., B, D]: logits, or the Gaussian's mean
@@ -121,19 +110,3 @@ class MLPVAE(LatentVariableModel):
         noise = torch.randn(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
         log_sigma = self._x_log_sigma()
         return out + (math.exp(log_sigma) if isinstance(log_sigma, float) else torch.exp(log_sigma)) * noise
-
-    def log_weights_from_noise(
-        self, x: torch.Tensor, noise: torch.Tensor, *, max_elements: int | None = None, check_fn: CheckFn | None = None
-    ) -> torch.Tensor:
-        k, batch = noise.shape[:2]
-        noise = noise.to(x.device, x.dtype)
-        mu, log_sigma = self._encode(x)  # once per input
-        out = torch.empty(k, batch, dtype=x.dtype, device=x.device)
-        for rows in chunks_over_k(k, batch, self.elements_per_sample(), max_elements, x.device):
-            if check_fn is not None:
-                check_fn()
-            eps = noise[rows]
-            z = mu + torch.exp(log_sigma) * eps  # [c, B, d]
-            log_q = (-0.5 * eps * eps - log_sigma).sum(-1) - HALF_LOG_2PI * eps.shape[-1]  # (z - mu) / sigma = eps
-            out[rows] = self.log_joint(x, z) - log_q
-        return out
