@@ -534,7 +534,9 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
     generator = request_generator(entry, req.seed)
 
     def work(ctx: JobContext) -> BDMCResponse:
-        result = run_bdmc(model, req.num_inputs, req.k, config, generator, check_fn=ctx.check)
+        result = run_bdmc(
+            model, req.num_inputs, req.k, config, generator, max_elements=settings.max_elements, check_fn=ctx.check
+        )
         spec = EstimatorSpec("iwae", req.k)
         stats = SamplerStatsValue(result.forward.acceptance, result.forward.step_size)
         lower = estimate(

@@ -31,7 +31,7 @@ import torch
 
 from ..families import LatentVariableModel, chunks_over_k
 
-__all__ = ["TARGET_ACCEPTANCE", "AISConfig", "AISResult", "ais", "reverse_ais", "schedule"]
+__all__ = ["TARGET_ACCEPTANCE", "AISConfig", "AISResult", "ais", "reverse_ais", "schedule", "tune"]
 
 Schedule = Literal["sigmoid", "linear", "geometric"]
 Init = Literal["encoder", "prior"]
@@ -197,7 +197,7 @@ def _anneal(
     return log_w, acceptance.to(z.dtype), step_sizes
 
 
-def _tune(
+def tune(
     model: LatentVariableModel,
     x: torch.Tensor,
     config: AISConfig,
@@ -205,7 +205,8 @@ def _tune(
     generator: torch.Generator,
     check_fn: CheckFn | None,
 ) -> torch.Tensor:
-    """The tuning pass: ``[T, B]`` step sizes from ``chains`` chains of their own."""
+    """The tuning pass: ``[T, B]`` step sizes (one per input and temperature) from ``chains`` chains of
+    their own, adapted towards ``TARGET_ACCEPTANCE``; ``ais`` and ``reverse_ais`` then hold them fixed."""
     target = _Target(model, x, config.init)
     z0 = _start(model, x, chains, config.init, generator)
     betas = schedule(config.steps, config.schedule)
@@ -226,16 +227,18 @@ def ais(
     generator: torch.Generator,
     *,
     tune_chains: int = 8,
+    step_sizes: torch.Tensor | None = None,
     max_elements: int | None = None,
     check_fn: CheckFn | None = None,
 ) -> AISResult:
     """AIS log-weights of ``x`` ``[B, input_dim]`` (on the model's device) from ``k`` chains per input.
 
-    A tuning pass of ``tune_chains`` chains fixes the step sizes first; the estimating pass then draws
+    A tuning pass of ``tune_chains`` chains fixes the step sizes first (unless ``step_sizes``, a ``tune``
+    result, are given); the estimating pass then draws
     k fresh chains, in chunks of chains whose activations (kept for the gradient) stay within
     ``max_elements`` (default: ``chunk_elements`` of the device). ``check_fn`` is called before every
     temperature (deadlines, cancellation)."""
-    steps = _tune(model, x, config, tune_chains, generator, check_fn)
+    steps = tune(model, x, config, tune_chains, generator, check_fn) if step_sizes is None else step_sizes
     target = _Target(model, x, config.init)
     betas = schedule(config.steps, config.schedule)
 
@@ -274,13 +277,15 @@ def reverse_ais(
     generator: torch.Generator,
     *,
     tune_chains: int = 8,
+    step_sizes: torch.Tensor | None = None,
     max_elements: int | None = None,
     check_fn: CheckFn | None = None,
 ) -> AISResult:
     """Reverse AIS from exact posterior samples ``z_star`` ``[B, latent_dim]`` of simulated ``x``: k
     chains per input, all started at z*, run from b = 1 to 0. Returns ``log_w`` ``[k, B]`` whose
     ``-log_w`` are the log-weights of 1/p(x): ``-log_mean_exp(-log_w)`` is a stochastic upper bound."""
-    steps = _tune(model, x, config, tune_chains, generator, check_fn)  # tuned forwards, used backwards
+    # Tuned forwards (or given: ``tune``'s result), used backwards.
+    steps = tune(model, x, config, tune_chains, generator, check_fn) if step_sizes is None else step_sizes
     target = _Target(model, x, config.init)
     betas = schedule(config.steps, config.schedule).flip(0)
     # Reverse transition t uses the step size tuned for the same temperature going forwards.

@@ -11,7 +11,7 @@ import torch
 
 from ..estimators import log_mean_exp
 from ..families import LatentVariableModel
-from .ais import AISConfig, AISResult, ais, reverse_ais
+from .ais import AISConfig, AISResult, ais, reverse_ais, tune
 
 __all__ = ["BDMCResult", "BDMCSummary", "bdmc", "simulate", "summarize"]
 
@@ -61,12 +61,17 @@ def bdmc(
     config: AISConfig,
     generator: torch.Generator,
     *,
+    max_elements: int | None = None,
     check_fn: Callable[[], None] | None = None,
 ) -> BDMCResult:
-    """Simulate ``n`` inputs, then run forward and reverse AIS with ``k`` chains each per input."""
+    """Simulate ``n`` inputs, then run forward and reverse AIS with ``k`` chains each per input, both
+    with the step sizes of one tuning pass, chains chunked within ``max_elements``."""
     x, z = simulate(model, n, generator)
-    forward = ais(model, x, k, config, generator, check_fn=check_fn)
-    reverse = reverse_ais(model, x, z, k, config, generator, check_fn=check_fn)
+    steps = tune(model, x, config, 8, generator, check_fn)
+    forward = ais(model, x, k, config, generator, step_sizes=steps, max_elements=max_elements, check_fn=check_fn)
+    reverse = reverse_ais(
+        model, x, z, k, config, generator, step_sizes=steps, max_elements=max_elements, check_fn=check_fn
+    )
     lower = log_mean_exp(forward.log_w, dim=0)
     upper = -log_mean_exp(-reverse.log_w, dim=0)  # E[1/w_rev] = 1/p(x), and Jensen
     return BDMCResult(x, lower, upper, forward, reverse)
