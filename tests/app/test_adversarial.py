@@ -290,7 +290,9 @@ def test_large_bodies_do_not_stall_the_health_check(tmp_path: Path) -> None:
             time.sleep(0.05)
         for t in threads:
             t.join()
-    assert worst < 1.0, worst
+    # The healthcheck gives up at 3 s; the worst seen on this project's 2-core machine was 1.0 s (it was
+    # 4-5 s before parsing moved off the loop); 2 s leaves room for a loaded CI host.
+    assert worst < 2.0, worst
     assert math.isfinite(worst)
 
 
