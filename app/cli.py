@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from models.estimators import parse_spec
+from logpx.estimators import parse_spec
 
 from .client import LogpxClient, LogpxError
 
@@ -222,7 +222,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from models.io import CheckpointError, convert, load_json
+    from logpx.io import CheckpointError, convert, load_json
 
     try:
         names = load_json(Path(args.names), "name map")
@@ -408,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("train", "evaluate"):
-        from models.evaluation import evaluate
-        from models.training import train
+        from logpx.evaluation import evaluate
+        from logpx.training import train
 
         (train if argv[0] == "train" else evaluate).main(argv[1:])
         return

@@ -1,6 +1,6 @@
 """Python client for the logpx HTTP API (httpx).
 
-from app.client import LogpxClient
+from logpx.app.client import LogpxClient
 with LogpxClient("http://127.0.0.1:8000") as client:
     result = client.evidence("vae1-iwae50", images, estimator={"name": "jvi", "k": 1000, "order": 1})
 """

@@ -18,7 +18,7 @@ from fastapi import UploadFile
 from PIL import Image
 from pydantic import ValidationError
 
-from models.io import binarize_sample, binarize_threshold
+from logpx.io import binarize_sample, binarize_threshold
 
 from .errors import InvalidInput, UnsupportedMediaType
 from .schemas import Binarization, EstimatorIn, SamplerIn

@@ -14,7 +14,7 @@ import uvicorn.config
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from models.runtime import keep_freed_memory
+from logpx.runtime import keep_freed_memory
 
 from . import __version__
 from .config import Settings, get_settings

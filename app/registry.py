@@ -14,8 +14,8 @@ from typing import Literal
 
 import torch
 
-from models.families import Family
-from models.io import Checkpoint, CheckpointError, load_checkpoint
+from logpx.families import Family
+from logpx.io import Checkpoint, CheckpointError, load_checkpoint
 
 from .errors import InvalidInput, ModelNotFound, ModelNotReady
 

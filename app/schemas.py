@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.estimators import DEFAULT_SPEC
+from logpx.estimators import DEFAULT_SPEC
 
 Image = list[float] | list[list[float]] | list[list[list[float]]]  # flat, [H][W] or [C][H][W]
 

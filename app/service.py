@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from pydantic import ValidationError
 
-from models.estimators import (
+from logpx.estimators import (
     STD_ERR_FORMULAS,
     Estimate,
     EstimatorSpec,
@@ -23,12 +23,12 @@ from models.estimators import (
     khat_threshold,
     summarize_replicates,
 )
-from models.estimators import Diagnostics as DiagnosticValues
-from models.estimators import SamplerStats as SamplerStatsValue
-from models.estimators import Verdict as VerdictValue
-from models.families import Classifier, LatentVariableModel, predictive_summary
-from models.samplers import AISConfig, draw, summarize_bdmc
-from models.samplers import bdmc as run_bdmc
+from logpx.estimators import Diagnostics as DiagnosticValues
+from logpx.estimators import SamplerStats as SamplerStatsValue
+from logpx.estimators import Verdict as VerdictValue
+from logpx.families import Classifier, LatentVariableModel, predictive_summary
+from logpx.samplers import AISConfig, draw, summarize_bdmc
+from logpx.samplers import bdmc as run_bdmc
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge, WrongModelFamily

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from models.families import LatentVariableModel
-from models.io import load_checkpoint
-from models.runtime import keep_freed_memory
-from models.samplers import AISConfig, ais
+from logpx.families import LatentVariableModel
+from logpx.io import load_checkpoint
+from logpx.runtime import keep_freed_memory
+from logpx.samplers import AISConfig, ais
 
 from .machine import RESULTS_DIR, machine_info, timed_together
 

@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from models import iwae, jvi
-from models.estimators.jackknife import lbar, lbar_enumerated
+from logpx import iwae, jvi
+from logpx.estimators.jackknife import lbar, lbar_enumerated
 
 from .machine import machine_info, save, timed
 

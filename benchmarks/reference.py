@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.families.layers import normal_log_prob, standard_normal_log_prob
-from models.families.vae import VAE
+from logpx.families.layers import normal_log_prob, standard_normal_log_prob
+from logpx.families.vae import VAE
 
 __all__ = ["float64_copy", "reference_log_weights", "reference_loop"]
 

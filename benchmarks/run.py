@@ -29,10 +29,10 @@ import httpx
 import torch
 from torch import nn
 
-from models import EstimatorSpec, estimate
-from models.families.layers import chunk_elements
-from models.io.checkpoint import load_checkpoint
-from models.runtime import keep_freed_memory
+from logpx import EstimatorSpec, estimate
+from logpx.families.layers import chunk_elements
+from logpx.io.checkpoint import load_checkpoint
+from logpx.runtime import keep_freed_memory
 from tests.local_server import LocalServer
 
 from .load import closed_loop

@@ -12,7 +12,7 @@ read -r -a names <<< "${names[*]}"
 py=${PYTHON:-.venv/bin/python}
 cd "$(dirname "$0")/.."
 for name in "${names[@]}"; do
-  "$py" -m models.evaluation.evaluate "checkpoints/$name.safetensors" --data "$data" --split valid --limit 50 \
+  "$py" -m logpx.evaluation.evaluate "checkpoints/$name.safetensors" --data "$data" --split valid --limit 50 \
       --estimators iwae:5000 jvi:5000:1 --batch-size 10 --threads "${THREADS:-1}" \
       --ais 500 --ais-chains 16 --ais-leapfrog 10 --ais-limit 50 --bdmc 8 --json "checkpoints/cards/$name.ais.json"
 done

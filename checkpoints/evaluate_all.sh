@@ -15,14 +15,14 @@ cd "$(dirname "$0")/.."
 mkdir -p checkpoints/cards
 for name in "${names[@]}"; do
   if [ "$name" = bbb-mlp400 ]; then
-    "$py" -m models.evaluation.evaluate checkpoints/bbb-mlp400.safetensors --data "$data" --split valid --limit 200 \
+    "$py" -m logpx.evaluation.evaluate checkpoints/bbb-mlp400.safetensors --data "$data" --split valid --limit 200 \
         --estimators iwae:10000 --small-k 2 5 10 20 --batch-size 50 --json checkpoints/cards/bbb-mlp400.json
     continue
   fi
   source=$data quick=tests/data/mnist-valid200
   if [ "${name#fashion-}" != "$name" ]; then source=$fashion quick=tests/data/fashion-valid200; fi
-  "$py" -m models.evaluation.evaluate "checkpoints/$name.safetensors" --data "$source" --split valid --limit 1000 \
+  "$py" -m logpx.evaluation.evaluate "checkpoints/$name.safetensors" --data "$source" --split valid --limit 1000 \
       --estimators elbo:5000 iwae:5000 jvi:5000:1 --json "checkpoints/cards/$name.json"
-  "$py" -m models.evaluation.evaluate "checkpoints/$name.safetensors" --data "$quick" --split valid200 --limit 50 \
+  "$py" -m logpx.evaluation.evaluate "checkpoints/$name.safetensors" --data "$quick" --split valid200 --limit 50 \
       --estimators iwae:1000 --json "checkpoints/cards/$name.quick.json"
 done

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.io.checkpoint import read_metadata
+from logpx.io.checkpoint import read_metadata
 
 HERE = Path(__file__).parent
 

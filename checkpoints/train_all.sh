@@ -5,7 +5,7 @@ set -euo pipefail
 data=${1:?usage: $0 MNIST_DIR}
 py=${PYTHON:-.venv/bin/python}
 cd "$(dirname "$0")/.."
-run() { name=$1; shift; "$py" -m models.training.train --data "$data" --threads 1 --out "checkpoints/$name.safetensors" "$@" > "checkpoints/logs/$name.log" 2>&1; }
+run() { name=$1; shift; "$py" -m logpx.training.train --data "$data" --threads 1 --out "checkpoints/$name.safetensors" "$@" > "checkpoints/logs/$name.log" 2>&1; }
 (
   run vae1-iwae50 --layers 1 --objective iwae --k 50 --epochs 1000 --max-minutes 38
   run vae2-iwae50 --layers 2 --objective iwae --k 50 --epochs 1000 --max-minutes 42
@@ -19,5 +19,5 @@ run() { name=$1; shift; "$py" -m models.training.train --data "$data" --threads 
 wait
 # Trained afterwards, alone on the machine (2 threads), from Debian's dataset-fashion-mnist:
 fashion=${FASHION_DIR:-/usr/share/datasets/fashion-mnist}
-"$py" -m models.training.train --data "$fashion" --layers 1 --objective iwae --k 50 --epochs 1000 --max-minutes 14 \
+"$py" -m logpx.training.train --data "$fashion" --layers 1 --objective iwae --k 50 --epochs 1000 --max-minutes 14 \
     --out checkpoints/fashion-vae1-iwae50.safetensors > checkpoints/logs/fashion-vae1-iwae50.log 2>&1

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.families.bbb import BayesMLP, BBBConfig
-from models.families.linear_gaussian import LinearGaussian, LinearGaussianConfig
-from models.families.vae import VAE, VAEConfig
-from models.io.checkpoint import save_checkpoint
+from logpx.families.bbb import BayesMLP, BBBConfig
+from logpx.families.linear_gaussian import LinearGaussian, LinearGaussianConfig
+from logpx.families.vae import VAE, VAEConfig
+from logpx.io.checkpoint import save_checkpoint
 
 TRAINING = {"objective": "iwae", "k": 5, "order": None, "epochs": 0, "seed": 0}
 DATASET = {"name": "synthetic", "sha256": "0" * 64}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.evaluation.evaluate import main as evaluate_main
+from logpx.evaluation.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = sorted((ROOT / "checkpoints" / "cards").glob("*.quick.json"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import Settings
+from logpx.app.config import Settings
 from tests.local_server import LocalServer, free_port
 
 from .helpers import write_checkpoints

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from app.config import Settings
-from models.families.vae import VAE, VAEConfig
-from models.io.checkpoint import load_checkpoint
+from logpx.app.config import Settings
+from logpx.families.vae import VAE, VAEConfig
+from logpx.io.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,8 +50,8 @@ def test_the_api_docs_example_response_matches_the_current_schema_and_advice() -
     """The example in docs/api.md is a real response: it must still parse as one, with today's advice."""
     import json
 
-    from app.schemas import EvidenceResponse
-    from models.estimators.verdict import AIS_ADVICE
+    from logpx.app.schemas import EvidenceResponse
+    from logpx.estimators.verdict import AIS_ADVICE
 
     text = (ROOT / "docs" / "api.md").read_text()
     start = text.index("```json\n", text.index("A real response (")) + len("```json\n")

@@ -1,5 +1,5 @@
 """The layers stay layers: the estimator core imports no model family or I/O, and the app uses only the
-public entry points of each ``models`` sub-package."""
+public entry points of each sub-package of ``logpx`` (models/; app/ is ``logpx.app``)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {
-    "models.estimators",
-    "models.families",
-    "models.io",
-    "models.runtime",
-    "models.samplers",
-    "models.training",
-    "models.evaluation",
+    "logpx.estimators",
+    "logpx.families",
+    "logpx.io",
+    "logpx.runtime",
+    "logpx.samplers",
+    "logpx.training",
+    "logpx.evaluation",
 }
+# The installed name of each repository folder (pyproject.toml, [tool.setuptools] package-dir).
+INSTALLED = {"models": "logpx", "app": "logpx.app"}
 
 
 def _imports(path: Path) -> list[str]:
     """Absolute module names imported by ``path`` (relative imports resolved against its package)."""
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    top, *rest = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    package = ".".join([INSTALLED.get(top, top), *rest])
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -36,14 +39,14 @@ def test_estimators_import_no_family_io_or_app() -> None:
     for path in (ROOT / "models" / "estimators").glob("*.py"):
         for module in _imports(path):
             assert not module.startswith(
-                ("models.families", "models.io", "models.samplers", "models.training", "app")
+                ("logpx.families", "logpx.io", "logpx.samplers", "logpx.training", "logpx.app")
             ), f"{path.name} imports {module}"
 
 
 def test_app_imports_only_public_entry_points() -> None:
     for path in (ROOT / "app").rglob("*.py"):
         for module in _imports(path):
-            if module.startswith("models"):
+            if module.startswith("logpx") and not module.startswith("logpx.app"):
                 assert module in PUBLIC, f"{path.relative_to(ROOT)} imports {module}"
 
 
@@ -51,3 +54,11 @@ def test_no_test_helpers_in_the_shipped_package() -> None:
     assert not (ROOT / "app" / "local_server.py").exists()
     for path in (ROOT / "app").rglob("*.py"):
         assert not any(m.startswith("tests") for m in _imports(path)), path
+
+
+def test_nothing_imports_the_folder_names() -> None:
+    """``app`` and ``models`` are folders, not packages: importing them would load a second copy of the code."""
+    for folder in ("app", "models", "tests", "benchmarks", "checkpoints"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for module in _imports(path):
+                assert module.split(".")[0] not in {"app", "models"}, f"{path.relative_to(ROOT)} imports {module}"

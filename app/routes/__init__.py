@@ -1,1 +1,1 @@
-"""One module per resource; ``app.main`` includes their routers."""
+"""One module per resource; ``logpx.app.main`` includes their routers."""

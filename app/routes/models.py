@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from models.estimators import DEFAULT_SPEC
+from logpx.estimators import DEFAULT_SPEC
 
 from ..deps import RegistryDep
 from ..registry import ModelEntry

@@ -1,1 +1,1 @@
-"""Training the shipped model families (``python -m models.training.train`` or ``logpx train``)."""
+"""Training the shipped model families (``python -m logpx.training.train`` or ``logpx train``)."""

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
+from logpx.app.config import Settings
+from logpx.app.main import create_app
 
 from ..helpers import write_checkpoints
 

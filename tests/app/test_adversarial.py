@@ -18,9 +18,9 @@ import torch
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
-from app.config import Settings
-from app.worker import BatchItem, DeviceWorker
-from models.io import save_checkpoint
+from logpx.app.config import Settings
+from logpx.app.worker import BatchItem, DeviceWorker
+from logpx.io import save_checkpoint
 from tests.helpers import DATASET, TRAINING, digit_image, linear_gaussian, png_bytes, write_checkpoints
 
 from .conftest import make_client, wait_ready
@@ -179,7 +179,7 @@ def test_mutated_images_never_500(hostile: TestClient) -> None:
 
 
 def test_every_500_carries_the_request_id(hostile: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import service
+    from logpx.app import service
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from models.io.checkpoint import load_checkpoint
+from logpx.io.checkpoint import load_checkpoint
 
 from ..helpers import digit_image, linear_gaussian, png_bytes, sample_linear_gaussian
 from .conftest import make_client, wait_ready
@@ -74,7 +74,7 @@ def test_evidence_is_deterministic_in_the_seed(client: TestClient) -> None:
 
 def test_evidence_matches_the_library_on_the_same_draw(client: TestClient, checkpoint_dir) -> None:  # type: ignore[no-untyped-def]
     """The service adds no math: its answer is the estimator applied to the model's log-weights."""
-    from models import EstimatorSpec, estimate
+    from logpx import EstimatorSpec, estimate
 
     model = load_checkpoint(checkpoint_dir / "tiny.safetensors").model
     g = torch.Generator().manual_seed(5)

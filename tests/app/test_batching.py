@@ -9,8 +9,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app.worker import BatchItem, finish_batch
-from models import EstimatorSpec, estimate
+from logpx import EstimatorSpec, estimate
+from logpx.app.worker import BatchItem, finish_batch
 
 from ..helpers import digit_image
 from .conftest import make_client, wait_ready

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import build_parser
+from logpx.app.cli import build_parser
 from tests.local_server import free_port
 
 LOGPX = str(Path(sys.executable).with_name("logpx"))

@@ -75,7 +75,7 @@ def test_converted_model_is_served_and_agrees_with_an_independent_computation(co
     d, vae = converted
     x = (torch.rand(2, 784, generator=torch.Generator().manual_seed(1)) < 0.2).float()
     with torch.no_grad():
-        from models.estimators import EstimatorSpec, estimate
+        from logpx.estimators import EstimatorSpec, estimate
 
         ref = estimate(
             vae.log_weights(x, 20_000, torch.Generator().manual_seed(2)).double(), EstimatorSpec("iwae", 20_000)

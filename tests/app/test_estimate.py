@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 from safetensors.numpy import save
 
-from models.estimators import EstimatorSpec, estimate
+from logpx.estimators import EstimatorSpec, estimate
 
 from .test_api import assert_problem
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from models.families import FAMILIES, LinearGaussian, register_family
-from models.io import Checkpoint, save_checkpoint
+from logpx.families import FAMILIES, LinearGaussian, register_family
+from logpx.io import Checkpoint, save_checkpoint
 from tests.helpers import DATASET, TRAINING, linear_gaussian, png_bytes, tiny_bbb
 
 from .conftest import make_client, wait_ready
@@ -120,7 +120,7 @@ class _Probe(LinearGaussian):
     seen: list[torch.device] = []  # noqa: RUF012 (shared on purpose: the test reads it)
 
     def __init__(self, config: _ProbeConfig, input_shape: tuple[int, ...] | None = None) -> None:
-        from models.families import LinearGaussianConfig
+        from logpx.families import LinearGaussianConfig
 
         super().__init__(LinearGaussianConfig(**asdict(config)), input_shape)
 
@@ -157,7 +157,7 @@ def test_rgb_models_take_rgb_uploads_channels_first(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from models.families import MLPVAE, MLPVAEConfig
+    from logpx.families import MLPVAE, MLPVAEConfig
 
     torch.manual_seed(0)
     model = MLPVAE(MLPVAEConfig(input_dim=60, latent=2, encoder=[8], decoder=[8], likelihood="gaussian"), (3, 4, 5))

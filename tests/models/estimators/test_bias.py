@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from models import iwae, jvi
+from logpx import iwae, jvi
 
 S = 1.0
 IWAE_BIAS_CONSTANT = -(math.exp(S * S) - 1) / 2  # bias ~ IWAE_BIAS_CONSTANT / k

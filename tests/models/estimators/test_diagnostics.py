@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import diagnose
-from models.estimators.diagnostics import delta_bias, delta_var, ess, jackknife_var, max_weight
-from models.estimators.jackknife import leave_one_out
-from models.estimators.psis import khat, khat_threshold, tail_length
+from logpx import diagnose
+from logpx.estimators.diagnostics import delta_bias, delta_var, ess, jackknife_var, max_weight
+from logpx.estimators.jackknife import leave_one_out
+from logpx.estimators.psis import khat, khat_threshold, tail_length
 
 
 def _log(weights: list[float]) -> torch.Tensor:

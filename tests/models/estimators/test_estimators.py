@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from models import EstimatorSpec, elbo, estimate, iwae, jvi, jvi_coefficients
-from models.estimators.jackknife import DEFAULT_EXACT_BUDGET, NotExact, exact_cost, lbar, lbar_enumerated, leave_one_out
+from logpx import EstimatorSpec, elbo, estimate, iwae, jvi, jvi_coefficients
+from logpx.estimators.jackknife import DEFAULT_EXACT_BUDGET, NotExact, exact_cost, lbar, lbar_enumerated, leave_one_out
 
 from .reference import jvi_brute, lbar_brute, leave_one_out_brute
 
@@ -152,8 +152,8 @@ def test_minus_inf_log_weights_are_zero_weights() -> None:
 def test_estimate_validates_its_input_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """One validation (a full pass and a device sync) per public call, however many estimators and
     diagnostics run behind it."""
-    import models.estimators._validate as validate
-    import models.estimators.evidence as evidence
+    import logpx.estimators._validate as validate
+    import logpx.estimators.evidence as evidence
 
     calls = []
     original = validate.check_log_weights

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import EstimatorSpec, estimate, jvi_coefficients
+from logpx import EstimatorSpec, estimate, jvi_coefficients
 
 log_weight_arrays = st.integers(3, 12).flatmap(
     lambda k: st.lists(st.lists(st.floats(-40, 40), min_size=2, max_size=2), min_size=k, max_size=k)

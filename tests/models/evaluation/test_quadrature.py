@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from models import iwae, jvi, khat
-from models.estimators.diagnostics import ess, jackknife_var
-from models.evaluation.quadrature import grid_log_px
-from models.io.checkpoint import load_checkpoint
+from logpx import iwae, jvi, khat
+from logpx.estimators.diagnostics import ess, jackknife_var
+from logpx.evaluation.quadrature import grid_log_px
+from logpx.io.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -100,9 +100,9 @@ def test_ais_agrees_with_quadrature_where_khat_says_importance_sampling_fails() 
     k = 10,000 among the 200 (a screen run once, not in the suite). There k-hat at k = 100,000 is far over
     0.7, so IWAE-100,000 is unreliable and its verdict says so; AIS from the encoder (32 chains, 1,000
     steps) agrees with quadrature within 3 of its own standard errors."""
-    from models.estimators import EstimatorSpec, estimate
-    from models.io import read_idx
-    from models.samplers import AISConfig, ais
+    from logpx.estimators import EstimatorSpec, estimate
+    from logpx.io import read_idx
+    from logpx.samplers import AISConfig, ais
 
     model = load_checkpoint(ROOT / "checkpoints" / "vae2d-iwae50.safetensors").model
     images = read_idx(ROOT / "tests" / "data" / "mnist-valid200" / "valid200-images-idx3-ubyte.gz")

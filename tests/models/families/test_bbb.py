@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
-from models.families.bbb import BayesMLP, BBBConfig, kl_weights, predictive_summary
+from logpx.families.bbb import BayesMLP, BBBConfig, kl_weights, predictive_summary
 
 
 def test_prior_is_the_scale_mixture() -> None:

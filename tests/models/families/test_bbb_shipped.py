@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.evaluation.evaluate import main as evaluate_main
-from models.families.bbb import predictive_summary
-from models.io.checkpoint import load_checkpoint
-from models.io.data import load_idx_dataset
+from logpx.evaluation.evaluate import main as evaluate_main
+from logpx.families.bbb import predictive_summary
+from logpx.io.checkpoint import load_checkpoint
+from logpx.io.data import load_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[3]
 CHECKPOINT = ROOT / "checkpoints" / "bbb-mlp400.safetensors"

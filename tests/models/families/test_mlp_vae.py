@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Normal
 
-from models.families import MLPVAE, MLPVAEConfig
-from models.io import load_checkpoint, save_checkpoint
+from logpx.families import MLPVAE, MLPVAEConfig
+from logpx.io import load_checkpoint, save_checkpoint
 from tests.helpers import DATASET, TRAINING
 
 ACTS = {

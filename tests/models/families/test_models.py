@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models import EstimatorSpec, estimate
-from models.io.checkpoint import METADATA_KEY, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from models.io.data import read_idx
-from models.training.train import main as train_main
+from logpx import EstimatorSpec, estimate
+from logpx.io.checkpoint import METADATA_KEY, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from logpx.io.data import read_idx
+from logpx.training.train import main as train_main
 from tests.helpers import DATASET, TRAINING, linear_gaussian, sample_linear_gaussian, tiny_vae
 
 

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from models.estimators import EstimatorSpec, estimate, log_mean_exp
-from models.families import LinearGaussian, LinearGaussianConfig
-from models.samplers import AISConfig, ais, bdmc, reverse_ais, schedule, simulate
+from logpx.estimators import EstimatorSpec, estimate, log_mean_exp
+from logpx.families import LinearGaussian, LinearGaussianConfig
+from logpx.samplers import AISConfig, ais, bdmc, reverse_ais, schedule, simulate
 
 pytestmark = pytest.mark.slow
 

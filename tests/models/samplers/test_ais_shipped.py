@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.estimators import EstimatorSpec, estimate
-from models.io import binarize_sample, load_checkpoint, read_idx
-from models.samplers import AISConfig, ais
+from logpx.estimators import EstimatorSpec, estimate
+from logpx.io import binarize_sample, load_checkpoint, read_idx
+from logpx.samplers import AISConfig, ais
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
