@@ -18,8 +18,10 @@ from logpx.families.vae import VAE
 __all__ = ["float64_copy", "reference_log_weights", "reference_loop"]
 
 
-def reference_log_weights(model: VAE, x_rows: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
-    """``[k]`` log-weights for ``x_rows`` ``[k, 784]`` (one image, repeated) and ``noise`` ``[k, d]`` per layer."""
+def reference_log_weights(model: VAE, x_rows: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``[k]`` log-weights for ``x_rows`` ``[k, 784]`` (one image, repeated) and ``noise`` ``[k, latent_dim]``
+    (the layers' noise side by side, bottom layer first, as ``model.sample_noise`` draws it)."""
+    noise = noise.split(model.latent_sizes, dim=-1)
     mu1, log_sigma1 = model.encoder(x_rows)
     h1 = mu1 + torch.exp(log_sigma1) * noise[0]
     log_q = normal_log_prob(h1, mu1, log_sigma1)
@@ -42,11 +44,11 @@ def float64_copy(model: VAE) -> VAE:
     return model64.eval()
 
 
-def reference_loop(model64: VAE, x: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
-    """``[k, B]`` log-weights of ``x`` ``[B, 784]``, one image per pass, in float64 (``noise`` as from
-    ``model.sample_noise(k, B)``)."""
+def reference_loop(model64: VAE, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``[k, B]`` log-weights of ``x`` ``[B, 784]``, one image per pass, in float64 (``noise`` ``[k, B, latent_dim]``
+    as from ``model.sample_noise(k, B)``)."""
     columns = []
     for i in range(x.shape[0]):
-        rows = x[i].double().expand(noise[0].shape[0], -1)
-        columns.append(reference_log_weights(model64, rows, [n[:, i].double() for n in noise]))
+        rows = x[i].double().expand(noise.shape[0], -1)
+        columns.append(reference_log_weights(model64, rows, noise[:, i].double()))
     return torch.stack(columns, dim=1)

@@ -209,7 +209,7 @@ def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         }
         model = load_checkpoint(ROOT / "checkpoints" / "vae1-iwae50.safetensors", args.device).model
         x = torch.tensor(large["inputs"], device=args.device)
-        g = torch.Generator()
+        g = torch.Generator(device=args.device)  # noise drawn where the model runs, as the server does
 
         def in_process() -> None:
             g.manual_seed(0)
