@@ -222,11 +222,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from logpx.io import CheckpointError, convert, load_json
+    from logpx.io import CheckpointError, convert, load_document
 
     try:
-        names = load_json(Path(args.names), "name map")
-        spec = load_json(Path(args.arch), "architecture")
+        names = load_document(Path(args.names), "name map")
+        spec = load_document(Path(args.arch), "architecture")
         if not Path(args.weights).is_file():
             raise CommandError(f"no such file: {args.weights}")
         meta = convert(
@@ -357,14 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
         "convert",
         help="make a logpx checkpoint from your own weights, a name map and an architecture",
         description="Write a logpx checkpoint from a state dict (safetensors, or .pt opened with weights_only), a "
-        "JSON name map {logpx_name: your_name} and a JSON architecture {family, arch, input_shape} "
+        "name map {logpx_name: your_name} and an architecture {family, arch, input_shape}, each JSON or YAML "
         "(docs/checkpoints.md has a worked example).",
     )
     p.set_defaults(fn=cmd_convert)
     p.add_argument("weights", help="your state dict: .safetensors, or .pt (loaded with torch.load(weights_only=True))")
-    p.add_argument("--names", required=True, help="JSON file mapping every logpx tensor name to your tensor name")
+    p.add_argument("--names", required=True, help="JSON or YAML file mapping every logpx tensor name to your tensor name")
     p.add_argument(
-        "--arch", required=True, help='JSON file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}'
+        "--arch", required=True, help='JSON or YAML (.yaml, .yml) file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}'
     )
     p.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
     p.add_argument("--dataset", default=None, help="the data set's name, recorded in the metadata")

@@ -1,7 +1,7 @@
 """Checkpoint and data-set I/O: safetensors checkpoints with JSON metadata, IDX image files."""
 
 from .checkpoint import FORMAT_VERSION, Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from .convert import convert, load_json, read_state_dict
+from .convert import convert, load_document, read_state_dict
 from .data import binarize_sample, binarize_threshold, held_out_count, load_idx_dataset, read_idx, split_train_valid
 
 __all__ = [
@@ -14,7 +14,7 @@ __all__ = [
     "held_out_count",
     "load_checkpoint",
     "load_idx_dataset",
-    "load_json",
+    "load_document",
     "read_idx",
     "read_metadata",
     "read_state_dict",

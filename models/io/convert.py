@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors import safe_open
 
 from ..families import build_model
 from .checkpoint import CheckpointError, save_checkpoint
 
-__all__ = ["convert", "load_json", "read_state_dict"]
+__all__ = ["convert", "load_document", "read_state_dict"]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -65,8 +66,10 @@ def convert(
     return save_checkpoint(out, model.eval(), training=training, dataset=dataset or {"name": "unknown"})
 
 
-def load_json(path: Path, what: str) -> Any:
+def load_document(path: Path, what: str) -> Any:
+    """A small JSON or YAML file (by its suffix: ``.yaml`` / ``.yml`` are YAML, anything else JSON)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+        return yaml.safe_load(text) if path.suffix in {".yaml", ".yml"} else json.loads(text)
+    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise CheckpointError(f"{what} {path.name}: {exc}") from None

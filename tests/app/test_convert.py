@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from safetensors.torch import save_file
 from torch import nn
 
@@ -60,10 +61,15 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExamplesV
     torch.save(vae.state_dict(), d / "vae.pt")
     (d / "names.json").write_text(json.dumps(NAMES))
     (d / "arch.json").write_text(json.dumps(ARCH))
+    (d / "names.yaml").write_text(yaml.safe_dump(NAMES))  # the same files as YAML, used for the .pt source
+    (d / "arch.yml").write_text(yaml.safe_dump(ARCH))
     (d / "served").mkdir()
-    for source, target in (("vae.safetensors", "examples-vae"), ("vae.pt", "examples-vae-pt")):
+    for source, target, names, arch in (
+        ("vae.safetensors", "examples-vae", "names.json", "arch.json"),
+        ("vae.pt", "examples-vae-pt", "names.yaml", "arch.yml"),
+    ):
         out = subprocess.run(
-            [LOGPX, "convert", str(d / source), "--names", str(d / "names.json"), "--arch", str(d / "arch.json"),
+            [LOGPX, "convert", str(d / source), "--names", str(d / names), "--arch", str(d / arch),
              "--out", str(d / "served" / f"{target}.safetensors"), "--dataset", "mnist"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
