@@ -362,9 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_convert)
     p.add_argument("weights", help="your state dict: .safetensors, or .pt (loaded with torch.load(weights_only=True))")
-    p.add_argument("--names", required=True, help="JSON or YAML file mapping every logpx tensor name to your tensor name")
     p.add_argument(
-        "--arch", required=True, help='JSON or YAML (.yaml, .yml) file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}'
+        "--names", required=True, help="JSON or YAML file mapping every logpx tensor name to your tensor name"
+    )
+    p.add_argument(
+        "--arch",
+        required=True,
+        help='JSON or YAML (.yaml, .yml) file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}',
     )
     p.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
     p.add_argument("--dataset", default=None, help="the data set's name, recorded in the metadata")

@@ -64,6 +64,29 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="Bearer token required on every endpoint but the health checks")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: the CPUs the cgroup allows)")
+    # Evaluation jobs (docs/jobs.md).
+    data_dir: Path = Field(Path("data"), description="Where the default SQLite job store lives (data_dir/logpx.db)")
+    database_url: str | None = Field(
+        None, description="Job store URL, e.g. postgresql+psycopg://user:pw@host/db (default: SQLite under data_dir)"
+    )
+    max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Largest POST /v1/jobs body (413 above)")
+    max_job_inputs: int = Field(100_000, ge=1, description="Most inputs in one job's data set")
+    max_active_jobs: int = Field(8, ge=1, description="Queued and running jobs per API token (429 above)")
+    max_store_bytes: int = Field(4 * 1024**3, ge=1024, description="Data-set bytes the job store may hold (507 above)")
+    job_chunk_evals: int = Field(
+        200_000,
+        ge=1,
+        description="Model evaluations per job chunk (inputs x samples, x AIS steps x (leapfrog + 1)): how long a "
+        "request may wait behind a job",
+    )
+    job_lease_s: float = Field(
+        15.0, gt=0, description="A job's lease: another replica takes it over this long after its holder dies"
+    )
+    job_poll_s: float = Field(1.0, gt=0, description="How often an idle replica looks for queued jobs")
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'logpx.db'}"
 
     @field_validator("api_token")
     @classmethod

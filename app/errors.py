@@ -14,12 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 __all__ = [
     "ClientDisconnected",
     "DeadlineExceeded",
+    "InsufficientStorage",
     "InvalidInput",
+    "JobNotFound",
     "ModelNotFound",
     "ModelNotReady",
     "PayloadTooLarge",
     "ProblemError",
     "ServerSaturated",
+    "TooManyJobs",
     "Unauthorized",
     "UnsupportedMediaType",
     "WrongModelFamily",
@@ -99,6 +102,24 @@ class ClientDisconnected(ProblemError):
     """499 (nginx's "client closed request"): the client left before its answer; nobody reads this."""
 
     status, title = 499, "Client closed request"
+
+
+class JobNotFound(ProblemError):
+    """404."""
+
+    status, title = 404, "Job not found"
+
+
+class TooManyJobs(ProblemError):
+    """429: this token has as many active jobs as it may."""
+
+    status, title = 429, "Too many jobs"
+
+
+class InsufficientStorage(ProblemError):
+    """507: the job store holds as many data-set bytes as it may."""
+
+    status, title = 507, "Insufficient storage"
 
 
 class Unauthorized(ProblemError):

@@ -26,6 +26,7 @@ from .schemas import Binarization, EstimatorIn, SamplerIn
 __all__ = [
     "IMAGE_TYPES",
     "apply_binarization",
+    "check_values",
     "decode_inputs",
     "finite_or_none",
     "images_from_files",
@@ -66,7 +67,7 @@ def _flatten_to(image: object, shape: tuple[int, ...]) -> list[float] | None:
     return flat
 
 
-def _check_values(x: np.ndarray, scale: str, field: str) -> torch.Tensor:
+def check_values(x: np.ndarray, scale: str, field: str) -> torch.Tensor:
     """``x`` ``[B, D]`` float64 -> float32 in [0, 1]; NaN, inf and out-of-range values are refused.
     numpy, not torch: for a few thousand values its per-call cost is a fraction of torch's dispatch, and
     this runs on the event loop for every request."""
@@ -109,7 +110,7 @@ def inputs_from_json(
         array = np.array(rows, dtype=np.float64).reshape(len(rows), math.prod(input_shape))
     except (TypeError, ValueError):
         raise InvalidInput(f"{field}: values must be numbers", field=field, limit="numbers") from None
-    return _check_values(array, scale, field)
+    return check_values(array, scale, field)
 
 
 def images_from_files(

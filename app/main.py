@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from collections.abc import AsyncIterator
@@ -19,11 +20,13 @@ from logpx.runtime import keep_freed_memory
 from . import __version__
 from .config import Settings, get_settings
 from .errors import register_error_handlers
+from .jobs.runner import JobRunner
+from .jobs.store import JobStore
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
 from .resources import cpu_limit
-from .routes import estimate, evidence, health, metrics, models, predict, v2
+from .routes import estimate, evidence, health, jobs, metrics, models, predict, v2
 from .schemas import problem_responses
 from .worker import DeviceWorker
 
@@ -59,14 +62,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_forward=lambda requests, inputs: app_metrics.batch_requests.observe(requests),
         )
         worker.start()
-        app.state.registry, app.state.worker = registry, worker
+        store = await asyncio.to_thread(JobStore, settings.store_url)  # migrates the schema to the newest
+        runner = JobRunner(store, registry, worker, settings)
+        app.state.registry, app.state.worker, app.state.jobs, app.state.runner = registry, worker, store, runner
         # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.
         loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+        running = asyncio.create_task(runner.run_forever())
         try:
             yield
         finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await runner.stop()
             await loading
             worker.stop()
+            store.close()
             if registry.device.startswith("cuda"):
                 torch.cuda.empty_cache()
 
@@ -82,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = app_metrics
     register_error_handlers(app)
-    for module in (health, models, evidence, estimate, predict, v2, metrics):
+    for module in (health, models, evidence, estimate, predict, jobs, v2, metrics):
         app.include_router(module.router)
     generate_openapi = app.openapi
 
@@ -97,11 +108,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(
-        RequestGuard, max_body_bytes=settings.max_body_bytes, api_token=settings.api_token, metrics=app_metrics
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        api_token=settings.api_token,
+        metrics=app_metrics,
     )
     logging.getLogger("logpx").setLevel(settings.log_level.upper())
     return app

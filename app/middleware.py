@@ -31,9 +31,18 @@ class _BodyTooLarge(Exception):
 class RequestGuard:
     """One middleware for what every request goes through, so their order is explicit."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_token: str | None, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        api_token: str | None,
+        metrics: Metrics,
+        max_upload_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes or max_body_bytes  # a job's data set: POST /v1/jobs
         self.api_token = api_token
         self.metrics = metrics
 
@@ -52,7 +61,7 @@ class RequestGuard:
                 # The app saw a body cut short and answered something else; the answer is 413.
                 if not overflow["replaced"]:
                     overflow["replaced"] = True
-                    await self._too_large(scope, receive, send_raw)
+                    await self._too_large(scope, receive, send_raw, limit)
                 return
             await send_raw(message)
 
@@ -64,6 +73,7 @@ class RequestGuard:
             await send(message)
 
         path = scope["path"]
+        limit = self.max_upload_bytes if path == "/v1/jobs" and scope["method"] == "POST" else self.max_body_bytes
         try:
             # A CORS preflight carries no credentials by design: it goes on to the CORS middleware.
             preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
@@ -77,14 +87,14 @@ class RequestGuard:
                 )(scope, receive, send_raw)
                 return
             declared = _header(scope, b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-                await self._too_large(scope, receive, send_raw)
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                await self._too_large(scope, receive, send_raw, limit)
                 return
-            await self.app(scope, self._limited(receive, overflow), send_wrapped)
+            await self.app(scope, self._limited(receive, overflow, limit), send_wrapped)
         except _BodyTooLarge:
             if not overflow["replaced"]:
                 overflow["replaced"] = True
-                await self._too_large(scope, receive, send_raw)
+                await self._too_large(scope, receive, send_raw, limit)
         except Exception:
             # The app's own handler answered already if it could; otherwise answer here, so that even a
             # 500 carries the request id (Starlette's outer error middleware would send a bare one).
@@ -111,16 +121,12 @@ class RequestGuard:
                     )
                 )
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem_response(
-            413,
-            "Payload too large",
-            f"request body over {self.max_body_bytes} bytes",
-            field="body",
-            limit=self.max_body_bytes,
-        )(scope, receive, send)
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        await problem_response(413, "Payload too large", f"request body over {limit} bytes", field="body", limit=limit)(
+            scope, receive, send
+        )
 
-    def _limited(self, receive: Receive, overflow: dict[str, bool]) -> Receive:
+    def _limited(self, receive: Receive, overflow: dict[str, bool], limit: int) -> Receive:
         seen = 0
 
         async def wrapped() -> Message:
@@ -128,7 +134,7 @@ class RequestGuard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > limit:
                     overflow["hit"] = True
                     raise _BodyTooLarge
             return message

@@ -151,6 +151,11 @@ class ModelRegistry:
         return entry
 
     @property
+    def loaded(self) -> bool:
+        """Every checkpoint has been tried (each is ready or failed)."""
+        return self._loaded.is_set()
+
+    @property
     def ready(self) -> bool:
         """Every checkpoint has been tried, and at least one is serving."""
         return self._loaded.is_set() and any(e.status == "ready" for e in self.entries())

@@ -68,9 +68,13 @@ __all__ = [
     "check_limits",
     "classifier",
     "compare",
+    "estimate_all",
     "estimate_log_weights",
+    "estimator_out",
     "evidence",
+    "input_estimates",
     "latent_model",
+    "plan_estimators",
     "predict",
     "request_generator",
 ]
@@ -118,7 +122,7 @@ def _sampler(s: SamplerIn) -> tuple[AISConfig | None, SamplerIn]:
     )
 
 
-def _estimator_out(spec: EstimatorSpec, num_subsets: tuple[int, ...], sampler: SamplerIn) -> EstimatorOut:
+def estimator_out(spec: EstimatorSpec, num_subsets: tuple[int, ...], sampler: SamplerIn) -> EstimatorOut:
     return EstimatorOut(
         name=spec.name,
         k=spec.k,
@@ -241,7 +245,7 @@ def _diagnostics(d: DiagnosticValues, k: int, columns: slice = slice(None)) -> l
     ]
 
 
-def _results(est: Estimate, k: int, columns: slice, with_diagnostics: bool) -> list[InputEstimate]:
+def input_estimates(est: Estimate, k: int, columns: slice, with_diagnostics: bool) -> list[InputEstimate]:
     """One ``InputEstimate`` per input of ``columns``: the number, its standard error, its verdict,
     and the diagnostics and sampler statistics when asked for."""
     log_px, std_err = _floats(est.log_px[columns]), _floats(est.std_err[columns])
@@ -293,7 +297,7 @@ async def evidence(
 
     def finish(est: Estimate, columns: slice) -> Evidence:
         return Evidence(
-            _estimator_out(spec, est.num_subsets, sampler_out), _results(est, spec.k, columns, with_diagnostics)
+            estimator_out(spec, est.num_subsets, sampler_out), input_estimates(est, spec.k, columns, with_diagnostics)
         )
 
     work: BatchItem[Estimate, Evidence] | Callable[[JobContext], Evidence]
@@ -341,6 +345,51 @@ async def evidence(
     )
 
 
+def plan_estimators(
+    settings: Settings, entries: list[CompareEstimatorIn], fields: list[str], inputs: int, replicates: int = 1
+) -> tuple[list[EstimatorSpec], list[tuple[AISConfig | None, SamplerIn]]]:
+    """Each entry's estimator and sampler, checked against the limits for ``inputs`` x ``replicates``;
+    errors name the entry's ``fields`` item."""
+    check_limits(settings, inputs, list(zip(fields, entries, strict=True)), replicates)
+    specs = [_spec(e, f, settings, inputs * replicates) for e, f in zip(entries, fields, strict=True)]
+    samplers = [_sampler(e.sampler) for e in entries]
+    for f, spec, (config, _) in zip(fields, specs, samplers, strict=True):
+        check_ais_limits(settings, inputs, spec.k, config, _at(f, "sampler"), replicates)
+    return specs, samplers
+
+
+def estimate_all(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    specs: list[EstimatorSpec],
+    samplers: list[tuple[AISConfig | None, SamplerIn]],
+    generator: torch.Generator,
+    settings: Settings,
+    check: Callable[[], None],
+) -> list[Estimate]:
+    """Every estimator on ``x`` (on the model's device): importance entries use the first k of one shared
+    draw (common random numbers); each AIS entry runs its own chains."""
+    importance_k = [s.k for s, (c, _) in zip(specs, samplers, strict=True) if c is None]
+    shared = (
+        draw(model, x, max(importance_k), None, generator, max_elements=settings.max_elements, check_fn=check)
+        if importance_k
+        else None
+    )
+    out = []
+    for spec, (config, sampler_out) in zip(specs, samplers, strict=True):
+        result = (
+            shared
+            if config is None
+            else draw(model, x, spec.k, config, generator, max_elements=settings.max_elements, check_fn=check)
+        )
+        assert result is not None
+        log_w = result.log_w[: spec.k].double()
+        out.append(
+            estimate(log_w, spec, discrete=model.discrete, sampler=sampler_out.name, stats=result.stats, check_fn=check)
+        )
+    return out
+
+
 async def compare(
     entry: ModelEntry, worker: DeviceWorker, settings: Settings, x: torch.Tensor, req: CompareRequest
 ) -> CompareResponse:
@@ -356,12 +405,7 @@ async def compare(
             limit=settings.max_replicates,
         )
     fields = [f"estimators[{i}]" for i in range(len(req.estimators))] + (["reference"] if req.reference else [])
-    check_limits(settings, x.shape[0], list(zip(fields, entries, strict=True)), req.replicates)
-    specs = [_spec(e, f, settings, x.shape[0] * req.replicates) for e, f in zip(entries, fields, strict=True)]
-    samplers = [_sampler(e.sampler) for e in entries]
-    for f, spec, (config, _) in zip(fields, specs, samplers, strict=True):
-        check_ais_limits(settings, x.shape[0], spec.k, config, _at(f, "sampler"), req.replicates)
-    importance_k = [s.k for s, (c, _) in zip(specs, samplers, strict=True) if c is None]
+    specs, samplers = plan_estimators(settings, entries, fields, x.shape[0], req.replicates)
     generator = request_generator(entry, req.seed)
     binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed, entry.binarize)
     device = entry.device
@@ -371,34 +415,11 @@ async def compare(
         first: list[Estimate] = []
         xd = apply_binarization(x, binarization, generator).to(device)
         for r in range(req.replicates):
-            shared = (
-                draw(
-                    model,
-                    xd,
-                    max(importance_k),
-                    None,
-                    generator,
-                    max_elements=settings.max_elements,
-                    check_fn=ctx.check,
-                )
-                if importance_k
-                else None
-            )
-            for s, (spec, (config, sampler_out)) in enumerate(zip(specs, samplers, strict=True)):
-                result = (
-                    shared
-                    if config is None
-                    else draw(
-                        model, xd, spec.k, config, generator, max_elements=settings.max_elements, check_fn=ctx.check
-                    )
-                )
-                assert result is not None
-                est = estimate(
-                    result.log_w.double(), spec, discrete=model.discrete, sampler=sampler_out.name, stats=result.stats
-                )
+            estimates = estimate_all(model, xd, specs, samplers, generator, settings, ctx.check)
+            for s, est in enumerate(estimates):
                 values[s, r] = est.log_px.cpu()
-                if r == 0:
-                    first.append(est)
+            if r == 0:
+                first = estimates
         return values, first
 
     job = await worker.submit(work, settings.deadline_s)
@@ -409,7 +430,7 @@ async def compare(
         s = summarize_replicates(v, reference)
         summaries.append(
             EstimatorSummary(
-                estimator=_estimator_out(spec, est.num_subsets, sampler_out),
+                estimator=estimator_out(spec, est.num_subsets, sampler_out),
                 mean=_floats(s.mean),
                 sd=_floats(s.sd),
                 diff_to_reference=_floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
@@ -613,8 +634,8 @@ async def estimate_log_weights(
             est = estimate(log_w, spec, discrete=discrete, check_fn=ctx.check)
             out.append(
                 EstimatorResults(
-                    estimator=_estimator_out(spec, est.num_subsets, sampler),
-                    results=_results(est, spec.k, slice(None), with_diagnostics),
+                    estimator=estimator_out(spec, est.num_subsets, sampler),
+                    results=input_estimates(est, spec.k, slice(None), with_diagnostics),
                 )
             )
         return out

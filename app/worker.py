@@ -15,6 +15,7 @@ forward pass over a larger batch may round the log-weights differently in the la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -90,8 +91,17 @@ class _Job:
     enqueued: float = field(default_factory=time.monotonic)
 
 
+class _Wake:
+    """Put on the queue to wake a waiting worker for background work."""
+
+
+_WAKE = _Wake()
+
+
 class DeviceWorker:
-    """Runs jobs one at a time on one device, in submission order."""
+    """Runs work one at a time on one device: interactive requests in submission order, and background
+    work (evaluation jobs' chunks) only when no request is waiting, so that requests wait at most for the
+    one chunk that is running."""
 
     def __init__(
         self,
@@ -107,8 +117,9 @@ class DeviceWorker:
         self.retry_after_s = retry_after_s
         self.batch_max_inputs = batch_max_inputs
         self.batch_delay_s = batch_delay_s
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_depth)
-        self._backlog: deque[_Job | None] = deque()  # taken from the queue while batching, not yet run
+        self._queue: queue.Queue[_Job | _Wake | None] = queue.Queue(maxsize=queue_depth)
+        self._backlog: deque[_Job | _Wake | None] = deque()  # taken from the queue while batching, not yet run
+        self._background: deque[_Job] = deque()
         self._on_forward = on_forward  # (requests, inputs) per forward pass, for metrics
         self._thread = threading.Thread(target=self._run, name=f"logpx-worker-{device}", daemon=True)
 
@@ -150,9 +161,25 @@ class DeviceWorker:
                 future.cancel()
                 raise ClientDisconnected("the client closed the connection; its work was stopped")
 
-    def _next(self, timeout: float | None = None) -> _Job | None:
+    async def submit_background(self, work: Callable[[JobContext], T], deadline_s: float) -> JobResult[T]:
+        """Run ``work`` when no interactive request is waiting. Not bounded by ``queue_depth``: each job
+        runner has one chunk here at a time."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[JobResult[T]] = loop.create_future()
+        self._background.append(_Job(work, JobContext(time.monotonic() + deadline_s, future), loop))
+        # A full queue means requests are waiting: the worker is busy and looks here when they are done.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_WAKE)
+        return await future
+
+    def _next(self, timeout: float | None = None, *, background: bool = False) -> _Job | _Wake | None:
         if self._backlog:
             return self._backlog.popleft()
+        if background and self._background:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                return self._background.popleft()
         return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
 
     def _collect(self, first: _Job) -> list[_Job]:
@@ -168,7 +195,7 @@ class DeviceWorker:
             except queue.Empty:
                 break
             if (
-                job is not None
+                isinstance(job, _Job)
                 and isinstance(job.work, BatchItem)
                 and job.work.key == first.work.key
                 and total + job.work.size <= self.batch_max_inputs
@@ -182,9 +209,11 @@ class DeviceWorker:
 
     def _run(self) -> None:
         while True:
-            job = self._next()
+            job = self._next(background=True)
             if job is None:
                 return
+            if isinstance(job, _Wake):
+                continue
             if isinstance(job.work, BatchItem):
                 self._run_batch(self._collect(job) if self.batch_max_inputs else [job])
             else:

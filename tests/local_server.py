@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,10 @@ class LocalServer:
             "LOGPX_CHECKPOINT_DIR": str(checkpoint_dir),
             **(env or {}),
         }
+        # A job store of its own unless the caller names one (a restart test passes the same one twice).
+        self._data_dir = None if "LOGPX_DATA_DIR" in self._env else tempfile.TemporaryDirectory(prefix="logpx-data-")
+        if self._data_dir is not None:
+            self._env["LOGPX_DATA_DIR"] = self._data_dir.name
         self._log_path = log_path
         self._ready_timeout = ready_timeout
         self._log = None
@@ -84,3 +89,5 @@ class LocalServer:
                 self.proc.wait()
         if self._log is not None:
             self._log.close()
+        if self._data_dir is not None:
+            self._data_dir.cleanup()

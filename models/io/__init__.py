@@ -2,7 +2,15 @@
 
 from .checkpoint import FORMAT_VERSION, Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from .convert import convert, load_document, read_state_dict
-from .data import binarize_sample, binarize_threshold, held_out_count, load_idx_dataset, read_idx, split_train_valid
+from .data import (
+    binarize_sample,
+    binarize_threshold,
+    held_out_count,
+    load_idx_dataset,
+    parse_idx,
+    read_idx,
+    split_train_valid,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -13,8 +21,9 @@ __all__ = [
     "convert",
     "held_out_count",
     "load_checkpoint",
-    "load_idx_dataset",
     "load_document",
+    "load_idx_dataset",
+    "parse_idx",
     "read_idx",
     "read_metadata",
     "read_state_dict",

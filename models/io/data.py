@@ -15,6 +15,7 @@ __all__ = [
     "binarize_threshold",
     "held_out_count",
     "load_idx_dataset",
+    "parse_idx",
     "read_idx",
     "split_train_valid",
 ]
@@ -36,16 +37,22 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped): magic ``0 0 dtype ndim``, ``ndim`` big-endian sizes, data."""
-    data = _read_bytes(Path(path))
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file")
+    """Read an IDX file (optionally gzipped)."""
+    return parse_idx(_read_bytes(Path(path)), str(path))
+
+
+def parse_idx(data: bytes, name: str = "data") -> np.ndarray:
+    """The array in IDX bytes (not gzipped): magic ``0 0 dtype ndim``, ``ndim`` big-endian sizes, data."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES or len(data) < 4 + 4 * data[3]:
+        raise ValueError(f"{name}: not an IDX file")
     ndim = data[3]
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=_IDX_DTYPES[data[2]], offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape}, file holds {array.size} values")
-    return array.reshape(shape)
+    itemsize = np.dtype(_IDX_DTYPES[data[2]]).itemsize
+    if (len(data) - 4 - 4 * ndim) != int(np.prod(shape)) * itemsize:
+        raise ValueError(
+            f"{name}: header says {list(shape)}, file holds {(len(data) - 4 - 4 * ndim) // itemsize} values"
+        )
+    return np.frombuffer(data, dtype=_IDX_DTYPES[data[2]], offset=4 + 4 * ndim).reshape(shape)
 
 
 def _find(directory: Path, stem: str) -> Path:

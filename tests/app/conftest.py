@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_client(checkpoint_dir: Path, **overrides: object) -> TestClient:
+    """A client of the app; its job store is a fresh SQLite file unless ``data_dir`` or ``database_url`` is given."""
+    if "data_dir" not in overrides and "database_url" not in overrides:
+        overrides["data_dir"] = Path(tempfile.mkdtemp(prefix="logpx-data-"))
     return TestClient(create_app(Settings(checkpoint_dir=checkpoint_dir, **overrides)), raise_server_exceptions=False)
 
 

@@ -1,0 +1,190 @@
+"""Data sets for jobs: decoded from an upload, checked against the model's input shape, and stored in a
+canonical form whose SHA-256 names it, so that the same images uploaded twice (or once gzipped, once not)
+are stored once.
+
+Formats, told apart by their first bytes, never by a file name: IDX (MNIST's, gzipped or not), ``.npy``,
+``.npz`` (arrays ``inputs``, ``x`` or ``images``, and optionally ``labels`` or ``y``), a zip of PNG files
+(taken in name order), or JSON inputs. Every size is checked before anything is expanded: a gzip or zip
+bomb is refused at the limit, not after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from logpx.io import parse_idx
+
+from ..errors import InvalidInput, PayloadTooLarge
+from ..inputs import check_values, images_from_files
+
+__all__ = ["Dataset", "decode_dataset", "decode_labels", "from_stored", "to_stored"]
+
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class Dataset:
+    """``x`` ``[N, D]`` float32 in [0, 1]; ``labels`` ``[N]`` int64 or None; ``source``: the format read."""
+
+    x: np.ndarray
+    labels: np.ndarray | None
+    source: str
+
+
+def _gunzip(data: bytes, max_bytes: int, field: str) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise InvalidInput(
+            f"{field}: gzip data is corrupt ({exc})", field=field, limit="a complete gzip file"
+        ) from None
+    if len(out) > max_bytes:
+        raise PayloadTooLarge(f"{field}: expands to over {max_bytes} bytes", field=field, limit=max_bytes)
+    if not inflater.eof:
+        raise InvalidInput(f"{field}: gzip data ends early", field=field, limit="a complete gzip file")
+    return out
+
+
+def _zip_members(data: bytes, max_bytes: int, max_members: int, field: str) -> zipfile.ZipFile:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise InvalidInput(f"{field}: not a readable zip file ({exc})", field=field, limit="zip") from None
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) > max_members:
+        raise PayloadTooLarge(f"{field}: {len(members)} files, over {max_members}", field=field, limit=max_members)
+    if sum(m.file_size for m in members) > max_bytes:
+        raise PayloadTooLarge(f"{field}: expands to over {max_bytes} bytes", field=field, limit=max_bytes)
+    return archive
+
+
+def _to_rows(array: np.ndarray, input_shape: tuple[int, ...], field: str) -> np.ndarray:
+    """An array of N inputs, each of ``input_shape`` (or flat, or [H, W] for a [1, H, W] model) -> ``[N, D]``
+    float32 in [0, 1]: unsigned bytes are scaled by 1/255, floats must lie in [0, 1]."""
+    shape = tuple(array.shape[1:])
+    accepted = {input_shape, (math.prod(input_shape),), tuple(d for d in input_shape if d != 1) or (1,)}
+    if array.ndim < 2 or shape not in accepted:
+        raise InvalidInput(
+            f"{field}: holds inputs of shape {list(shape)}, the model takes {list(input_shape)}",
+            field=field,
+            limit=list(input_shape),
+        )
+    if array.dtype.kind not in "uif":
+        raise InvalidInput(f"{field}: values of type {array.dtype} are not numbers in [0, 1] or bytes", field=field)
+    rows = array.reshape(array.shape[0], -1).astype(np.float64)
+    return check_values(rows, "byte" if array.dtype.kind in "ui" else "unit", field).numpy()  # [0, 1], float32
+
+
+def _label_array(array: np.ndarray, count: int | None, field: str) -> np.ndarray:
+    if array.ndim != 1 or array.dtype.kind not in "ui":
+        raise InvalidInput(f"{field}: labels must be one integer per input", field=field, limit="[N] integers")
+    if count is not None and array.shape[0] != count:
+        raise InvalidInput(f"{field}: {array.shape[0]} labels for {count} inputs", field=field, limit=count)
+    return array.astype(np.int64)
+
+
+def _npy(data: bytes, field: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError, EOFError, OSError... for a broken file
+        raise InvalidInput(f"{field}: not a readable .npy array ({exc})", field=field, limit=".npy") from None
+
+
+def decode_dataset(
+    data: bytes, input_shape: tuple[int, ...], *, max_inputs: int, max_bytes: int, field: str = "data"
+) -> Dataset:
+    """The inputs (and, from an ``.npz``, labels) in an uploaded file, for a model of ``input_shape``."""
+    if data[:2] == GZIP_MAGIC:
+        data = _gunzip(data, max_bytes, field)
+    labels = None
+    if data[:6] == NPY_MAGIC:
+        source, array = "npy", _npy(data, field)
+    elif data[:4] == ZIP_MAGIC:
+        archive = _zip_members(data, max_bytes, max_inputs + 1, field)
+        names = sorted(m.filename for m in archive.infolist() if not m.is_dir())
+        if names and all(n.endswith(".npy") for n in names):
+            source = "npz"
+            arrays = {n[:-4]: _npy(archive.read(n), f"{field}:{n}") for n in names}
+            key = next((k for k in ("inputs", "x", "images") if k in arrays), None)
+            if key is None:
+                raise InvalidInput(
+                    f"{field}: the .npz holds {sorted(arrays)}, none named inputs, x or images",
+                    field=field,
+                    limit=["inputs", "x", "images"],
+                )
+            array = arrays[key]
+            label_key = next((k for k in ("labels", "y") if k in arrays), None)
+            if label_key is not None:
+                labels = _label_array(arrays[label_key], array.shape[0], f"{field}:{label_key}")
+        else:
+            source = "png-zip"
+            pngs = [n for n in names if n.lower().endswith(".png")]
+            if not pngs or len(pngs) != len(names):
+                raise InvalidInput(
+                    f"{field}: a zip must hold only .png files (or .npy arrays)", field=field, limit=".png"
+                )
+            if len(pngs) > max_inputs:
+                raise PayloadTooLarge(f"{field}: {len(pngs)} inputs, over {max_inputs}", field=field, limit=max_inputs)
+            x = images_from_files([("image/png", archive.read(n)) for n in pngs], input_shape, field).numpy()
+            return Dataset(x, None, source)
+    else:
+        source = "idx"
+        try:
+            array = parse_idx(data, field)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"{exc}; send IDX (gzipped or not), .npy, .npz or a zip of PNGs",
+                field=field,
+                limit=["idx", "idx.gz", "npy", "npz", "zip of png"],
+            ) from None
+    if array.ndim >= 1 and array.shape[0] > max_inputs:
+        raise PayloadTooLarge(f"{field}: {array.shape[0]} inputs, over {max_inputs}", field=field, limit=max_inputs)
+    if array.ndim >= 1 and array.shape[0] == 0:
+        raise InvalidInput(f"{field}: holds no inputs", field=field, limit="at least 1 input")
+    return Dataset(_to_rows(array, input_shape, field), labels, source)
+
+
+def decode_labels(data: bytes, count: int, *, max_bytes: int, field: str = "labels") -> np.ndarray:
+    """Labels uploaded beside the inputs: a 1-D IDX file (gzipped or not) or ``.npy`` of integers."""
+    if data[:2] == GZIP_MAGIC:
+        data = _gunzip(data, max_bytes, field)
+    if data[:6] == NPY_MAGIC:
+        return _label_array(_npy(data, field), count, field)
+    try:
+        return _label_array(parse_idx(data, field), count, field)
+    except ValueError as exc:
+        raise InvalidInput(f"{exc}; send labels as IDX or .npy", field=field, limit=["idx", "npy"]) from None
+
+
+def to_stored(dataset: Dataset) -> tuple[str, bytes, bytes | None]:
+    """The canonical stored form: ``.npy`` bytes, unsigned bytes where every value is k / 255 (4 times
+    smaller), else float32; and the SHA-256 of inputs and labels together, which names the data set."""
+    as_bytes = np.rint(dataset.x * 255)
+    exact = np.array_equal((as_bytes / 255).astype(np.float32), dataset.x)
+    data = io.BytesIO()
+    np.save(data, as_bytes.astype(np.uint8) if exact else dataset.x.astype(np.float32), allow_pickle=False)
+    labels = None
+    if dataset.labels is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, dataset.labels.astype(np.int64), allow_pickle=False)
+        labels = buffer.getvalue()
+    digest = hashlib.sha256(data.getvalue())
+    digest.update(labels or b"no labels")
+    return digest.hexdigest(), data.getvalue(), labels
+
+
+def from_stored(data: bytes, labels: bytes | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``[N, D]`` float32 inputs in [0, 1] and the labels, from ``to_stored``'s bytes."""
+    x = np.load(io.BytesIO(data), allow_pickle=False)
+    x = (x.astype(np.float64) / 255).astype(np.float32) if x.dtype == np.uint8 else x  # as check_values scales
+    return x, (np.load(io.BytesIO(labels), allow_pickle=False) if labels is not None else None)

@@ -1,0 +1,100 @@
+"""Request and response bodies of the job routes (docs/api.md, Jobs)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..schemas import Binarization, Binarize, CompareEstimatorIn, EstimatorOut, Image
+
+__all__ = ["JobList", "JobOptions", "JobRequest", "JobStatus", "JobSummary"]
+
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobOptions(BaseModel):
+    """What to run over the data set; stored with the job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estimators: list[CompareEstimatorIn] = Field(
+        min_length=1,
+        max_length=16,
+        description="Importance entries share one draw per chunk (the first k of it); each AIS entry runs its own chains",
+    )
+    seed: int = Field(0, ge=0, lt=2**63, description="Same data, seed and settings: the same rows")
+    binarize: Binarize | None = Field(None, description="Default: the checkpoint's (stated in the job)")
+
+
+class JobRequest(JobOptions):
+    """A job over JSON inputs (for files, send multipart/form-data: docs/api.md)."""
+
+    model: str
+    inputs: list[Image] = Field(min_length=1)
+    scale: Literal["unit", "byte"] = "unit"
+    labels: list[int] | None = Field(None, description="One integer label per input, returned in the rows")
+
+
+class DatasetInfo(BaseModel):
+    sha256: str = Field(description="Content hash of the stored inputs and labels: the data set's name")
+    count: int
+    source: str = Field(description="The format it was read from: idx, npy, npz, png-zip or json")
+    labels: bool
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+    fraction: float
+    elapsed_s: float | None = Field(description="Since the job started running (restarts included)")
+    compute_s: float = Field(description="Worker time spent on its chunks")
+    eta_s: float | None = Field(description="Remaining inputs at the rate of the chunks so far")
+
+
+class KhatHistogram(BaseModel):
+    edges: list[float]
+    counts: list[int] = Field(description="len(edges) + 1 bins: below edges[0], [edges[i-1], edges[i]), above the last")
+
+
+class JobSummary(BaseModel):
+    """One estimator over the inputs done so far."""
+
+    estimator: EstimatorOut
+    mean: float | None = Field(description="Mean log p(x) over inputs with a finite estimate")
+    std_err: float | None = Field(description="Standard error of that mean over inputs (the data set's spread)")
+    count: int
+    not_finite: int = Field(description="Inputs whose estimate is null (impossible or failed): see their verdicts")
+    verdicts: dict[str, int]
+    khat_histogram: KhatHistogram
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str
+    results: str
+
+
+class JobStatus(BaseModel):
+    id: str
+    model: str
+    state: State
+    dataset: DatasetInfo
+    options: JobOptions
+    binarization: Binarization | None
+    chunk_size: int
+    progress: Progress
+    summary: list[JobSummary]
+    error: str | None
+    created: str
+    started: str | None
+    finished: str | None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+    total: int
+    limit: int
+    offset: int
+    next: str | None = Field(description="The next page's URL, or null on the last page")

@@ -1,0 +1,363 @@
+"""The job store: SQLAlchemy Core over SQLite (one file, WAL mode) or PostgreSQL, its schema made by the
+Alembic migrations beside this file. Every write is one transaction; a chunk's result rows, the job's
+progress and its running summary commit together, so that a killed server loses no finished row and
+writes none twice (the rows' primary key is (job, index)).
+
+Several replicas share one database: a job is run by whoever holds its lease (``lease_owner`` until
+``lease_expires``), taken with one conditional UPDATE and renewed while the job runs; a replica that dies
+stops renewing, and another takes the job over from its last committed chunk once the lease runs out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+__all__ = ["ACTIVE", "TERMINAL", "DatasetRow", "JobRow", "JobStore"]
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "cancelled")
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 74_105_230  # PostgreSQL advisory lock: replicas starting together migrate one at a time
+
+metadata = sa.MetaData()
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("input_shape", sa.Text, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("labels", sa.LargeBinary, nullable=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+)
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("dataset", sa.String(64), sa.ForeignKey("datasets.sha256"), nullable=False),
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("done", sa.Integer, nullable=False),
+    sa.Column("chunk_size", sa.Integer, nullable=False),
+    sa.Column("compute_s", sa.Float, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("cancel", sa.Boolean, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_expires", sa.Float, nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("started", sa.Float, nullable=True),
+    sa.Column("finished", sa.Float, nullable=True),
+    sa.Index("jobs_created", "created"),
+    sa.Index("jobs_owner_state", "owner", "state"),
+)
+results = sa.Table(
+    "results",
+    metadata,
+    sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("row", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    sha256: str
+    count: int
+    input_shape: list[int]
+    source: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    owner: str
+    model: str
+    dataset: str
+    request: dict[str, Any]
+    state: str
+    total: int
+    done: int
+    chunk_size: int
+    compute_s: float
+    summary: dict[str, Any]
+    error: str | None
+    cancel: bool
+    lease_owner: str | None
+    lease_expires: float | None
+    created: float
+    started: float | None
+    finished: float | None
+
+
+def _job(row: sa.Row[Any]) -> JobRow:
+    m = dict(row._mapping)
+    return JobRow(**{**m, "request": json.loads(m["request"]), "summary": json.loads(m["summary"])})
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (status, results, events) never wait for the chunk being committed; NORMAL sync is
+    # durable across a killed process (only a power loss can drop the last commits).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class JobStore:
+    """All reads and writes of jobs, data sets and results. Blocking: call from threads, not the event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            database = sa.engine.make_url(url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (a no-op when it is there already)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # Data sets ---------------------------------------------------------------------------------------
+
+    def put_dataset(
+        self, sha256: str, count: int, input_shape: list[int], source: str, data: bytes, labels: bytes | None
+    ) -> DatasetRow:
+        """Store a data set once: a second upload of the same content finds the first."""
+        size = len(data) + len(labels or b"")
+        with self.engine.begin() as c:
+            if c.execute(sa.select(datasets.c.sha256).where(datasets.c.sha256 == sha256)).first() is None:
+                try:
+                    with c.begin_nested():
+                        c.execute(
+                            datasets.insert().values(
+                                sha256=sha256,
+                                count=count,
+                                input_shape=json.dumps(input_shape),
+                                source=source,
+                                data=data,
+                                labels=labels,
+                                size_bytes=size,
+                                created=time.time(),
+                            )
+                        )
+                except sa.exc.IntegrityError:
+                    pass  # the same data set, stored by another request just now
+        return DatasetRow(sha256, count, input_shape, source, size)
+
+    def has_dataset(self, sha256: str) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(datasets.c.sha256).where(datasets.c.sha256 == sha256)).first() is not None
+
+    def dataset_bytes(self, sha256: str) -> tuple[bytes, bytes | None]:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(datasets.c.data, datasets.c.labels).where(datasets.c.sha256 == sha256)).one()
+        return bytes(row.data), (bytes(row.labels) if row.labels is not None else None)
+
+    def stored_bytes(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(sa.func.coalesce(sa.func.sum(datasets.c.size_bytes), 0))).scalar_one())
+
+    # Jobs --------------------------------------------------------------------------------------------
+
+    def create_job(
+        self, owner: str, model: str, dataset: str, request: dict[str, Any], total: int, chunk_size: int
+    ) -> JobRow:
+        job_id = uuid.uuid4().hex
+        with self.engine.begin() as c:
+            c.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    owner=owner,
+                    model=model,
+                    dataset=dataset,
+                    request=json.dumps(request),
+                    state="queued",
+                    total=total,
+                    done=0,
+                    chunk_size=chunk_size,
+                    compute_s=0.0,
+                    summary="{}",
+                    cancel=False,
+                    created=time.time(),
+                )
+            )
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def get(self, job_id: str) -> JobRow | None:
+        with self.engine.connect() as c:
+            row = c.execute(jobs.select().where(jobs.c.id == job_id)).first()
+        return _job(row) if row is not None else None
+
+    def list(self, limit: int, offset: int, owner: str | None = None) -> tuple[list[JobRow], int]:
+        """A page of jobs, newest first, and how many there are in all."""
+        where = [] if owner is None else [jobs.c.owner == owner]
+        with self.engine.connect() as c:
+            rows = c.execute(
+                jobs.select().where(*where).order_by(jobs.c.created.desc(), jobs.c.id).limit(limit).offset(offset)
+            ).all()
+            total = c.execute(sa.select(sa.func.count()).select_from(jobs).where(*where)).scalar_one()
+        return [_job(r) for r in rows], int(total)
+
+    def active_count(self, owner: str) -> int:
+        with self.engine.connect() as c:
+            q = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.owner == owner, jobs.c.state.in_(ACTIVE))
+            return int(c.execute(q).scalar_one())
+
+    def cancel(self, job_id: str) -> JobRow | None:
+        """Ask a job to stop: a queued one is cancelled at once, a running one at its next chunk."""
+        with self.engine.begin() as c:
+            c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state == "queued")
+                .values(state="cancelled", cancel=True, finished=time.time())
+            )
+            c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == "running").values(cancel=True))
+        return self.get(job_id)
+
+    def claim_next(self, replica: str, lease_s: float) -> JobRow | None:
+        """Take the lease of the oldest active job that nobody holds (or whose holder stopped renewing)."""
+        now = time.time()
+        free = sa.or_(jobs.c.lease_owner.is_(None), jobs.c.lease_expires < now)
+        with self.engine.connect() as c:
+            candidates = c.execute(
+                sa.select(jobs.c.id).where(jobs.c.state.in_(ACTIVE), free).order_by(jobs.c.created).limit(8)
+            ).all()
+        for (job_id,) in candidates:
+            with self.engine.begin() as c:
+                taken = c.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.state.in_(ACTIVE), free)
+                    .values(
+                        lease_owner=replica,
+                        lease_expires=now + lease_s,
+                        state="running",
+                        started=sa.func.coalesce(jobs.c.started, now),
+                    )
+                ).rowcount
+            if taken == 1:
+                return self.get(job_id)
+        return None
+
+    def renew(self, job_id: str, replica: str, lease_s: float) -> bool:
+        with self.engine.begin() as c:
+            return (
+                c.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.lease_owner == replica, jobs.c.state == "running")
+                    .values(lease_expires=time.time() + lease_s)
+                ).rowcount
+                == 1
+            )
+
+    def commit_chunk(
+        self,
+        job: JobRow,
+        replica: str,
+        start: int,
+        rows: list[dict[str, Any]],
+        summary: dict[str, Any],
+        compute_s: float,
+        lease_s: float,
+    ) -> str:
+        """Commit one chunk's rows with the job's progress: ``"ok"``, ``"cancelled"`` (asked to stop: the
+        chunk is kept and the job ends), or ``"lost"`` (another replica holds the job now: nothing written)."""
+        stop = start + len(rows)
+        with self.engine.begin() as c:
+            current = c.execute(
+                sa.select(jobs.c.done, jobs.c.cancel, jobs.c.lease_owner, jobs.c.state).where(jobs.c.id == job.id)
+            ).one()
+            if current.lease_owner != replica or current.done != start or current.state != "running":
+                return "lost"
+            c.execute(
+                results.insert(),
+                [{"job_id": job.id, "idx": r["index"], "row": json.dumps(r, allow_nan=False)} for r in rows],
+            )
+            finished = stop >= job.total
+            values: dict[str, Any] = {
+                "done": stop,
+                "summary": json.dumps(summary, allow_nan=False),
+                "compute_s": jobs.c.compute_s + compute_s,
+                "lease_expires": time.time() + lease_s,
+            }
+            outcome = "ok"
+            if finished or current.cancel:
+                values |= {
+                    "state": "succeeded" if finished else "cancelled",
+                    "finished": time.time(),
+                    "lease_owner": None,
+                    "lease_expires": None,
+                }
+                outcome = "ok" if finished else "cancelled"
+            taken = c.execute(
+                jobs.update()
+                .where(jobs.c.id == job.id, jobs.c.lease_owner == replica, jobs.c.done == start)
+                .values(**values)
+            ).rowcount
+            if taken != 1:  # changed hands between the read and the write: roll the rows back
+                c.rollback()
+                return "lost"
+        return outcome
+
+    def finish(self, job_id: str, replica: str, state: str, error: str | None = None) -> None:
+        """End a job this replica holds: ``failed`` with the reason, or ``cancelled``."""
+        with self.engine.begin() as c:
+            c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.lease_owner == replica)
+                .values(state=state, error=error, finished=time.time(), lease_owner=None, lease_expires=None)
+            )
+
+    def release(self, job_id: str, replica: str) -> None:
+        """Give a job's lease back without ending it (this replica is stopping, or cannot run it now)."""
+        with self.engine.begin() as c:
+            c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.lease_owner == replica)
+                .values(lease_owner=None, lease_expires=None)
+            )
+
+    def results(self, job_id: str, after: int, limit: int) -> list[str]:
+        """Up to ``limit`` result rows (JSON text) with index > ``after``, in index order."""
+        with self.engine.connect() as c:
+            q = (
+                sa.select(results.c.row)
+                .where(results.c.job_id == job_id, results.c.idx > after)
+                .order_by(results.c.idx)
+                .limit(limit)
+            )
+            return [r.row for r in c.execute(q)]
