@@ -210,23 +210,23 @@ async def _read_request(request: Request, registry: RegistryDep, settings: Setti
             field="Content-Type",
             limit=["application/json", "multipart/form-data"],
         )
-    form = await request.form(max_files=2, max_fields=64)
-    model = form.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidInput("model: the form field naming the model is missing", field="model")
-    entry = registry.get_ready(model)
-    data = await _file(form, "data")
-    if data is None:
-        raise InvalidInput("data: the data-set file is missing", field="data", limit="idx, npy, npz or zip of png")
-    options = _form_options(form)
-    shape = tuple(entry.model.input_shape)
-    max_bytes = settings.max_job_inputs * math.prod(shape) * 8 + 4096  # the largest acceptable data set, as float64
-    dataset = await asyncio.to_thread(
-        decode_dataset, data, shape, max_inputs=settings.max_job_inputs, max_bytes=max_bytes
-    )
-    labels = await _file(form, "labels")
-    if labels is not None:
-        dataset.labels = await asyncio.to_thread(decode_labels, labels, dataset.x.shape[0], max_bytes=max_bytes)
+    async with request.form(max_files=2, max_fields=64) as form:  # closes the spooled upload files
+        model = form.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidInput("model: the form field naming the model is missing", field="model")
+        entry = registry.get_ready(model)
+        data = await _file(form, "data")
+        if data is None:
+            raise InvalidInput("data: the data-set file is missing", field="data", limit="idx, npy, npz or zip of png")
+        options = _form_options(form)
+        shape = tuple(entry.model.input_shape)
+        max_bytes = settings.max_job_inputs * math.prod(shape) * 8 + 4096  # the largest acceptable data set, as float64
+        dataset = await asyncio.to_thread(
+            decode_dataset, data, shape, max_inputs=settings.max_job_inputs, max_bytes=max_bytes
+        )
+        labels = await _file(form, "labels")
+        if labels is not None:
+            dataset.labels = await asyncio.to_thread(decode_labels, labels, dataset.x.shape[0], max_bytes=max_bytes)
     return model, options, dataset
 
 

@@ -2,8 +2,8 @@
 log-weights ``[k, B]``. Nothing here knows about model families, files or HTTP."""
 
 from .compare import ReplicateSummary, summarize_replicates
-from .dataset import KHAT_EDGES, DatasetSummary
 from .core import JVIResult, elbo, iwae, jvi, jvi_coefficients
+from .dataset import KHAT_EDGES, DatasetSummary
 from .diagnostics import Diagnostics, diagnose, ess, jackknife_var
 from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, EstimatorSpec, estimate, parse_spec, point_estimate
 from .jackknife import NotExact, jackknife_elements, max_exact_k
@@ -14,8 +14,8 @@ from .verdict import SamplerStats, Verdict, judge
 __all__ = [
     "DEFAULT_SPEC",
     "KHAT_EDGES",
-    "DatasetSummary",
     "STD_ERR_FORMULAS",
+    "DatasetSummary",
     "Diagnostics",
     "Estimate",
     "EstimatorSpec",

@@ -33,7 +33,9 @@ def test_chunked_equals_at_once(values: list[float], cuts: list[int]) -> None:
 
 def test_non_finite_values_levels_and_khat_bins() -> None:
     s = DatasetSummary()
-    s.add([-90.0, None, float("nan"), -92.0], ["reliable", "unreliable", "unreliable", "caution"], [0.05, 0.5, 0.71, 9.0])
+    s.add(
+        [-90.0, None, float("nan"), -92.0], ["reliable", "unreliable", "unreliable", "caution"], [0.05, 0.5, 0.71, 9.0]
+    )
     s.add([], [], [None, -0.3])
     assert (s.count, s.not_finite, s.mean) == (2, 2, -91.0)
     assert s.levels == {"reliable": 1, "caution": 1, "unreliable": 2}
