@@ -19,7 +19,10 @@ venv: $(BIN)/.installed
 test: venv
 	# nginx for the load-balancer test: installed where this machine can (Debian, as root), else that test skips.
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get install -y -q nginx-light >/dev/null 2>&1; } || echo "nginx not installed: its test will skip"
+		{ apt-get install -y -q nginx-light || { apt-get update -q && apt-get install -y -q nginx-light; }; } >/dev/null 2>&1; } || echo "nginx not installed: its test will skip"
+	# PostgreSQL for the job-store tests, likewise.
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q postgresql || { apt-get update -q && apt-get install -y -q postgresql; }; } >/dev/null 2>&1; } || echo "PostgreSQL not installed: its tests will skip"
 	$(BIN)/python -m pytest -q
 
 serve: venv

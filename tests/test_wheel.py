@@ -41,6 +41,12 @@ def test_the_wheel_holds_one_top_level_package(wheel: Path) -> None:
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert tops == {"logpx"}
     assert "logpx/estimators/evidence.py" in names and "logpx/app/main.py" in names
+    # Every package of the source tree is in the wheel, the job store's migrations included.
+    for init in [*(ROOT / "models").rglob("__init__.py"), *(ROOT / "app").rglob("__init__.py")]:
+        top, *rest = init.relative_to(ROOT).parts
+        assert "/".join(["logpx", *(["app"] if top == "app" else []), *rest]) in names, init
+    assert "logpx/app/jobs/migrations/versions/0001_jobs.py" in names
+    assert "logpx/app/jobs/migrations/script.py.mako" in names
 
 
 def test_installed_into_a_fresh_environment(wheel: Path, tmp_path: Path) -> None:

@@ -223,7 +223,7 @@ class JobStore:
             row = c.execute(jobs.select().where(jobs.c.id == job_id)).first()
         return _job(row) if row is not None else None
 
-    def list(self, limit: int, offset: int, owner: str | None = None) -> tuple[list[JobRow], int]:
+    def page(self, limit: int, offset: int, owner: str | None = None) -> tuple[list[JobRow], int]:
         """A page of jobs, newest first, and how many there are in all."""
         where = [] if owner is None else [jobs.c.owner == owner]
         with self.engine.connect() as c:

@@ -104,7 +104,7 @@ def status(job: JobRow) -> JobStatus:
     return JobStatus(
         id=job.id,
         model=job.model,
-        state=job.state,  # type: ignore[arg-type]
+        state=job.state,
         dataset=DatasetInfo(**job.request["dataset"]),
         options=JobOptions.model_validate(job.request["options"]),
         binarization=job.request["binarization"],
@@ -224,9 +224,9 @@ async def _read_request(request: Request, registry: RegistryDep, settings: Setti
         dataset = await asyncio.to_thread(
             decode_dataset, data, shape, max_inputs=settings.max_job_inputs, max_bytes=max_bytes
         )
-        labels = await _file(form, "labels")
-        if labels is not None:
-            dataset.labels = await asyncio.to_thread(decode_labels, labels, dataset.x.shape[0], max_bytes=max_bytes)
+        label_file = await _file(form, "labels")
+        if label_file is not None:
+            dataset.labels = await asyncio.to_thread(decode_labels, label_file, dataset.x.shape[0], max_bytes=max_bytes)
     return model, options, dataset
 
 
@@ -318,7 +318,7 @@ async def list_jobs(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobList:
     """Jobs, newest first, a page at a time."""
-    rows, total = await asyncio.to_thread(store.list, limit, offset)
+    rows, total = await asyncio.to_thread(store.page, limit, offset)
     following = f"/v1/jobs?limit={limit}&offset={offset + limit}" if offset + limit < total else None
     return JobList(jobs=[status(j) for j in rows], total=total, limit=limit, offset=offset, next=following)
 

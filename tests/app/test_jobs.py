@@ -67,10 +67,14 @@ def rows(client: TestClient, job_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in r.text.splitlines()]
 
 
-@pytest.fixture(scope="module")
-def client(checkpoint_dir: Path) -> Iterator[TestClient]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, checkpoint_dir: Path) -> Iterator[TestClient]:
+    """The same tests on each job store: SQLite (the default) and a real PostgreSQL server."""
+    store = (
+        {"database_url": request.getfixturevalue("postgres").new_database()} if request.param == "postgresql" else {}
+    )
     # Small chunks so that jobs take several; small limits so that each can be reached in a test.
-    with make_client(checkpoint_dir, job_chunk_evals=200, max_job_inputs=64, max_active_jobs=50) as c:
+    with make_client(checkpoint_dir, job_chunk_evals=200, max_job_inputs=64, max_active_jobs=50, **store) as c:
         wait_ready(c)
         yield c
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -19,7 +20,7 @@ from logpx.estimators import KHAT_EDGES, DatasetSummary
 def test_chunked_equals_at_once(values: list[float], cuts: list[int]) -> None:
     summary = DatasetSummary()
     bounds = sorted({0, len(values), *[c for c in cuts if c <= len(values)]})
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         summary.add(values[a:b], ["reliable"] * (b - a), [None] * (b - a))
     assert summary.count == len(values)
     if values:
