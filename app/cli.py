@@ -256,6 +256,135 @@ def cmd_bdmc(args: argparse.Namespace) -> None:
     )
 
 
+def _job_summary(status: dict[str, Any]) -> None:
+    """Each estimator's mean over the inputs done, with its verdict counts: no number without them."""
+    print(f"job {status['id']}: {status['state']}, {status['progress']['done']}/{status['progress']['total']} inputs")
+    for s in status["summary"]:
+        e = s["estimator"]
+        name = f"{e['name']}:{e['k']}" + (f":{e['order']}" if e.get("order") else "") + f" ({e['sampler']['name']})"
+        mean = (
+            "-"
+            if s["mean"] is None
+            else f"{s['mean']:.3f}" + ("" if s["std_err"] is None else f" +- {s['std_err']:.3f}")
+        )
+        counts = ", ".join(f"{n} {level}" for level, n in s["verdicts"].items() if n)
+        print(f"  {name:<28} mean log p(x) {mean}   verdicts: {counts or 'none yet'}")
+        if s["verdicts"].get("unreliable"):
+            print(
+                f"    {s['verdicts']['unreliable']} inputs are unreliable with this estimator: see each row's verdict advice"
+            )
+    if status["error"]:
+        print(f"  error: {status['error']}")
+
+
+def cmd_job_submit(args: argparse.Namespace) -> None:
+    estimators = [{**e, **({"sampler": args.sampler} if args.sampler else {})} for e in args.estimators]
+    with _client(args) as client:
+        if not Path(args.data).is_file():
+            raise CommandError(f"{args.data}: no such file")
+        status = client.submit_job(
+            args.model, args.data, estimators=estimators, labels=args.labels, seed=args.seed, binarize=args.binarize
+        )
+        print(status["id"])
+        if args.watch:
+            _watch(client, status["id"])
+
+
+def _watch(client: LogpxClient, job_id: str) -> None:
+    from tqdm import tqdm
+
+    status = client.job(job_id)
+    with tqdm(total=status["progress"]["total"], unit="input", file=sys.stderr, desc=f"job {job_id[:8]}") as bar:
+        for status in client.job_events(job_id):
+            bar.update(status["progress"]["done"] - bar.n)
+            bar.set_postfix_str(status["state"])
+    _job_summary(client.job(job_id))
+
+
+def cmd_job_watch(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        _watch(client, args.id)
+
+
+def cmd_job_status(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        _job_summary(client.job(args.id))
+
+
+def cmd_job_results(args: argparse.Namespace) -> None:
+    fmt = args.format or ("csv" if str(args.output).endswith(".csv") else "jsonl")
+    with _client(args) as client:
+        client.job_results(args.id, args.output, format=fmt)
+    print(f"wrote {args.output} ({fmt})")
+
+
+def cmd_job_list(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        page = client.jobs(limit=args.limit)
+    for j in page["jobs"]:
+        print(
+            f"{j['id']}  {j['state']:<9}  {j['progress']['done']:>6}/{j['progress']['total']:<6}  {j['model']}  {j['created']}"
+        )
+    if page["next"]:
+        print(f"({page['total']} jobs in all; --limit shows more)")
+
+
+def cmd_job_cancel(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        print(client.cancel_job(args.id)["state"])
+
+
+def _job_parser(sub: Any) -> None:
+    jobs = sub.add_parser(
+        "job",
+        help="evaluation jobs over whole data sets: submit, watch, results, status, list, cancel",
+        description="Evaluation jobs over whole data sets, run in the background by the server (docs/jobs.md).",
+    ).add_subparsers(dest="job_command", required=True, metavar="JOB_COMMAND", help="what to do")
+    p = jobs.add_parser("submit", help="start a job over a data-set file", description="Start a job; prints its id.")
+    p.set_defaults(fn=cmd_job_submit)
+    _client_options(p)
+    p.add_argument("data", help="the data set: IDX (gzipped or not), .npy, .npz or a zip of PNG files")
+    p.add_argument("--model", required=True, help="the model's name, as `logpx models` lists it")
+    p.add_argument(
+        "--estimators",
+        type=_estimator_arg,
+        nargs="+",
+        default=[{"name": "iwae", "k": 5000}],
+        metavar="NAME:K[:ORDER]",
+        help="estimators, e.g. iwae:5000 jvi:5000:1 (default iwae:5000)",
+    )
+    p.add_argument(
+        "--sampler",
+        type=_sampler_arg,
+        default=None,
+        metavar="importance|ais:STEPS[:LEAPFROG]",
+        help="what draws the log-weights of every estimator (default importance)",
+    )
+    p.add_argument("--labels", default=None, help="a labels file (IDX or .npy), returned in the rows")
+    p.add_argument("--seed", type=int, default=0, help="seed (same data, seed and settings: the same rows; default 0)")
+    p.add_argument("--binarize", choices=["threshold", "sample", "none"], default=None, help="default: the model's")
+    p.add_argument("--watch", action="store_true", help="then follow it to the end, as `logpx job watch` does")
+    for name, fn, text in (
+        ("watch", cmd_job_watch, "follow a job with a progress bar, then print its summary"),
+        ("status", cmd_job_status, "print a job's state, progress and per-estimator summary"),
+        ("cancel", cmd_job_cancel, "cancel a job (a running one stops after its current chunk)"),
+    ):
+        p = jobs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.set_defaults(fn=fn)
+        _client_options(p)
+        p.add_argument("id", help="the job's id, as `logpx job submit` printed it")
+    p = jobs.add_parser("results", help="download a job's rows", description="Download a job's rows (so far).")
+    p.set_defaults(fn=cmd_job_results)
+    _client_options(p)
+    p.add_argument("id", help="the job's id, as `logpx job submit` printed it")
+    p.add_argument("-o", "--output", required=True, help="the file to write (.csv for CSV unless --format says)")
+    p.add_argument("--format", choices=["jsonl", "csv"], default=None, help="default: by the file's suffix")
+    p = jobs.add_parser("list", help="list jobs, newest first", description="List jobs, newest first.")
+    p.set_defaults(fn=cmd_job_list)
+    _client_options(p)
+    p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+
+
 def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
@@ -406,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AIS setting to certify (default ais:1000)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the chains (default 0)")
+    _job_parser(sub)
     return parser
 
 

@@ -7,8 +7,9 @@ with LogpxClient("http://127.0.0.1:8000") as client:
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,75 @@ class LogpxClient:
             if value is not None:
                 body[key] = value
         return self._json(self._http.post(f"/v1/models/{model}/predict", json=body))
+
+    # Evaluation jobs (docs/jobs.md) ----------------------------------------------------------------------
+
+    def submit_job(
+        self,
+        model: str,
+        data: str | Path | Any,
+        *,
+        estimators: Sequence[dict[str, Any]] = ({"name": "iwae", "k": 5000},),
+        labels: str | Path | Sequence[int] | None = None,
+        seed: int = 0,
+        binarize: str | None = None,
+        scale: str = "unit",
+    ) -> dict[str, Any]:
+        """Start a job over a data set: a file (IDX, gzipped or not, ``.npy``, ``.npz`` or a zip of PNGs, with
+        an optional labels file), or an array / tensor / lists of inputs (with optional labels). Returns the
+        job's status (``id``, ``state``, ``links``)."""
+        entries = list(estimators)
+        options: dict[str, Any] = {"estimators": entries, "seed": seed, **({"binarize": binarize} if binarize else {})}
+        if not isinstance(data, (str, Path)):
+            body = {"model": model, "inputs": _as_lists(data), "scale": scale, **options}
+            if labels is not None:
+                body["labels"] = _as_lists(labels)
+            return self._json(self._http.post("/v1/jobs", json=body))
+        form: dict[str, Any] = {"model": model, "seed": str(seed), "binarize": binarize or ""}
+        form["estimators"] = [f"{e['name']}:{e['k']}" + (f":{e['order']}" if e.get("order") else "") for e in entries]
+        samplers = [e["sampler"] for e in entries if e.get("sampler")]
+        if samplers:  # a form carries one sampler for every estimator; send JSON inputs for one each
+            form |= {k: str(v) for k, v in samplers[0].items()} | {"sampler": samplers[0]["name"]}
+        files = {"data": (Path(data).name, Path(data).read_bytes(), "application/octet-stream")}
+        if labels is not None:
+            if not isinstance(labels, (str, Path)):
+                raise TypeError("with a data-set file, labels are a file too (IDX or .npy)")
+            files["labels"] = ("labels", Path(labels).read_bytes(), "application/octet-stream")
+        return self._json(self._http.post("/v1/jobs", data=form, files=files))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/v1/jobs/{job_id}"))
+
+    def jobs(self, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        return self._json(self._http.get("/v1/jobs", params={"limit": limit, "offset": offset}))
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._json(self._http.delete(f"/v1/jobs/{job_id}"))
+
+    def job_events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """The job's status each time it changes, from its Server-Sent Events stream, until it ends."""
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._json(response)
+            kind = None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "progress":
+                    yield json.loads(line[6:])
+
+    def job_results(
+        self, job_id: str, path: str | Path | None = None, format: str = "jsonl"
+    ) -> list[dict[str, Any]] | None:
+        """The rows so far: parsed (JSON lines) or, with ``path``, written to that file as ``format``."""
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/results", params={"format": format}) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._json(response)
+            if path is None:
+                return [json.loads(line) for line in response.iter_lines() if line]
+            with Path(path).open("wb") as f:
+                for chunk in response.iter_bytes():
+                    f.write(chunk)
+        return None

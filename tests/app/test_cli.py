@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,14 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_every_option_of_every_command_has_help() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    for name, command in sub.choices.items():  # type: ignore[union-attr]
+    commands = list(sub.choices.items())  # type: ignore[union-attr]
+    while commands:
+        name, command = commands.pop()
         assert command.description or name in ("train", "evaluate"), name
         for action in command._actions:
             assert action.help, f"logpx {name} {action.option_strings or action.dest} has no help"
+            if isinstance(action, argparse._SubParsersAction):  # logpx job submit, watch, ...
+                commands += [(f"{name} {n}", c) for n, c in action.choices.items()]
     for command in ("train", "evaluate"):
         out = _run(command, "--help")
         assert out.returncode == 0 and out.stdout.startswith(f"usage: logpx {command}")

@@ -1,4 +1,5 @@
-"""Jobs survive the server: a real ``logpx serve`` killed with SIGKILL mid-job resumes the job when it starts
+"""Jobs against real ``logpx serve`` processes: the CLI's job commands end to end, and jobs that survive the
+server: a real ``logpx serve`` killed with SIGKILL mid-job resumes the job when it starts
 again, and with two replicas on one PostgreSQL database the survivor finishes the job of the one that died.
 Either way the rows equal an uninterrupted run's with the same seed, row for row, none lost or repeated."""
 
@@ -6,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,3 +101,31 @@ def test_two_replicas_on_postgres_the_survivor_finishes(checkpoints: Path, postg
             done = _wait(second.url, job, lambda s: s["state"] == "succeeded")
             assert done["progress"]["done"] == N
             _uninterrupted_equals(second.url, job)
+
+
+def test_the_job_commands_end_to_end(checkpoints: Path, tmp_path: Path) -> None:
+    """As a new user would: submit an IDX data set with labels and watch it, then status, results and list."""
+    logpx = str(Path(sys.executable).with_name("logpx"))
+    data = ROOT / "tests" / "data" / "mnist-valid200"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([logpx, "job", *args, "--url", server.url], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    with LocalServer(checkpoints, env={"LOGPX_DEVICE": "cpu"}) as server:
+        out = run(
+            "submit", str(data / "valid200-images-idx3-ubyte.gz"), "--labels", str(data / "valid200-labels-idx1-ubyte.gz"),
+            "--model", "vae1-iwae50", "--estimators", "iwae:100", "jvi:100:1", "--seed", "3", "--watch",
+        )  # fmt: skip
+        job = out.stdout.splitlines()[0]
+        assert f"job {job}: succeeded, 200/200 inputs" in out.stdout
+        assert "iwae:100 (importance)" in out.stdout and "jvi:100:1 (importance)" in out.stdout
+        assert "verdicts:" in out.stdout and "mean log p(x) -" in out.stdout
+        assert "200/200" in out.stderr  # the progress bar
+        run("results", job, "-o", str(tmp_path / "rows.csv"))
+        lines = (tmp_path / "rows.csv").read_text().splitlines()
+        assert len(lines) == 201 and lines[0].startswith("index,label,iwae:100.log_px")
+        assert run("status", job).stdout == out.stdout[out.stdout.index("job ") :]
+        assert job in run("list").stdout
+        assert run("cancel", job).stdout.strip() == "succeeded"  # a finished job stays as it is
