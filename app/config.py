@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(8, ge=1, description="Queued and running jobs per API token (429 above)")
     max_store_bytes: int = Field(4 * 1024**3, ge=1024, description="Data-set bytes the job store may hold (507 above)")
     job_chunk_evals: int = Field(
-        200_000,
+        50_000,
         ge=1,
         description="Model evaluations per job chunk (inputs x samples, x AIS steps x (leapfrog + 1)): how long a "
         "request may wait behind a job",

@@ -48,8 +48,15 @@ class _Cancelled(Exception):
 class JobContext:
     deadline: float  # time.monotonic() after which the work stops
     future: asyncio.Future[Any]
+    # Background work only: runs the requests waiting now, between two of this work's chunks. The time it
+    # takes is not this work's, so it moves the deadline on by as much.
+    between: Callable[[], None] | None = None
 
     def check(self) -> None:
+        if self.between is not None:
+            started = time.monotonic()
+            self.between()
+            self.deadline += time.monotonic() - started
         if self.future.cancelled():
             raise _Cancelled
         if time.monotonic() > self.deadline:
@@ -162,11 +169,14 @@ class DeviceWorker:
                 raise ClientDisconnected("the client closed the connection; its work was stopped")
 
     async def submit_background(self, work: Callable[[JobContext], T], deadline_s: float) -> JobResult[T]:
-        """Run ``work`` when no interactive request is waiting. Not bounded by ``queue_depth``: each job
-        runner has one chunk here at a time."""
+        """Run ``work`` when no interactive request is waiting; requests that arrive while it runs are run
+        at its next ``ctx.check()`` (between its chunks of samples, AIS temperatures, estimator steps), so
+        that they wait for a piece of the work, not the whole of it. Not bounded by ``queue_depth``: each
+        job runner has one piece of work here at a time."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobResult[T]] = loop.create_future()
-        self._background.append(_Job(work, JobContext(time.monotonic() + deadline_s, future), loop))
+        ctx = JobContext(time.monotonic() + deadline_s, future, between=self._serve_waiting)
+        self._background.append(_Job(work, ctx, loop))
         # A full queue means requests are waiting: the worker is busy and looks here when they are done.
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(_WAKE)
@@ -181,6 +191,29 @@ class DeviceWorker:
             except queue.Empty:
                 return self._background.popleft()
         return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
+
+    def _serve_waiting(self) -> None:
+        """Run every interactive request waiting now (on the worker thread, inside background work)."""
+        while True:
+            if self._backlog:
+                job = self._backlog.popleft()
+            else:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+            if job is None:  # stop: after the background work in hand
+                self._backlog.appendleft(job)
+                return
+            if isinstance(job, _Wake):
+                continue
+            self._dispatch(job)
+
+    def _dispatch(self, job: _Job) -> None:
+        if isinstance(job.work, BatchItem):
+            self._run_batch(self._collect(job) if self.batch_max_inputs else [job])
+        else:
+            self._run_one(job)
 
     def _collect(self, first: _Job) -> list[_Job]:
         """``first`` and the queued jobs that may share its forward pass, in arrival order: whatever is
@@ -214,10 +247,7 @@ class DeviceWorker:
                 return
             if isinstance(job, _Wake):
                 continue
-            if isinstance(job.work, BatchItem):
-                self._run_batch(self._collect(job) if self.batch_max_inputs else [job])
-            else:
-                self._run_one(job)
+            self._dispatch(job)
 
     def _run_one(self, job: _Job) -> None:
         started = time.monotonic()

@@ -3,6 +3,7 @@ no CUDA device (this project's CI machines); run on a GPU machine with ``python 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -89,3 +90,31 @@ def test_ais_over_http_on_cuda(clients) -> None:  # type: ignore[no-untyped-def]
     out = _evidence(gpu, "iwae", sampler="ais", steps="200", k="16")
     result = out["results"][0]
     assert math.isfinite(result["log_px"]) and result["verdict"]["level"] in {"reliable", "caution", "unreliable"}
+
+
+def test_a_job_on_cuda_equals_direct_requests_on_the_same_draws(clients) -> None:  # type: ignore[no-untyped-def]
+    from logpx.app.jobs.runner import chunk_seed
+
+    gpu, _ = clients
+    x = (torch.rand(30, 784, generator=torch.Generator().manual_seed(5)) < 0.2).int().tolist()
+    job = gpu.post(
+        "/v1/jobs", json={"model": "vae1-iwae50", "inputs": x, "estimators": [{"name": "iwae", "k": 500}], "seed": 2}
+    )
+    assert job.status_code == 202, job.text
+    job_id, chunk = job.json()["id"], job.json()["chunk_size"]
+    while (status := gpu.get(f"/v1/jobs/{job_id}").json())["state"] not in ("succeeded", "failed"):
+        pass
+    assert status["state"] == "succeeded", status
+    rows = [json.loads(line) for line in gpu.get(f"/v1/jobs/{job_id}/results").text.splitlines()]
+    for c, start in enumerate(range(0, 30, chunk)):
+        direct = gpu.post(
+            "/v1/models/vae1-iwae50/evidence",
+            json={
+                "inputs": x[start : start + chunk],
+                "estimator": {"name": "iwae", "k": 500},
+                "seed": chunk_seed(2, c),
+            },
+        ).json()
+        assert [r["log_px"] for r in direct["results"]] == [
+            r["estimates"][0]["log_px"] for r in rows[start : start + chunk]
+        ]
