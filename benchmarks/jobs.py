@@ -13,6 +13,7 @@ Results: benchmarks/results/jobs-<device>.{json,md}.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
 import tempfile
@@ -62,8 +63,12 @@ def main() -> None:
     parser.add_argument("--chunk-evals", type=int, default=None, help="LOGPX_JOB_CHUNK_EVALS (default: the server's)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    inputs = (rng.random((args.inputs, 784)) < 0.2).astype(int).tolist()
-    job = {"model": MODEL, "inputs": inputs, "estimators": [{"name": "iwae", "k": args.k}], "seed": 0}
+    images = (rng.random((args.inputs, 784)) < 0.2).astype(np.uint8) * 255
+    inputs = (images // 255).tolist()
+    upload = io.BytesIO()
+    np.save(upload, images)  # a data set travels as a file (.npy here), not as JSON numbers
+    job_form = {"model": MODEL, "estimators": f"iwae:{args.k}", "seed": "0"}
+    job_files = {"data": ("data.npy", upload.getvalue(), "application/octet-stream")}
     rows: dict[str, Any] = {"idle": [], "job_running": []}
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / f"{MODEL}.safetensors").symlink_to(ROOT / "checkpoints" / f"{MODEL}.safetensors")
@@ -74,7 +79,7 @@ def main() -> None:
             _interactive(server.url, 20)  # warm-up
             for _ in range(2):
                 rows["idle"] += _interactive(server.url, args.requests)
-                running = http.post("/v1/jobs", json=job).json()
+                running = http.post("/v1/jobs", data=job_form, files=job_files).json()
                 while http.get(f"/v1/jobs/{running['id']}").json()["state"] != "running":
                     time.sleep(0.01)
                 rows["job_running"] += _interactive(server.url, args.requests)
@@ -85,7 +90,7 @@ def main() -> None:
             chunk = running["chunk_size"]
             job_s, direct_s = [], []
             for _ in range(2):
-                done = _wait(http, http.post("/v1/jobs", json=job).json()["id"])
+                done = _wait(http, http.post("/v1/jobs", data=job_form, files=job_files).json()["id"])
                 job_s.append(done["progress"]["elapsed_s"])
                 start = time.perf_counter()
                 for i in range(0, args.inputs, chunk):
