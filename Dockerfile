@@ -30,12 +30,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LOGPX_HOST=0.0.0.0 \
     LOGPX_PORT=8000 \
-    LOGPX_CHECKPOINT_DIR=/srv/logpx/checkpoints
+    LOGPX_CHECKPOINT_DIR=/srv/logpx/checkpoints \
+    LOGPX_DATA_DIR=/srv/logpx/data
 RUN groupadd --system --gid 10001 logpx \
-    && useradd --system --uid 10001 --gid logpx --home-dir /srv/logpx --no-create-home logpx
+    && useradd --system --uid 10001 --gid logpx --home-dir /srv/logpx --no-create-home logpx \
+    && mkdir -p /srv/logpx/data && chown 10001:10001 /srv/logpx/data
 WORKDIR /srv/logpx
 COPY --chown=10001:10001 checkpoints/*.safetensors /srv/logpx/checkpoints/
-VOLUME ["/srv/logpx/checkpoints"]
+VOLUME ["/srv/logpx/checkpoints", "/srv/logpx/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('LOGPX_PORT', '8000'), timeout=2)"]

@@ -269,10 +269,8 @@ def _job_summary(status: dict[str, Any]) -> None:
         )
         counts = ", ".join(f"{n} {level}" for level, n in s["verdicts"].items() if n)
         print(f"  {name:<28} mean log p(x) {mean}   verdicts: {counts or 'none yet'}")
-        if s["verdicts"].get("unreliable"):
-            print(
-                f"    {s['verdicts']['unreliable']} inputs are unreliable with this estimator: see each row's verdict advice"
-            )
+        if s["advice"]:
+            print(f"    advice: {s['advice']}")
     if status["error"]:
         print(f"  error: {status['error']}")
 

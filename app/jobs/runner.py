@@ -84,18 +84,27 @@ def chunk_work(
 
 
 def add_to_summary(summary: dict[str, Any], names: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The job's running summary (per estimator name, a ``DatasetSummary``) with ``rows`` added."""
+    """The job's running summary with ``rows`` added: per estimator name, a ``DatasetSummary`` and the
+    advice of the worst verdict seen so far (what to run instead)."""
     out = {}
     for i, name in enumerate(names):
-        s = DatasetSummary.from_dict(summary[name]) if name in summary else DatasetSummary()
+        previous = summary.get(name, {})
+        s = DatasetSummary.from_dict(previous["values"]) if previous else DatasetSummary()
         cells = [r["estimates"][i] for r in rows]
         s.add(
             [c.get("log_px") for c in cells],
             [c["verdict"]["level"] for c in cells],
             [c.get("diagnostics", {}).get("khat") for c in cells],
         )
-        out[name] = s.to_dict()
+        worst = previous.get("worst")
+        for c in cells:
+            if _SEVERITY[c["verdict"]["level"]] > _SEVERITY[worst["level"] if worst else "reliable"]:
+                worst = {"level": c["verdict"]["level"], "advice": c["verdict"]["advice"]}
+        out[name] = {"values": s.to_dict(), "worst": worst}
     return out
+
+
+_SEVERITY = {"reliable": 0, "caution": 1, "unreliable": 2}
 
 
 class JobRunner:

@@ -67,6 +67,9 @@ class JobSummary(BaseModel):
     not_finite: int = Field(description="Inputs whose estimate is null (impossible or failed): see their verdicts")
     verdicts: dict[str, int]
     khat_histogram: KhatHistogram
+    advice: str | None = Field(
+        description="What to run instead, from the worst verdict so far (null if all are reliable)"
+    )
 
 
 class JobLinks(BaseModel):

@@ -88,7 +88,9 @@ def status(job: JobRow) -> JobStatus:
     rate = job.compute_s / job.done if job.done else None
     summary = []
     for name, estimator in zip(job.request["names"], job.request["estimators_out"], strict=True):
-        s = DatasetSummary.from_dict(job.summary[name]) if name in job.summary else DatasetSummary()
+        entry = job.summary.get(name, {})
+        s = DatasetSummary.from_dict(entry["values"]) if entry else DatasetSummary()
+        worst = entry.get("worst") if entry else None
         summary.append(
             JobSummary(
                 estimator=estimator,
@@ -98,6 +100,7 @@ def status(job: JobRow) -> JobStatus:
                 not_finite=s.not_finite,
                 verdicts=s.levels,
                 khat_histogram=KhatHistogram(edges=list(KHAT_EDGES), counts=s.khat),
+                advice=worst["advice"] if worst else None,
             )
         )
     base = f"/v1/jobs/{job.id}"
