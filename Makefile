@@ -23,6 +23,9 @@ test: venv
 	# PostgreSQL for the job-store tests, likewise.
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -q postgresql || { apt-get update -q && apt-get install -y -q postgresql; }; } >/dev/null 2>&1; } || echo "PostgreSQL not installed: its tests will skip"
+	# Chromium for the browser tests (Playwright drives it; its own browser download cannot be used here).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } >/dev/null 2>&1; } || echo "Chromium not installed: the browser tests will skip"
 	$(BIN)/python -m pytest -q
 
 serve: venv

@@ -26,7 +26,7 @@ from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
 from .resources import cpu_limit
-from .routes import estimate, evidence, health, jobs, metrics, models, predict, v2
+from .routes import estimate, evidence, health, jobs, metrics, models, page, predict, v2
 from .schemas import problem_responses
 from .worker import DeviceWorker
 
@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Evidence estimation for latent-variable models: ELBO, IWAE and jackknife (JVI) estimates of log p(x)",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/page.py from files in the package: /docs works offline
+        redoc_url=None,
         # Any route may answer these: the middleware (401, 413), validation (422), lookups (404) and a
         # bug (500), always as problem+json.
         responses=problem_responses(401, 404, 413, 422, 500),
@@ -93,8 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = app_metrics
     register_error_handlers(app)
-    for module in (health, models, evidence, estimate, predict, jobs, v2, metrics):
+    for module in (health, models, evidence, estimate, predict, jobs, v2, metrics, page):
         app.include_router(module.router)
+    app.mount("/static", page.static_files, name="static")
     generate_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

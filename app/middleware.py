@@ -21,7 +21,9 @@ from .metrics import Metrics
 __all__ = ["RequestGuard"]
 
 log = logging.getLogger("logpx.access")
-OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+# The health checks, and what a browser needs before it can ask for the token: the page, its files, the API docs.
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/", "/docs", "/openapi.json")
+OPEN_PREFIXES = ("/static/",)
 
 
 class _BodyTooLarge(Exception):
@@ -77,7 +79,8 @@ class RequestGuard:
         try:
             # A CORS preflight carries no credentials by design: it goes on to the CORS middleware.
             preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
-            if self.api_token and path not in OPEN_PATHS and not preflight and not _authorised(scope, self.api_token):
+            open_path = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+            if self.api_token and not open_path and not preflight and not _authorised(scope, self.api_token):
                 await problem_response(
                     401,
                     "Unauthorized",

@@ -219,6 +219,9 @@ class ModelSummary(BaseModel):
     status: Literal["loading", "ready", "failed"]
     reason: str | None = None
     device: str | None = None
+    capabilities: list[Literal["evidence", "compare", "bdmc", "jobs", "posterior", "predict"]] = Field(
+        default_factory=list, description="What the model's type can answer (the endpoints of the same names)"
+    )
 
 
 class SkippedFile(BaseModel):
@@ -355,6 +358,34 @@ class PredictResponse(BaseModel):
     order: int
     seed: int
     predictions: list[Prediction]
+    timing: Timing
+
+
+class PosteriorRequest(BaseModel):
+    """One input of a model with a 2-D latent: its posterior on a grid, for the page's heat map."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Image] = Field(min_length=1, max_length=1, description="Exactly one input")
+    scale: Literal["unit", "byte"] = "unit"
+    seed: int = Field(0, ge=0, lt=2**63)
+    binarize: Binarize | None = None
+    grid: int = Field(80, ge=10, le=200, description="Cells per axis")
+
+
+class PosteriorResponse(BaseModel):
+    model: str
+    binarization: Binarization
+    z1: list[float] = Field(description="Cell midpoints along the first latent axis (the rows of log_density)")
+    z2: list[float] = Field(description="Cell midpoints along the second latent axis (the columns)")
+    log_density: list[list[float]] = Field(description="log p(z | x) at each cell: log p(x, z) - log_px")
+    log_px: float = Field(description="log p(x) by the midpoint rule on this grid")
+    q_mean: list[float] = Field(description="Mean of q(z | x), from draws")
+    q_cov: list[list[float]] = Field(description="Covariance of q(z | x), from draws: the page's ellipse")
+    edge_mass: float = Field(
+        description="Posterior mass in the grid's outer ring of cells: near 0 when the grid holds it"
+    )
+    verdict: Verdict
     timing: Timing
 
 

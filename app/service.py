@@ -26,6 +26,7 @@ from logpx.estimators import (
 from logpx.estimators import Diagnostics as DiagnosticValues
 from logpx.estimators import SamplerStats as SamplerStatsValue
 from logpx.estimators import Verdict as VerdictValue
+from logpx.evaluation import grid_verdict, posterior_grid
 from logpx.families import Classifier, LatentVariableModel, predictive_summary
 from logpx.samplers import AISConfig, draw, summarize_bdmc
 from logpx.samplers import bdmc as run_bdmc
@@ -52,6 +53,8 @@ from .schemas import (
     EvidenceResponse,
     InputEstimate,
     LogLikelihood,
+    PosteriorRequest,
+    PosteriorResponse,
     Prediction,
     PredictResponse,
     SamplerIn,
@@ -75,6 +78,7 @@ __all__ = [
     "input_estimates",
     "latent_model",
     "plan_estimators",
+    "posterior",
     "predict",
     "request_generator",
 ]
@@ -655,3 +659,42 @@ def _estimator_in(name: str, k: int, order: int | None, field: str) -> Estimator
         return EstimatorIn.model_validate({"name": name, "k": k, **({"order": order} if order is not None else {})})
     except ValidationError as exc:
         raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", field=field) from None
+
+
+async def posterior(
+    entry: ModelEntry, worker: DeviceWorker, settings: Settings, x: torch.Tensor, req: PosteriorRequest
+) -> PosteriorResponse:
+    """The posterior of one input on a grid over the latent plane, with q(z | x)'s moments: 2-D latents only."""
+    started = time.monotonic()
+    model = latent_model(entry)
+    if model.latent_dim != 2:
+        raise WrongModelFamily(
+            f"model {entry.name!r} has a {model.latent_dim}-D latent; the posterior picture needs a 2-D one",
+            field="name",
+            limit="latent_dim 2",
+        )
+    generator = request_generator(entry, req.seed)
+    binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed, entry.binarize)
+
+    def work(ctx: JobContext) -> PosteriorResponse:
+        grid = posterior_grid(
+            model, apply_binarization(x, binarization, generator).to(entry.device), generator, n=req.grid
+        )
+        verdict = grid_verdict(grid)
+        return PosteriorResponse(
+            model=entry.name,
+            binarization=binarization,
+            z1=grid.z1.tolist(),
+            z2=grid.z2.tolist(),
+            log_density=grid.log_density.clamp(min=-1e4).tolist(),  # JSON has no -inf; e^-10000 is 0 anyway
+            log_px=grid.log_px,
+            q_mean=grid.q_mean.tolist(),
+            q_cov=grid.q_cov.tolist(),
+            edge_mass=grid.edge_mass,
+            verdict=Verdict(level=verdict.level, reasons=list(verdict.reasons), advice=verdict.advice),
+            timing=Timing(queue_s=0.0, compute_s=0.0, total_s=0.0),
+        )
+
+    job = await worker.submit(work, settings.deadline_s)
+    timing = Timing(queue_s=job.queue_s, compute_s=job.compute_s, total_s=time.monotonic() - started)
+    return job.value.model_copy(update={"timing": timing})

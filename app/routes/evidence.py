@@ -18,6 +18,8 @@ from ..schemas import (
     CompareResponse,
     EvidenceRequest,
     EvidenceResponse,
+    PosteriorRequest,
+    PosteriorResponse,
     problem_responses,
 )
 
@@ -144,3 +146,16 @@ async def bdmc(
         2 * body.num_inputs * body.k,
     )
     return out
+
+
+@router.post(
+    "/{name}/posterior", response_model=PosteriorResponse, responses=ERRORS, dependencies=[Depends(require_json)]
+)
+async def posterior(
+    name: str, body: PosteriorRequest, request: Request, registry: RegistryDep, worker: WorkerDep, settings: SettingsDep
+) -> PosteriorResponse:
+    """A 2-D latent model's posterior p(z | x) for one input on a grid, with q(z | x)'s mean and covariance."""
+    entry = registry.get_ready(name)
+    request.state.log.update(model=name)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
+    return await service.posterior(entry, worker, settings, x, body)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from logpx.estimators import DEFAULT_SPEC
+from logpx.families import Classifier, LatentVariableModel
 
 from ..deps import RegistryDep
 from ..registry import ModelEntry
@@ -18,8 +19,25 @@ DEFAULTS = {
 }
 
 
+def _capabilities(e: ModelEntry) -> list[str]:
+    """By the model's type, never its family's name."""
+    if e.checkpoint is None:
+        return []
+    model = e.checkpoint.model
+    if isinstance(model, LatentVariableModel):
+        return ["evidence", "compare", "bdmc", "jobs", *(["posterior"] if model.latent_dim == 2 else [])]
+    return ["predict"] if isinstance(model, Classifier) else []
+
+
 def _summary(e: ModelEntry) -> ModelSummary:
-    return ModelSummary(name=e.name, family=e.family, status=e.status, reason=e.reason, device=e.device)
+    return ModelSummary(
+        name=e.name,
+        family=e.family,
+        status=e.status,
+        reason=e.reason,
+        device=e.device,
+        capabilities=_capabilities(e),
+    )
 
 
 @router.get("", response_model=ModelList, responses=problem_responses(401))

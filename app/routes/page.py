@@ -1,0 +1,33 @@
+"""The web page at ``/`` and the interactive API page at ``/docs``, both served from files in the package
+(app/static: no build step, no CDN; docs/page.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+SWAGGER = "/static/vendor/swagger-ui-5.35.0"
+
+router = APIRouter(include_in_schema=False)
+static_files = StaticFiles(directory=STATIC)
+
+
+@router.get("/")
+async def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/docs")
+async def api_docs() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="logpx API",
+        swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER}/swagger-ui.css",
+        swagger_favicon_url="/static/favicon.svg",
+    )

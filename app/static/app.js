@@ -1,0 +1,417 @@
+// The logpx page: plain JavaScript over the HTTP API (docs/api.md), uPlot for the charts. No build step.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
+const SIDE = 28; // the drawing grid: the MNIST models' input
+const state = { token: sessionStorage.getItem("logpx-token") || "", models: [], image: null, pixels: new Float32Array(SIDE * SIDE), charts: {} };
+window.logpx = state; // for the browser tests and the curious
+
+class ProblemError extends Error {
+  constructor(problem, status) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.problem = problem;
+    this.status = status;
+  }
+}
+
+// Every call goes through here: the token when there is one, and every error as its problem+json detail.
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, { ...options, headers });
+  if (!response.ok) {
+    let problem;
+    try { problem = await response.json(); } catch { problem = { title: response.statusText, detail: `HTTP ${response.status}` }; }
+    if (response.status === 401) $("#token-form").hidden = false;
+    throw new ProblemError(problem, response.status);
+  }
+  return response;
+}
+const postJSON = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json());
+
+function showError(view, error) {
+  const box = $(`#view-${view} .error`);
+  const p = error.problem;
+  box.textContent = p ? `${p.title || "Error"}: ${p.detail || ""}${p.field ? ` (field ${p.field})` : ""}` : `Error: ${error.message || error}`;
+  box.hidden = false;
+}
+const clearError = (view) => { $(`#view-${view} .error`).hidden = true; };
+async function guarded(view, work) {
+  clearError(view);
+  try { await work(); } catch (error) { showError(view, error); }
+}
+const fmt = (v, digits = 3) => (v === null || v === undefined ? "null" : Number(v).toFixed(digits));
+function verdictCell(verdict) {
+  const span = document.createElement("span");
+  span.className = `verdict ${verdict.level}`;
+  span.textContent = verdict.level;
+  return span;
+}
+function cells(row, values) {
+  for (const v of values) {
+    const td = row.insertCell();
+    if (v instanceof Node) td.append(v); else td.textContent = v;
+  }
+  return row;
+}
+
+// Tabs: click, or the arrow keys between them.
+function selectTab(tab) {
+  for (const t of $$("[role=tab]")) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    $(`#${t.getAttribute("aria-controls")}`).hidden = !on;
+  }
+  tab.focus();
+}
+for (const tab of $$("[role=tab]")) {
+  tab.addEventListener("click", () => selectTab(tab));
+  tab.addEventListener("keydown", (event) => {
+    const tabs = $$("[role=tab]");
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+    if (step) selectTab(tabs[(tabs.indexOf(tab) + step + tabs.length) % tabs.length]);
+  });
+}
+
+// Models ---------------------------------------------------------------------------------------------------
+async function loadModels() {
+  const { models, skipped } = await (await api("/v1/models")).json();
+  state.models = models;
+  const body = $("#models-table tbody");
+  body.replaceChildren();
+  for (const m of models) {
+    const row = cells(body.insertRow(), [m.name, m.status + (m.reason ? `: ${m.reason}` : ""), m.family || "", m.device || "", m.capabilities.join(", ")]);
+    if (m.status === "ready") {
+      row.className = "clickable";
+      row.tabIndex = 0;
+      row.addEventListener("click", () => guarded("models", () => showCard(m.name)));
+      row.addEventListener("keydown", (e) => { if (e.key === "Enter") guarded("models", () => showCard(m.name)); });
+    }
+  }
+  for (const s of skipped) cells(body.insertRow(), [s.file, `skipped: ${s.reason}`, "", "", ""]);
+  const fill = (selector, capability) => {
+    for (const select of $$(selector)) {
+      const before = select.value;
+      select.replaceChildren(...models.filter((m) => m.status === "ready" && m.capabilities.includes(capability)).map((m) => new Option(m.name, m.name)));
+      if (before) select.value = before;
+    }
+  };
+  fill(".latent-models", "evidence");
+  fill(".posterior-models", "posterior");
+  fill(".job-models", "jobs");
+}
+
+async function showCard(name) {
+  const detail = await (await api(`/v1/models/${encodeURIComponent(name)}`)).json();
+  const meta = detail.metadata || {};
+  $("#model-card").hidden = false;
+  $("#card-title").textContent = name;
+  const facts = $("#card-facts");
+  facts.replaceChildren();
+  const add = (k, v) => { const dt = document.createElement("dt"); dt.textContent = k; const dd = document.createElement("dd"); dd.textContent = v; facts.append(dt, dd); };
+  add("family, likelihood", `${detail.family}, ${detail.likelihood}`);
+  add("input shape", JSON.stringify(detail.input_shape));
+  add("data set", meta.dataset ? `${meta.dataset.name || ""} (${meta.dataset.train_images || "?"} training images)` : "not stated");
+  if (meta.final_bounds) add("final bounds", Object.entries(meta.final_bounds).map(([k, v]) => `${k} ${typeof v === "number" ? fmt(v, 2) : v}`).join(", "));
+  const history = (meta.training && meta.training.history) || [];
+  const keys = history.length ? Object.keys(history[0]).filter((k) => k !== "epoch" && typeof history[0][k] === "number") : [];
+  $("#card-chart").replaceChildren();
+  if (!keys.length) { $("#card-chart").textContent = "This checkpoint records no training history."; return; }
+  const colours = ["#1f4e79", "#cf222e", "#1a7f37", "#9a6700", "#8250df"];
+  state.charts.card = new uPlot({
+    width: 640, height: 280, title: "training history",
+    scales: { x: { time: false } },
+    axes: [{ label: "epoch" }, { label: "value" }],
+    series: [{ label: "epoch" }, ...keys.map((k, i) => ({ label: k, stroke: colours[i % colours.length], width: 2 }))],
+  }, [history.map((h) => h.epoch), ...keys.map((k) => history.map((h) => h[k]))], $("#card-chart"));
+}
+
+// The image: drawn on the 28 x 28 grid, or a PNG file ------------------------------------------------------
+const canvas = $("#draw");
+const ctx = canvas.getContext("2d");
+function render() {
+  const image = ctx.createImageData(SIDE, SIDE);
+  for (let i = 0; i < SIDE * SIDE; i++) {
+    const v = Math.round(255 * state.pixels[i]);
+    image.data.set([v, v, v, 255], 4 * i);
+  }
+  const small = document.createElement("canvas");
+  small.width = small.height = SIDE;
+  small.getContext("2d").putImageData(image, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+}
+function paint(event) {
+  const box = canvas.getBoundingClientRect();
+  const cx = ((event.clientX - box.left) / box.width) * SIDE, cy = ((event.clientY - box.top) / box.height) * SIDE;
+  for (let y = Math.floor(cy - 2); y <= cy + 2; y++) {
+    for (let x = Math.floor(cx - 2); x <= cx + 2; x++) {
+      if (x < 0 || y < 0 || x >= SIDE || y >= SIDE) continue;
+      const d2 = (x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2;
+      state.pixels[y * SIDE + x] = Math.min(1, state.pixels[y * SIDE + x] + Math.exp(-d2 / 0.9));
+    }
+  }
+  state.image = { kind: "pixels" };
+  render();
+}
+canvas.addEventListener("pointerdown", (e) => { canvas.setPointerCapture(e.pointerId); paint(e); });
+canvas.addEventListener("pointermove", (e) => { if (e.buttons) paint(e); });
+$("#clear").addEventListener("click", () => { state.pixels.fill(0); state.image = null; $("#png").value = ""; render(); });
+$("#png").addEventListener("change", async () => {
+  const file = $("#png").files[0];
+  if (!file) return;
+  const bitmap = await createImageBitmap(file);
+  const small = document.createElement("canvas");
+  small.width = small.height = SIDE;
+  const c = small.getContext("2d");
+  c.drawImage(bitmap, 0, 0, SIDE, SIDE);
+  const data = c.getImageData(0, 0, SIDE, SIDE).data;
+  for (let i = 0; i < SIDE * SIDE; i++) state.pixels[i] = data[4 * i] / 255;
+  state.image = { kind: "file", file }; // scored as the file itself, so the number is the API's for that file
+  render();
+});
+function requireImage() {
+  if (!state.image) throw new ProblemError({ title: "No image", detail: "draw a digit or choose a PNG file in the Score view first", field: "image" }, 0);
+}
+const pixelInputs = () => [Array.from(state.pixels)];
+
+// Score -----------------------------------------------------------------------------------------------------
+$("#score-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded("score", async () => {
+    requireImage();
+    const model = $("#score-model").value, k = Number($("#score-k").value), seed = Number($("#score-seed").value);
+    const sampler = $("#score-sampler").value, steps = Number($("#score-steps").value);
+    const body = $("#score-table tbody");
+    body.replaceChildren();
+    for (const box of $$("#score-form input[name=estimator]:checked")) {
+      const name = box.value, order = name === "jvi" ? 1 : undefined;
+      let out;
+      if (state.image.kind === "file") {
+        const form = new FormData();
+        form.append("files", state.image.file);
+        for (const [key, value] of Object.entries({ estimator: name, k, seed, sampler, ...(order ? { order } : {}), ...(sampler === "ais" ? { steps } : {}) })) form.append(key, String(value));
+        out = await (await api(`/v1/models/${encodeURIComponent(model)}/evidence/images`, { method: "POST", body: form })).json();
+      } else {
+        out = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, {
+          inputs: pixelInputs(), estimator: { name, k, ...(order ? { order } : {}) }, seed,
+          sampler: sampler === "ais" ? { name: "ais", steps } : { name: "importance" },
+        });
+      }
+      const r = out.results[0];
+      const value = document.createElement("span");
+      value.className = "log-px";
+      value.dataset.value = String(r.log_px);
+      value.textContent = fmt(r.log_px);
+      const why = document.createElement("div");
+      why.append(r.verdict.reasons.join("; ") || "no reason for doubt");
+      const advice = document.createElement("div");
+      advice.className = "advice";
+      advice.textContent = r.verdict.advice;
+      why.append(advice);
+      const row = cells(body.insertRow(), [`${name}${order ? `:${order}` : ""} k=${k} (${out.estimator.sampler.name})`, value, fmt(r.std_err), fmt(r.diagnostics && r.diagnostics.khat, 2), verdictCell(r.verdict), why]);
+      row.cells[1].className = row.cells[2].className = "num";
+    }
+  });
+});
+
+// Convergence -----------------------------------------------------------------------------------------------
+const KS = [2, 5, 10, 30, 100, 300, 1000, 3000];
+$("#convergence-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded("convergence", async () => {
+    requireImage();
+    const model = $("#conv-model").value, replicates = Number($("#conv-replicates").value), aisSteps = Number($("#conv-ais").value);
+    const estimators = KS.flatMap((k) => [{ name: "iwae", k }, { name: "jvi", k, order: 1 }]);
+    const out = await postJSON(`/v1/models/${encodeURIComponent(model)}/compare`, { inputs: pixelInputs(), estimators, replicates, seed: 0 });
+    const series = { iwae: [], jvi: [] };
+    out.estimators.forEach((e) => series[e.estimator.name].push({ k: e.estimator.k, mean: e.mean[0], sd: e.sd[0], verdict: e.verdicts[0] }));
+    let ais = null;
+    if (aisSteps > 0) {
+      const a = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, { inputs: pixelInputs(), estimator: { name: "iwae", k: 16 }, sampler: { name: "ais", steps: aisSteps }, seed: 0 });
+      ais = a.results[0];
+    }
+    drawConvergence(series, ais);
+    const head = $("#convergence-table thead"), body = $("#convergence-table tbody");
+    head.replaceChildren(cells(document.createElement("tr"), ["k", "IWAE mean +- sd", "IWAE verdict", "JVI mean +- sd", "JVI verdict"]));
+    body.replaceChildren();
+    series.iwae.forEach((s, i) => {
+      const j = series.jvi[i];
+      cells(body.insertRow(), [String(s.k), `${fmt(s.mean)} +- ${fmt(s.sd)}`, verdictCell(s.verdict), `${fmt(j.mean)} +- ${fmt(j.sd)}`, verdictCell(j.verdict)]);
+    });
+    if (ais) cells(body.insertRow(), [`AIS ${aisSteps} steps, 16 chains`, `${fmt(ais.log_px)} +- ${fmt(ais.std_err)}`, verdictCell(ais.verdict), "", ais.verdict.reasons.join("; ")]);
+  });
+});
+
+function drawConvergence(series, ais) {
+  const k = series.iwae.map((s) => s.k);
+  const band = (list, sign) => list.map((s) => (s.mean === null ? null : s.mean + sign * (s.sd || 0)));
+  const flat = (v) => k.map(() => v);
+  const data = [k, series.iwae.map((s) => s.mean), band(series.iwae, -1), band(series.iwae, 1),
+    series.jvi.map((s) => s.mean), band(series.jvi, -1), band(series.jvi, 1)];
+  const seriesOpts = [{ label: "k" },
+    { label: "IWAE-k", stroke: "#1f4e79", width: 2 }, { label: "IWAE - sd", stroke: "rgba(31,78,121,0.3)" }, { label: "IWAE + sd", stroke: "rgba(31,78,121,0.3)" },
+    { label: "JVI-k (order 1)", stroke: "#cf222e", width: 2 }, { label: "JVI - sd", stroke: "rgba(207,34,46,0.3)" }, { label: "JVI + sd", stroke: "rgba(207,34,46,0.3)" }];
+  const bands = [{ series: [3, 2], fill: "rgba(31,78,121,0.15)" }, { series: [6, 5], fill: "rgba(207,34,46,0.15)" }];
+  if (ais && ais.log_px !== null) {
+    data.push(flat(ais.log_px), flat(ais.log_px - ais.std_err), flat(ais.log_px + ais.std_err));
+    seriesOpts.push({ label: "AIS", stroke: "#1a7f37", width: 2, dash: [6, 4] }, { label: "AIS - se", stroke: "rgba(26,127,55,0.3)" }, { label: "AIS + se", stroke: "rgba(26,127,55,0.3)" });
+    bands.push({ series: [9, 8], fill: "rgba(26,127,55,0.15)" });
+  }
+  if (state.charts.convergence) state.charts.convergence.destroy();
+  state.charts.convergence = new uPlot({
+    width: 760, height: 360, title: "log p(x) estimates against k",
+    scales: { x: { time: false, distr: 3 } },
+    axes: [{ label: "k (log scale)" }, { label: "nats", size: 60 }],
+    series: seriesOpts, bands,
+  }, data, $("#convergence-chart"));
+}
+
+// Posterior of a 2-D latent model ------------------------------------------------------------------------------
+$("#posterior-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded("posterior", async () => {
+    requireImage();
+    const out = await postJSON(`/v1/models/${encodeURIComponent($("#post-model").value)}/posterior`, { inputs: pixelInputs(), grid: 80, seed: 0 });
+    drawPosterior(out);
+    $("#posterior-facts").replaceChildren(
+      `The posterior p(z | x) shaded by its log density over the 10 nats below its mode, and q(z | x)'s 2-sigma ellipse in red. ` +
+      `log p(x) by quadrature on this grid: ${fmt(out.log_px)} nats; q(z | x) mean (${fmt(out.q_mean[0], 2)}, ${fmt(out.q_mean[1], 2)}); verdict `,
+      verdictCell(out.verdict), ` ${out.verdict.reasons.join("; ")}`);
+    state.posterior = out;
+  });
+});
+
+function drawPosterior(out) {
+  const c = $("#posterior"), g = c.getContext("2d"), n = out.z1.length, pad = 40, size = c.width - 2 * pad;
+  const max = Math.max(...out.log_density.flat());
+  g.clearRect(0, 0, c.width, c.height);
+  const cell = size / n;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const t = Math.max(0, 1 + (out.log_density[i][j] - max) / 10); // log density, over the 10 nats below the mode
+      g.fillStyle = `rgb(${Math.round(255 - 224 * t)}, ${Math.round(255 - 177 * t)}, ${Math.round(255 - 134 * t)})`;
+      g.fillRect(pad + i * cell, pad + (n - 1 - j) * cell, cell + 0.5, cell + 0.5); // z1 across, z2 up
+    }
+  }
+  const [lo1, hi1, lo2, hi2] = [out.z1[0], out.z1[n - 1], out.z2[0], out.z2[n - 1]];
+  const px = (z1) => pad + ((z1 - lo1) / (hi1 - lo1)) * size, py = (z2) => pad + size - ((z2 - lo2) / (hi2 - lo2)) * size;
+  // q(z | x): the 2-sigma ellipse of its covariance (eigenvectors of a symmetric 2 x 2 matrix).
+  const [[a, b], [, d]] = out.q_cov;
+  const mid = (a + d) / 2, r = Math.sqrt(((a - d) / 2) ** 2 + b * b);
+  const angle = 0.5 * Math.atan2(2 * b, a - d);
+  g.beginPath();
+  for (let s = 0; s <= 64; s++) {
+    const t = (2 * Math.PI * s) / 64;
+    const u = 2 * Math.sqrt(mid + r) * Math.cos(t), v = 2 * Math.sqrt(Math.max(mid - r, 0)) * Math.sin(t);
+    const z1 = out.q_mean[0] + u * Math.cos(angle) - v * Math.sin(angle), z2 = out.q_mean[1] + u * Math.sin(angle) + v * Math.cos(angle);
+    if (s === 0) g.moveTo(px(z1), py(z2)); else g.lineTo(px(z1), py(z2));
+  }
+  g.strokeStyle = "#cf222e";
+  g.lineWidth = 2;
+  g.stroke();
+  g.fillStyle = "#1b1f24";
+  g.font = "12px system-ui";
+  g.fillText(`z1 ${fmt(lo1, 1)} .. ${fmt(hi1, 1)}`, pad, c.height - 12);
+  g.save();
+  g.translate(14, pad + size);
+  g.rotate(-Math.PI / 2);
+  g.fillText(`z2 ${fmt(lo2, 1)} .. ${fmt(hi2, 1)}`, 0, 0);
+  g.restore();
+  g.fillText("shade: log p(z | x), 10 nats; red: q(z | x), 2 sigma", pad, 24);
+}
+
+// Jobs ----------------------------------------------------------------------------------------------------------
+$("#job-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded("jobs", async () => {
+    const form = new FormData();
+    form.append("model", $("#job-model").value);
+    form.append("data", $("#job-data").files[0]);
+    if ($("#job-labels").files[0]) form.append("labels", $("#job-labels").files[0]);
+    for (const spec of $("#job-estimators").value.split(/\s+/).filter(Boolean)) form.append("estimators", spec);
+    form.append("seed", $("#job-seed").value);
+    const job = await (await api("/v1/jobs", { method: "POST", body: form })).json();
+    state.job = job;
+    showJob(job);
+    await watchJob(job.id);
+  });
+});
+
+// Server-Sent Events through fetch (EventSource cannot send the bearer token).
+async function watchJob(id) {
+  const response = await api(`/v1/jobs/${id}/events`);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const kind = (block.match(/^event: (.*)$/m) || [])[1];
+      const data = (block.match(/^data: (.*)$/m) || [])[1];
+      if (kind === "progress") showJob(JSON.parse(data));
+    }
+  }
+  showJob(await (await api(`/v1/jobs/${id}`)).json());
+}
+
+function showJob(job) {
+  state.job = job;
+  const p = job.progress;
+  $("#job-line").textContent = `job ${job.id}: ${job.state}, ${p.done} of ${p.total} inputs (${Math.round(100 * p.fraction)}%)` +
+    (p.eta_s ? `, about ${Math.ceil(p.eta_s)} s left` : "") + (job.error ? `; ${job.error}` : "");
+  $("#job-progress").value = p.fraction;
+  const body = $("#job-summary tbody");
+  body.replaceChildren();
+  for (const s of job.summary) {
+    const e = s.estimator;
+    const counts = Object.entries(s.verdicts).filter(([, n]) => n).map(([level, n]) => { const v = verdictCell({ level }); v.textContent = `${n} ${level}`; return v; });
+    const verdicts = document.createElement("span");
+    verdicts.append(...counts);
+    cells(body.insertRow(), [`${e.name}:${e.k}${e.order ? `:${e.order}` : ""} (${e.sampler.name})`, fmt(s.mean), fmt(s.std_err), verdicts, s.advice || ""]);
+  }
+  if (job.summary.length) drawKhat(job.summary[0].khat_histogram);
+  $("#job-download").disabled = p.done === 0;
+}
+
+function drawKhat(histogram) {
+  const labels = ["< 0", ...histogram.edges.slice(1).map((e, i) => `${histogram.edges[i]}-${e}`), `>= ${histogram.edges[histogram.edges.length - 1]}`];
+  const x = labels.map((_, i) => i);
+  if (!state.charts.khat) {
+    state.charts.khat = new uPlot({
+      width: 760, height: 220, title: "k-hat over inputs (first estimator); over 0.7: do not trust importance sampling",
+      scales: { x: { time: false } },
+      axes: [{ values: (_, ticks) => ticks.map((t) => labels[t] || ""), label: "k-hat" }, { label: "inputs" }],
+      series: [{ label: "bin" }, { label: "inputs", fill: "rgba(31,78,121,0.5)", stroke: "#1f4e79", paths: uPlot.paths.bars({ size: [0.8] }) }],
+    }, [x, histogram.counts], $("#khat-chart"));
+  } else {
+    state.charts.khat.setData([x, histogram.counts]);
+  }
+}
+
+$("#job-download").addEventListener("click", () => guarded("jobs", async () => {
+  const blob = await (await api(`/v1/jobs/${state.job.id}/results?format=csv`)).blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `job-${state.job.id}.csv`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}));
+
+// Start -------------------------------------------------------------------------------------------------------
+$("#token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = $("#token").value;
+  sessionStorage.setItem("logpx-token", state.token);
+  $("#token-form").hidden = true;
+  guarded("models", loadModels);
+});
+render();
+guarded("models", loadModels);

@@ -1,0 +1,172 @@
+"""The web page in a real browser: headless Chromium (Debian's ``chromium``, which ``make test`` installs
+where it can) driven by Playwright through ``executable_path``, against a real server. Screenshots of every
+view go to a folder the test creates (``LOGPX_SCREENSHOTS`` names another, to refresh docs/page.png)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .local_server import LocalServer
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DIGIT = ROOT / "tests" / "data" / "mnist-50000-label3.png"
+VALID = ROOT / "tests" / "data" / "mnist-valid200"
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)"),
+    pytest.mark.slow,
+]
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("checkpoints")
+    for name in ("vae1-iwae50", "vae2d-iwae50"):
+        (folder / f"{name}.safetensors").symlink_to(ROOT / "checkpoints" / f"{name}.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        # --no-sandbox: the test may run as root, where Chromium's sandbox refuses to start.
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("LOGPX_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _open(browser: Any, url: str) -> tuple[Any, list[str], list[str]]:
+    """A page on ``url`` that records console errors and every request leaving the server."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    outside: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(url + "/")
+    return page, errors, outside
+
+
+def _canvas_has_ink(page: Any, selector: str) -> bool:
+    return page.evaluate(
+        """(sel) => { const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n > 1000; }""",
+        selector,
+    )
+
+
+def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Path) -> None:
+    with LocalServer(checkpoints, env={"LOGPX_DEVICE": "cpu"}) as server:
+        page, errors, outside = _open(browser, server.url)
+        page.wait_for_selector("#models-table tbody tr")
+        page.click("#models-table tbody tr:first-child")
+        page.wait_for_selector("#card-chart canvas")
+        page.screenshot(path=str(shots / "models.png"), full_page=True)
+
+        # Score: a PNG upload reads back the API's own number for that file, seed and estimator.
+        page.click("#tab-score")
+        page.select_option("#score-model", "vae1-iwae50")
+        page.set_input_files("#png", str(DIGIT))
+        page.fill("#score-k", "500")
+        page.fill("#score-seed", "4")
+        page.click("#score-form button[type=submit]")
+        page.wait_for_selector("#score-table tbody tr:nth-child(2)")
+        shown = [
+            float(v) for v in page.eval_on_selector_all("#score-table .log-px", "els => els.map(e => e.dataset.value)")
+        ]
+        levels = page.eval_on_selector_all("#score-table .verdict", "els => els.map(e => e.textContent)")
+        for name, value, level in zip(["iwae", "jvi"], shown, levels, strict=True):
+            form = {"estimator": name, "k": "500", "seed": "4", **({"order": "1"} if name == "jvi" else {})}
+            with DIGIT.open("rb") as f:
+                api = httpx.post(
+                    f"{server.url}/v1/models/vae1-iwae50/evidence/images",
+                    files={"files": ("d.png", f, "image/png")},
+                    data=form,
+                ).json()["results"][0]
+            assert value == api["log_px"] and level == api["verdict"]["level"]
+        page.screenshot(path=str(shots / "score.png"), full_page=True)
+
+        # Convergence: the plot holds finite IWAE and JVI means at every k, and the AIS line.
+        page.click("#tab-convergence")
+        page.fill("#conv-replicates", "3")
+        page.fill("#conv-ais", "50")
+        page.click("#convergence-form button[type=submit]")
+        page.wait_for_selector("#convergence-chart canvas")
+        data = page.evaluate("window.logpx.charts.convergence.data")
+        assert data[0] == [2, 5, 10, 30, 100, 300, 1000, 3000] and len(data) == 10
+        assert all(math.isfinite(v) for series in data[1:] for v in series)
+        assert _canvas_has_ink(page, "#convergence-chart canvas")
+        page.screenshot(path=str(shots / "convergence.png"), full_page=True)
+
+        # Posterior of the 2-D latent model, with q's ellipse.
+        page.click("#tab-posterior")
+        page.select_option("#post-model", "vae2d-iwae50")
+        page.click("#posterior-form button[type=submit]")
+        page.wait_for_selector("#posterior-facts .verdict")
+        assert _canvas_has_ink(page, "#posterior")
+        page.screenshot(path=str(shots / "posterior.png"), full_page=True)
+
+        # Jobs: a small job watched to 100% through its event stream.
+        page.click("#tab-jobs")
+        page.select_option("#job-model", "vae1-iwae50")
+        page.set_input_files("#job-data", str(VALID / "valid200-images-idx3-ubyte.gz"))
+        page.set_input_files("#job-labels", str(VALID / "valid200-labels-idx1-ubyte.gz"))
+        page.fill("#job-estimators", "iwae:100 jvi:100:1")
+        page.click("#job-form button[type=submit]")
+        page.wait_for_function("document.querySelector('#job-line').textContent.includes('succeeded')", timeout=120_000)
+        assert page.eval_on_selector("#job-progress", "e => e.value") == 1
+        assert "200 of 200 inputs (100%)" in page.text_content("#job-line")
+        assert page.eval_on_selector_all("#job-summary tbody tr", "rows => rows.length") == 2
+        assert sum(page.evaluate("window.logpx.charts.khat.data[1]")) == 200
+        page.screenshot(path=str(shots / "jobs.png"), full_page=True)
+
+        # An error is shown as the problem's detail, never a blank panel.
+        page.click("#tab-score")
+        page.fill("#score-k", "10000000")  # over the server's max_k
+        page.click("#score-form button[type=submit]")
+        page.wait_for_selector("#view-score .error:not([hidden])")
+        assert "over the limit" in page.text_content("#view-score .error") and "(field k)" in page.text_content(
+            "#view-score .error"
+        )
+        errors = [e for e in errors if "status of 4" not in e]  # the browser logs the refused request itself
+        assert errors == [] and outside == []
+
+
+def test_api_docs_work_offline_and_the_page_asks_for_the_token(browser: Any, checkpoints: Path) -> None:
+    with LocalServer(checkpoints, env={"LOGPX_DEVICE": "cpu", "LOGPX_API_TOKEN": "s3cret"}) as server:
+        page, errors, outside = _open(browser, server.url)
+        page.wait_for_selector("#token-form:not([hidden])")
+        page.fill("#token", "s3cret")
+        page.click("#token-form button")
+        page.wait_for_selector("#models-table tbody tr")
+        page.goto(server.url + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+        assert "logpx" in page.text_content(".swagger-ui .info .title")
+        page.wait_for_selector(".swagger-ui .opblock")  # the operations, from /openapi.json
+        assert outside == []  # no CDN: every asset came from the server
+        assert [e for e in errors if "401" not in e] == []  # only the refused first request before the token
