@@ -110,7 +110,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     try:
         settings = get_settings()
     except ValidationError as exc:
-        errors = "; ".join(f"LOGPX_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        errors = "; ".join(
+            (f"LOGPX_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
         raise CommandError(f"invalid settings: {errors}") from None
     uvicorn.run(
         create_app(settings),

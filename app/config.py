@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
         description="Dynamic batching: longest wait for companions beyond those already queued (0: take only those)",
     )
     api_token: str | None = Field(None, description="Bearer token required on every endpoint but the health checks")
+    allow_no_token: bool = Field(
+        False, description="Serve on a non-loopback address without LOGPX_API_TOKEN (refused unless this is true)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: the CPUs the cgroup allows)")
     # Evaluation jobs (docs/jobs.md).
@@ -96,12 +100,31 @@ class Settings(BaseSettings):
             raise ValueError("LOGPX_API_TOKEN is set but empty or blank; unset it to run without authentication")
         return value
 
+    @model_validator(mode="after")
+    def _secure_by_default(self) -> Settings:
+        # Listening beyond this machine with nobody asked for a token is a choice to make out loud.
+        if self.api_token is None and not self.allow_no_token and not _loopback(self.host):
+            raise ValueError(
+                f"LOGPX_HOST={self.host} listens beyond this machine, and LOGPX_API_TOKEN is not set: set a token, "
+                "or LOGPX_ALLOW_NO_TOKEN=true to serve without one"
+            )
+        return self
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
         if value != "auto" and value != "cpu" and not value.startswith("cuda"):
             raise ValueError("device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
 
 
 @lru_cache

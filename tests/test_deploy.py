@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from logpx.app.config import Settings
 from tests.local_server import LocalServer, free_port
@@ -42,9 +43,11 @@ def test_dockerfile_agrees_with_settings_and_make_serve() -> None:
     env = dict(re.findall(r"(LOGPX_[A-Z_]+)=(\S+)", DOCKERFILE))
     for name in env:
         assert name.removeprefix("LOGPX_").lower() in Settings.model_fields, name
-    settings = Settings(
-        _env_file=None, **{k.removeprefix("LOGPX_").lower(): v for k, v in env.items() if k != "LOGPX_DEVICE"}
-    )
+    fields = {k.removeprefix("LOGPX_").lower(): v for k, v in env.items() if k != "LOGPX_DEVICE"}
+    # Secure by default: the image listens on 0.0.0.0, so it starts only with a token (or the explicit opt-out).
+    with pytest.raises(ValidationError, match="LOGPX_API_TOKEN is not set"):
+        Settings(_env_file=None, **fields)
+    settings = Settings(_env_file=None, **fields, api_token="t")
     assert f"EXPOSE {settings.port}" in DOCKERFILE
     assert "/v2/health/ready" in DOCKERFILE
     # The container runs exactly what `make serve` and the end-to-end test run.

@@ -318,7 +318,7 @@ async def _job(store: JobStore, job_id: str) -> JobRow:
 async def list_jobs(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> JobList:
     """Jobs, newest first, a page at a time."""
     rows, total = await asyncio.to_thread(store.page, limit, offset)

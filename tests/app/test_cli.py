@@ -61,3 +61,20 @@ def test_a_missing_image_is_one_clear_line() -> None:
 def test_a_malformed_estimator_is_a_usage_error() -> None:
     out = _run("compare", "x.png", "--model", "m", "--estimators", "iwae:ten")
     assert out.returncode == 2 and "expected NAME:K" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serving_beyond_loopback_without_a_token_is_refused() -> None:
+    """Secure by default: 0.0.0.0 with no LOGPX_API_TOKEN stops at start-up, one clear line naming the way out."""
+    import os
+
+    env = {**os.environ, "LOGPX_HOST": "0.0.0.0", "LOGPX_PORT": str(free_port())}
+    env.pop("LOGPX_API_TOKEN", None)
+    out = _run("serve", env=env)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "LOGPX_API_TOKEN is not set" in out.stderr and "LOGPX_ALLOW_NO_TOKEN=true" in out.stderr
+
+    from logpx.app.config import Settings
+
+    assert Settings(host="0.0.0.0", allow_no_token=True).host == "0.0.0.0"  # the explicit opt-out
+    assert Settings(host="0.0.0.0", api_token="t").api_token == "t"
+    assert Settings(host="::1").host == "::1"  # loopback needs no token

@@ -161,10 +161,15 @@ def test_deadline_answers_504_and_the_server_keeps_serving(checkpoint_dir) -> No
 
 
 def test_bearer_token_guards_everything_but_health(checkpoint_dir) -> None:  # type: ignore[no-untyped-def]
+    """Open: the health checks, and what a browser loads before it can ask for the token (the page, its files,
+    the API's description and its interactive page). Everything that touches a model or a job is guarded."""
     with make_client(checkpoint_dir, api_token="s3cret") as c:
         assert c.get("/v2/health/live").status_code == 200
         wait_ready(c)
-        for path in ("/v1/models", "/metrics", "/openapi.json", "/v1/models/tiny"):
+        for path in ("/", "/docs", "/openapi.json", "/static/app.js", "/static/vendor/uplot-1.6.32/LICENSE"):
+            assert c.get(path).status_code == 200, path
+        assert_problem(c.get("/static/nothing.js"), 404)
+        for path in ("/v1/models", "/metrics", "/v1/models/tiny", "/v1/jobs"):
             assert_problem(c.get(path), 401)
             assert_problem(c.get(path, headers={"Authorization": "Bearer wrong"}), 401)
             assert c.get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200

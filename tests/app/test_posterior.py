@@ -25,7 +25,9 @@ def test_posterior_grid_over_http_holds_the_exact_evidence(client: TestClient) -
         exact = float(model.exact_log_px(x)[0])
     assert abs(out["log_px"] - exact) < 5e-3, (out["log_px"], exact)
     assert out["verdict"]["level"] == "reliable" and out["edge_mass"] < 1e-4
-    assert np.allclose(np.array(out["q_cov"]), np.array(out["q_cov"]).T) and all(math.isfinite(v) for v in out["q_mean"])
+    assert np.allclose(np.array(out["q_cov"]), np.array(out["q_cov"]).T) and all(
+        math.isfinite(v) for v in out["q_mean"]
+    )
 
 
 def test_posterior_refuses_what_it_cannot_draw(client: TestClient) -> None:
