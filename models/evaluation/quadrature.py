@@ -38,6 +38,17 @@ def _midpoints(lo: float, hi: float, n: int) -> torch.Tensor:
     return lo + (torch.arange(n, dtype=torch.float64) + 0.5) * (hi - lo) / n
 
 
+def _where_the_mass_is(
+    model: LatentVariableModel, x: torch.Tensor, window: float, coarse: int, keep_nats: float, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lo, hi)`` ``[2]`` each: the extent of the coarse cells (``coarse`` per axis over +-``window``) whose
+    log-joint is within ``keep_nats`` of the largest, wherever the encoder believes the posterior is."""
+    axis = _midpoints(-window, window, coarse)
+    lj = _log_joint_grid(model, x, [axis, axis], chunk)
+    rows, cols = torch.nonzero(lj > lj.max() - keep_nats, as_tuple=True)
+    return torch.stack([axis[rows.min()], axis[cols.min()]]), torch.stack([axis[rows.max()], axis[cols.max()]])
+
+
 @torch.no_grad()
 def grid_log_px(
     model: VAE,
@@ -59,17 +70,14 @@ def grid_log_px(
     if model.config.layers != 1 or model.config.latent != 2:
         raise ValueError("grid quadrature needs a one-layer model with a 2-D latent")
     out = torch.empty(x.shape[0], dtype=torch.float64)
-    coarse_axis = _midpoints(-window, window, coarse)
     step = 2 * window / coarse
     for b in range(x.shape[0]):
         xb = x[b : b + 1]
-        lj = _log_joint_grid(model, xb, [coarse_axis, coarse_axis], chunk)  # [coarse, coarse]
-        rows, cols = torch.nonzero(lj > lj.max() - keep_nats, as_tuple=True)
         bounds = []
-        for idx in (rows, cols):
-            lo, hi = coarse_axis[idx.min()] - 2 * step, coarse_axis[idx.max()] + 2 * step
+        for lo, hi in zip(*_where_the_mass_is(model, xb, window, coarse, keep_nats, chunk)):
+            lo, hi = float(lo) - 2 * step, float(hi) + 2 * step
             centre, half = (lo + hi) / 2, expand * (hi - lo) / 2
-            bounds.append((float(centre - half), float(centre + half)))
+            bounds.append((centre - half, centre + half))
         axes = [_midpoints(lo, hi, n) for lo, hi in bounds]
         log_area = sum(math.log((hi - lo) / n) for lo, hi in bounds)
         out[b] = torch.logsumexp(_log_joint_grid(model, xb, axes, chunk).reshape(-1), dim=0) + log_area
@@ -113,12 +121,9 @@ def posterior_grid(
     noise = torch.randn(samples, 1, 2, generator=generator, device=generator.device)
     z = model.sample_q(x, noise)[:, 0].double().cpu()  # [S, 2]
     q_mean, q_cov = z.mean(0), torch.cov(z.T)
-    coarse_axis = _midpoints(-window, window, coarse)
-    lj = _log_joint_grid(model, x, [coarse_axis, coarse_axis], chunk)
-    rows, cols = torch.nonzero(lj > lj.max() - keep_nats, as_tuple=True)
+    mass_lo, mass_hi = _where_the_mass_is(model, x, window, coarse, keep_nats, chunk)
     q_half = 3 * q_cov.diagonal().sqrt()
-    lo = torch.minimum(torch.stack([coarse_axis[rows.min()], coarse_axis[cols.min()]]), q_mean - q_half)
-    hi = torch.maximum(torch.stack([coarse_axis[rows.max()], coarse_axis[cols.max()]]), q_mean + q_half)
+    lo, hi = torch.minimum(mass_lo, q_mean - q_half), torch.maximum(mass_hi, q_mean + q_half)
     centre, half = (lo + hi) / 2, float((hi - lo).max()) / 2 * 1.1
     axes = [_midpoints(float(c) - half, float(c) + half, n) for c in centre]
     log_joint = _log_joint_grid(model, x, axes, chunk)

@@ -1,5 +1,8 @@
 """Data sets, jobs and their result rows.
 
+A migration is a frozen copy of the schema as it was, by design (app/jobs/store.py's tables move on, this
+does not); tests/app/test_jobs.py checks that the migrations build exactly the tables the code uses.
+
 Revision ID: 0001
 Revises:
 """
