@@ -3,14 +3,17 @@
 #   docker build --target cpu  -t logpx:cpu  .    small CPU image (torch CPU wheel)
 #   docker build --target cuda -t logpx:cuda .    CUDA image (torch CUDA wheel; CUDA libraries come as
 #                                                 pip packages, the driver from the host's NVIDIA runtime)
+# `make image` builds the CPU one with Docker or podman, and where python:3.11-slim-bookworm cannot be
+# pulled, on a Debian base it makes itself (docker/base-image.sh; docs/deploy.md).
 # The runtime stages hold no compiler and run as a fixed non-root UID; the entry command is the one
 # `make serve` runs.
 
+# Any Debian-like image with python3 (3.11) and its venv module.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build-base
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -18,11 +21,20 @@ COPY app ./app
 COPY models ./models
 
 FROM build-base AS build-cpu
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+# Where torch comes from: the official CPU index by default; a wheel file mounted at build time where
+# that index is out of reach (make image). HOST_CA: a CA bundle mounted at build time for a TLS-inspecting
+# proxy; used by pip during the build only, never written into a layer.
+ARG TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+ARG HOST_CA=""
+RUN if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi \
+    && pip install $TORCH_SPEC \
     && pip install .
 
 FROM build-base AS build-cuda
-RUN pip install torch==2.13.0 \
+ARG TORCH_SPEC="torch==2.13.0"
+ARG HOST_CA=""
+RUN if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi \
+    && pip install $TORCH_SPEC \
     && pip install .
 
 FROM ${PYTHON_IMAGE} AS runtime-base

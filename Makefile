@@ -5,7 +5,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 BIN := $(VENV)/bin
 
-.PHONY: venv test serve bench clean
+.PHONY: venv test serve bench image clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,25 @@ test: venv
 
 serve: venv
 	LOGPX_HOST=$(HOST) LOGPX_PORT=$(PORT) $(BIN)/logpx serve
+
+# The CPU image, with Docker or podman (podman here: the runc runtime and cgroupfs, docs/deploy.md). Where
+# the base image cannot be pulled, docker/base-image.sh makes one from Debian's packages. With podman, the
+# local torch wheel and the host's CA bundle (for a TLS-inspecting proxy) are mounted into the build, never
+# copied into the image.
+ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)  # a docker CLI with no engine is not enough
+ENGINE_CMD := $(ENGINE) $(if $(filter podman,$(ENGINE)),--runtime runc --cgroup-manager cgroupfs,)
+BASE_IMAGE ?= python:3.11-slim-bookworm
+TORCH_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl))
+HOST_CA ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt))
+BUILD_MOUNTS := $(if $(filter podman,$(ENGINE)),$(if $(TORCH_WHEEL),--build-arg TORCH_SPEC=/wheels/$(notdir $(TORCH_WHEEL)) -v $(dir $(TORCH_WHEEL)):/wheels:ro) $(if $(HOST_CA),--build-arg HOST_CA=/host-ca.crt -v $(HOST_CA):/host-ca.crt:ro))
+
+image:
+	@base=$(BASE_IMAGE); \
+	$(ENGINE_CMD) image inspect $$base >/dev/null 2>&1 || $(ENGINE_CMD) pull -q $$base >/dev/null 2>&1 || \
+		{ $(ENGINE_CMD) image inspect localhost/logpx-base:bookworm >/dev/null 2>&1 && base=localhost/logpx-base:bookworm; } || \
+		base=$$(docker/base-image.sh "$(ENGINE_CMD)"); \
+	echo "base image: $$base"; \
+	$(ENGINE_CMD) build --target cpu -t logpx:cpu --build-arg PYTHON_IMAGE=$$base $(BUILD_MOUNTS) .
 
 bench: venv
 	$(BIN)/python -m benchmarks.run --repeats 5
