@@ -24,13 +24,16 @@ FROM build-base AS build-cpu
 # Where torch comes from: the official CPU index by default; a wheel file mounted at build time where
 # that index is out of reach (make image). HOST_CA: a CA bundle mounted at build time for a TLS-inspecting
 # proxy; used by pip during the build only, never written into a layer. (DL3013 is ignored below: TORCH_SPEC
-# pins torch, as a version or a file, and `pip install .` takes the project's own requirements.)
+# pins torch, as a version or a file, and `pip install .` takes the project's own requirements.) torch's C++
+# tests and headers (145 MB) serve only C++ builds against it, never this service.
 ARG TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 ARG HOST_CA=""
 # hadolint ignore=DL3013
 RUN if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi \
     && pip install $TORCH_SPEC \
-    && pip install .
+    && pip install . \
+    && rm -rf "$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"/test \
+              "$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"/include
 
 FROM build-base AS build-cuda
 ARG TORCH_SPEC="torch==2.13.0"

@@ -26,6 +26,9 @@ test: venv
 	# Chromium for the browser tests (Playwright drives it; its own browser download cannot be used here).
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } >/dev/null 2>&1; } || echo "Chromium not installed: the browser tests will skip"
+	# podman (with runc) and debootstrap for the image test: it builds the CPU image and runs it.
+	@{ command -v podman && command -v runc && command -v debootstrap; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q podman runc debootstrap || { apt-get update -q && apt-get install -y -q podman runc debootstrap; }; } >/dev/null 2>&1; } || echo "podman not installed: the image test will skip"
 	$(BIN)/python -m pytest -q
 
 serve: venv
@@ -34,13 +37,13 @@ serve: venv
 # The CPU image, with Docker or podman (podman here: the runc runtime and cgroupfs, docs/deploy.md). Where
 # the base image cannot be pulled, docker/base-image.sh makes one from Debian's packages. With podman, the
 # local torch wheel and the host's CA bundle (for a TLS-inspecting proxy) are mounted into the build, never
-# copied into the image.
+# copied into the image; --format docker keeps the HEALTHCHECK (podman's default OCI format drops it).
 ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)  # a docker CLI with no engine is not enough
 ENGINE_CMD := $(ENGINE) $(if $(filter podman,$(ENGINE)),--runtime runc --cgroup-manager cgroupfs,)
 BASE_IMAGE ?= python:3.11-slim-bookworm
 TORCH_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl))
 HOST_CA ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt))
-BUILD_MOUNTS := $(if $(filter podman,$(ENGINE)),$(if $(TORCH_WHEEL),--build-arg TORCH_SPEC=/wheels/$(notdir $(TORCH_WHEEL)) -v $(dir $(TORCH_WHEEL)):/wheels:ro) $(if $(HOST_CA),--build-arg HOST_CA=/host-ca.crt -v $(HOST_CA):/host-ca.crt:ro))
+BUILD_MOUNTS := $(if $(filter podman,$(ENGINE)),--format docker $(if $(TORCH_WHEEL),--build-arg TORCH_SPEC=/wheels/$(notdir $(TORCH_WHEEL)) -v $(dir $(TORCH_WHEEL)):/wheels:ro) $(if $(HOST_CA),--build-arg HOST_CA=/host-ca.crt -v $(HOST_CA):/host-ca.crt:ro))
 
 image:
 	@base=$(BASE_IMAGE); \

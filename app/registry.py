@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 
 from logpx.families import Family
-from logpx.io import Checkpoint, CheckpointError, load_checkpoint
+from logpx.io import TRAINING_STATE_SUFFIX, Checkpoint, CheckpointError, load_checkpoint
 
 from .errors import InvalidInput, ModelNotFound, ModelNotReady
 
@@ -75,7 +75,11 @@ class ModelRegistry:
         paths = sorted(self.directory.glob("*.safetensors")) if self.directory.is_dir() else []
         with self._lock:
             for path in paths:
-                if NAME_PATTERN.match(path.stem):
+                if path.name.endswith(TRAINING_STATE_SUFFIX):
+                    reason = "the optimiser state `logpx train` keeps beside a checkpoint for --resume, not a model"
+                    self.skipped.append((path.name, reason))
+                    log.info("skipping %s: %s", path.name, reason)
+                elif NAME_PATTERN.match(path.stem):
                     self._entries.setdefault(path.stem, ModelEntry(path.stem, path, self.device))
                 else:
                     reason = f"{path.stem!r} is not a model name: letters, digits, '.', '_', '-', starting with a letter or digit"
@@ -83,7 +87,7 @@ class ModelRegistry:
                     log.warning("skipping %s: %s", path.name, reason)
         if not paths:
             log.warning("no checkpoints found in %s", self.directory)
-        return [p.stem for p in paths]
+        return [p.stem for p in paths if not p.name.endswith(TRAINING_STATE_SUFFIX)]
 
     def load_all(self) -> None:
         for name in self.discover():

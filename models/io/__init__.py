@@ -1,6 +1,14 @@
 """Checkpoint and data-set I/O: safetensors checkpoints with JSON metadata, IDX image files."""
 
-from .checkpoint import FORMAT_VERSION, Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from .checkpoint import (
+    FORMAT_VERSION,
+    TRAINING_STATE_SUFFIX,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from .convert import convert, load_document, read_state_dict
 from .data import (
     binarize_sample,
@@ -14,6 +22,7 @@ from .data import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "TRAINING_STATE_SUFFIX",
     "Checkpoint",
     "CheckpointError",
     "binarize_sample",

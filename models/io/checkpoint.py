@@ -22,11 +22,23 @@ from safetensors.torch import save_file
 
 from ..families import Family, build_model
 
-__all__ = ["FORMAT_VERSION", "METADATA_KEY", "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "METADATA_KEY",
+    "TRAINING_STATE_SUFFIX",
+    "Checkpoint",
+    "CheckpointError",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT_VERSION = 1
 METADATA_KEY = "logpx"
 REQUIRED_KEYS = ("format_version", "family", "arch", "likelihood", "input_shape", "training", "dataset", "created")
+
+
+# `logpx train --resume` keeps the optimiser's state beside the checkpoint under this suffix: not a model.
+TRAINING_STATE_SUFFIX = ".state.safetensors"
 
 
 class CheckpointError(ValueError):

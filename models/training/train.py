@@ -36,7 +36,15 @@ from tqdm import tqdm
 from ..estimators import EstimatorSpec, point_estimate
 from ..families import VAE, BayesMLP, BBBConfig, LinearGaussian, LinearGaussianConfig, VAEConfig, predictive_summary
 from ..families.bbb import expected_calibration_error, kl_weights
-from ..io import binarize_sample, held_out_count, load_checkpoint, load_idx_dataset, save_checkpoint, split_train_valid
+from ..io import (
+    TRAINING_STATE_SUFFIX,
+    binarize_sample,
+    held_out_count,
+    load_checkpoint,
+    load_idx_dataset,
+    save_checkpoint,
+    split_train_valid,
+)
 from ..runtime import keep_freed_memory
 
 PROG = "logpx train"
@@ -240,7 +248,7 @@ RESUME_KEYS = (
 
 
 def state_path(cfg: TrainConfig) -> Path:
-    return Path(cfg.out).with_suffix(".state.safetensors")
+    return Path(cfg.out).with_suffix(TRAINING_STATE_SUFFIX)
 
 
 def save_state(

@@ -180,3 +180,22 @@ def test_rgb_models_take_rgb_uploads_channels_first(tmp_path: Path) -> None:
         assert as_json.status_code == 200, as_json.text
         assert upload.json()["results"][0]["log_px"] == pytest.approx(as_json.json()["results"][0]["log_px"], abs=1e-5)
         assert upload.json()["binarization"]["method"] == "none"
+
+
+def test_training_state_beside_a_checkpoint_is_skipped_not_failed(tmp_path: Path) -> None:
+    """`logpx train --out DIR/mine.safetensors` leaves mine.state.safetensors (for --resume) in DIR: found by
+    running the image on a directory `logpx train` had written."""
+    from .conftest import make_client, wait_ready
+
+    save_checkpoint(tmp_path / "mine.safetensors", linear_gaussian(), training=TRAINING, dataset=DATASET)
+    (tmp_path / "mine.state.safetensors").write_bytes(b"optimiser state")
+    with make_client(tmp_path) as c:
+        wait_ready(c)
+        listing = c.get("/v1/models").json()
+    assert [m["name"] for m in listing["models"]] == ["mine"]
+    assert listing["skipped"] == [
+        {
+            "file": "mine.state.safetensors",
+            "reason": "the optimiser state `logpx train` keeps beside a checkpoint for --resume, not a model",
+        }
+    ]
