@@ -5,7 +5,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 BIN := $(VENV)/bin
 
-.PHONY: venv test serve bench image clean
+.PHONY: venv test serve bench image compose-images clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ image:
 		base=$$(docker/base-image.sh "$(ENGINE_CMD)"); \
 	echo "base image: $$base"; \
 	$(ENGINE_CMD) build --target cpu -t logpx:cpu --build-arg PYTHON_IMAGE=$$base $(BUILD_MOUNTS) .
+
+# Where nginx:1.27-alpine and postgres:16-alpine cannot be pulled: the same contracts on the Debian base
+# (docker/nginx.Dockerfile, docker/postgres.Dockerfile); use them with LOGPX_NGINX_IMAGE=localhost/logpx-nginx
+# and LOGPX_POSTGRES_IMAGE=localhost/logpx-postgres (docs/deploy.md).
+compose-images: image
+	$(ENGINE_CMD) build $(if $(filter podman,$(ENGINE)),--format docker) -q -f docker/nginx.Dockerfile -t localhost/logpx-nginx .
+	$(ENGINE_CMD) build $(if $(filter podman,$(ENGINE)),--format docker) -q -f docker/postgres.Dockerfile -t localhost/logpx-postgres .
 
 bench: venv
 	$(BIN)/python -m benchmarks.run --repeats 5

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         15.0, gt=0, description="A job's lease: another replica takes it over this long after its holder dies"
     )
     job_poll_s: float = Field(1.0, gt=0, description="How often an idle replica looks for queued jobs")
+    job_store_wait_s: float = Field(
+        60.0, ge=0, description="At start, how long to wait for a job database that does not answer yet"
+    )
 
     @property
     def store_url(self) -> str:

@@ -21,7 +21,7 @@ from . import __version__
 from .config import Settings, get_settings
 from .errors import register_error_handlers
 from .jobs.runner import JobRunner
-from .jobs.store import JobStore
+from .jobs.store import open_store
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_forward=lambda requests, inputs: app_metrics.batch_requests.observe(requests),
         )
         worker.start()
-        store = await asyncio.to_thread(JobStore, settings.store_url)  # migrates the schema to the newest
+        # Migrates the schema to the newest; waits for a database that is still starting.
+        store = await asyncio.to_thread(open_store, settings.store_url, settings.job_store_wait_s)
         runner = JobRunner(store, registry, worker, settings)
         app.state.registry, app.state.worker, app.state.jobs, app.state.runner = registry, worker, store, runner
         # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.

@@ -11,6 +11,7 @@ stops renewing, and another takes the job over from its last committed chunk onc
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-__all__ = ["ACTIVE", "TERMINAL", "DatasetRow", "JobRow", "JobStore"]
+__all__ = ["ACTIVE", "TERMINAL", "DatasetRow", "JobRow", "JobStore", "open_store"]
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -361,3 +362,17 @@ class JobStore:
                 .limit(limit)
             )
             return [r.row for r in c.execute(q)]
+
+
+def open_store(url: str, wait_s: float) -> JobStore:
+    """The job store, waiting up to ``wait_s`` for a database that is still starting (a PostgreSQL container
+    started beside this one); any other error, or one that outlasts the wait, stops the service."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return JobStore(url)
+        except sa.exc.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise
+            logging.getLogger("logpx").warning("job store not reachable yet, retrying: %s", str(exc.orig).strip()[:200])
+            time.sleep(1.0)

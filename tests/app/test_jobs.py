@@ -328,3 +328,15 @@ def test_the_migrations_make_the_tables_the_code_uses(tmp_path: Path) -> None:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     JobStore(store.url)  # a second start migrates nothing and fails nothing
+
+
+def test_a_database_that_never_answers_stops_the_service_after_the_wait() -> None:
+    import sqlalchemy as sa
+
+    from logpx.app.jobs.store import open_store
+    from tests.local_server import free_port
+
+    started = time.monotonic()
+    with pytest.raises(sa.exc.OperationalError):
+        open_store(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=1", wait_s=1.5)
+    assert 1.5 <= time.monotonic() - started < 10  # it waited, then gave up

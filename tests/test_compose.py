@@ -1,0 +1,167 @@
+"""docker-compose.yml brought up for real with podman-compose on loopback: the CPU profile (the service behind
+nginx) and the scale-out profile (replicas behind nginx, the jobs in PostgreSQL), then taken down.
+
+Where the official nginx and postgres images cannot be pulled (no registry here), ``make compose-images``
+builds stand-ins with the same contracts from Debian's packages. podman needs the runc runtime, cgroupfs and
+explicit ulimits here: a containers.conf of the test's own says so (CONTAINERS_CONF), nothing system-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .local_server import free_port
+from .test_image import _podman_works
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = str(Path(sys.executable).with_name("podman-compose"))
+TOKEN = "compose-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+pytestmark = [
+    pytest.mark.skipif(_podman_works() is not None, reason=str(_podman_works())),
+    pytest.mark.skipif(
+        not Path(COMPOSE).exists(), reason="podman-compose is not installed (pip install podman-compose)"
+    ),
+    pytest.mark.slow,
+]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+    conf.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+        '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+    )
+    build = subprocess.run(
+        ["make", "compose-images", "ENGINE=podman"], cwd=ROOT, capture_output=True, text=True, timeout=1200
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return {
+        **os.environ,
+        "CONTAINERS_CONF": str(conf),
+        "LOGPX_NGINX_IMAGE": "localhost/logpx-nginx",
+        "LOGPX_POSTGRES_IMAGE": "localhost/logpx-postgres",
+        "LOGPX_API_TOKEN": TOKEN,
+    }
+
+
+@pytest.fixture
+def project(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
+    name = f"lpx{uuid.uuid4().hex[:6]}"
+    yield name, env
+    # podman-compose's down knows one instance per service, and a replica made by --scale keeps the database
+    # it requires from being removed: remove the project's containers by its label first, then the rest.
+    ps = ["podman", "ps", "-aq", "--filter", f"label=com.docker.compose.project={name}"]
+    ids = subprocess.run(ps, env=env, capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run(["podman", "rm", "-f", "-t", "5", "--depend", *ids], env=env, capture_output=True, timeout=120)
+    down = subprocess.run(
+        [COMPOSE, "-p", name, "--profile", "cpu", "--profile", "scale", "down", "-v"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert down.returncode == 0, down.stderr[-2000:]
+    for kind in ("ps -a", "volume ls", "network ls"):
+        left = subprocess.run(
+            ["podman", *kind.split(), "--format", "{{.Name}}" if kind != "ps -a" else "{{.Names}}"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert name not in left.stdout, (kind, left.stdout)  # it all comes down
+
+
+def _compose(name: str, env: dict[str, str], *args: str) -> None:
+    out = subprocess.run([COMPOSE, "-p", name, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def _wait_ready(url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never became ready"
+        time.sleep(1)
+
+
+def _in_container(env: dict[str, str], container: str, method: str, path: str, body: Any = None) -> Any:
+    """A request made from inside one replica to itself: the replicas publish no port of their own."""
+    script = (
+        "import json, sys, urllib.request as u\n"
+        f"r = u.Request('http://127.0.0.1:8000{path}', method={method!r}, headers={{'Authorization': 'Bearer {TOKEN}', 'Content-Type': 'application/json'}},"
+        f" data={json.dumps(body).encode() if body is not None else None!r})\n"
+        "print(u.urlopen(r, timeout=60).read().decode())\n"
+    )
+    out = subprocess.run(
+        ["podman", "exec", container, "python", "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def test_cpu_profile_serves_through_nginx(project: tuple[str, dict[str, str]]) -> None:
+    name, env = project
+    port = free_port()
+    _compose(name, {**env, "LOGPX_CPU_PORT": str(port)}, "--profile", "cpu", "up", "-d", "nginx-cpu")
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url)
+    r = httpx.post(
+        f"{url}/v1/models/vae1-iwae50/evidence", json={"inputs": [[0.0] * 784], "seed": 1}, headers=AUTH, timeout=60
+    )
+    assert r.status_code == 200 and r.json()["results"][0]["verdict"]["level"] in {"reliable", "caution", "unreliable"}
+    assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 401  # the token passed through compose
+
+
+def test_scale_profile_replicas_share_jobs_in_postgres(project: tuple[str, dict[str, str]]) -> None:
+    name, env = project
+    port = free_port()
+    _compose(
+        name,
+        {**env, "LOGPX_LB_PORT": str(port)},
+        "--profile",
+        "scale",
+        "up",
+        "-d",
+        "--scale",
+        "logpx-replica=2",
+        "nginx",
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url)
+    listing = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], env=env, capture_output=True, text=True).stdout
+    replicas = sorted(n for n in listing.split() if n.startswith(f"{name}_logpx-replica_"))
+    assert len(replicas) == 2, listing
+    for replica in replicas:  # both up, both on the database
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                _in_container(env, replica, "GET", "/v2/health/ready")
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, replica
+                time.sleep(1)
+    job = {"model": "vae1-iwae50", "inputs": [[0.0] * 784] * 6, "estimators": [{"name": "iwae", "k": 100}]}
+    submitted = _in_container(env, replicas[0], "POST", "/v1/jobs", job)
+    deadline = time.monotonic() + 120
+    while (seen := _in_container(env, replicas[1], "GET", f"/v1/jobs/{submitted['id']}"))["state"] != "succeeded":
+        assert time.monotonic() < deadline, seen
+        time.sleep(1)
+    assert seen["progress"]["done"] == 6  # submitted through one replica, read through the other
+    through_nginx = httpx.get(f"{url}/v1/jobs/{submitted['id']}", headers=AUTH, timeout=30).json()
+    assert through_nginx["state"] == "succeeded"
