@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -24,6 +25,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float, gone: Callable[[], bool] = lambda: False, interval: float = 0.1) -> bool:
+    """Whether ``url``'s readiness check answered 200 within ``timeout`` seconds (False at once if ``gone``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if gone() or time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
 
 
 class LocalServer:
@@ -65,17 +80,11 @@ class LocalServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + self._ready_timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"logpx serve did not become ready on {self.url}")
-            time.sleep(0.1)
+        proc = self.proc
+        if not wait_ready(self.url, self._ready_timeout, gone=lambda: proc.poll() is not None):
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"logpx serve did not become ready on {self.url}")
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

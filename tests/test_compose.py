@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .local_server import free_port
+from .local_server import free_port, wait_ready
 from .test_image import _podman_works
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,16 +88,8 @@ def _compose(name: str, env: dict[str, str], *args: str) -> None:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
-def _wait_ready(url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} never became ready"
-        time.sleep(1)
+def _wait_ready(url: str) -> None:
+    assert wait_ready(url, 180, interval=1), f"{url} never became ready"
 
 
 def _in_container(env: dict[str, str], container: str, method: str, path: str, body: Any = None) -> Any:

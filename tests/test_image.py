@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .local_server import LocalServer, free_port
+from .local_server import LocalServer, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
@@ -77,17 +77,8 @@ def container(image: str, checkpoints: Path) -> Iterator[dict[str, Any]]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, subprocess.run(
-                [*PODMAN, "logs", name], capture_output=True, text=True
-            ).stderr
-            time.sleep(0.5)
+        if not wait_ready(url, 120, interval=0.5):
+            raise AssertionError(subprocess.run([*PODMAN, "logs", name], capture_output=True, text=True).stderr)
         yield {"name": name, "url": url, "auth": {"Authorization": "Bearer s3cret"}}
     finally:
         subprocess.run([*PODMAN, "rm", "-f", "-t", "5", name], capture_output=True, timeout=60)
