@@ -15,7 +15,6 @@ forward pass over a larger batch may round the log-weights differently in the la
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -124,7 +123,12 @@ class DeviceWorker:
         self.retry_after_s = retry_after_s
         self.batch_max_inputs = batch_max_inputs
         self.batch_delay_s = batch_delay_s
-        self._queue: queue.Queue[_Job | _Wake | None] = queue.Queue(maxsize=queue_depth)
+        # Requests waiting are counted apart from the queue, which also carries wake-up markers for background
+        # work: a marker must never take a request's place (queue_depth counts requests only).
+        self.queue_depth = queue_depth
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+        self._queue: queue.Queue[_Job | _Wake | None] = queue.Queue()
         self._backlog: deque[_Job | _Wake | None] = deque()  # taken from the queue while batching, not yet run
         self._background: deque[_Job] = deque()
         self._on_forward = on_forward  # (requests, inputs) per forward pass, for metrics
@@ -139,7 +143,8 @@ class DeviceWorker:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Requests waiting for the worker."""
+        return self._waiting
 
     async def submit(self, work: Callable[[JobContext], T] | BatchItem[Any, T], deadline_s: float) -> JobResult[T]:
         """Queue ``work`` and wait for it. While waiting, the client's connection is watched (through
@@ -148,15 +153,16 @@ class DeviceWorker:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobResult[T]] = loop.create_future()
         job = _Job(work, JobContext(time.monotonic() + deadline_s, future), loop)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise ServerSaturated(
-                f"the {self.device} queue is full ({self._queue.maxsize} requests waiting); retry later",
-                field="queue_depth",
-                limit=self._queue.maxsize,
-                headers={"Retry-After": str(self.retry_after_s)},
-            ) from None
+        with self._waiting_lock:
+            if self._waiting >= self.queue_depth:
+                raise ServerSaturated(
+                    f"the {self.device} queue is full ({self.queue_depth} requests waiting); retry later",
+                    field="queue_depth",
+                    limit=self.queue_depth,
+                    headers={"Retry-After": str(self.retry_after_s)},
+                )
+            self._waiting += 1
+        self._queue.put_nowait(job)
         gone = client_gone.get()
         if gone is None:
             return await future
@@ -177,20 +183,26 @@ class DeviceWorker:
         future: asyncio.Future[JobResult[T]] = loop.create_future()
         ctx = JobContext(time.monotonic() + deadline_s, future, between=self._serve_waiting)
         self._background.append(_Job(work, ctx, loop))
-        # A full queue means requests are waiting: the worker is busy and looks here when they are done.
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_WAKE)
+        self._queue.put_nowait(_WAKE)
         return await future
+
+    def _take(self, block: bool = True, timeout: float | None = None) -> _Job | _Wake | None:
+        """The next item of the queue (``queue.Empty`` if none comes); a request taken no longer waits."""
+        item = self._queue.get(block, timeout)
+        if isinstance(item, _Job):
+            with self._waiting_lock:
+                self._waiting -= 1
+        return item
 
     def _next(self, timeout: float | None = None, *, background: bool = False) -> _Job | _Wake | None:
         if self._backlog:
             return self._backlog.popleft()
         if background and self._background:
             try:
-                return self._queue.get_nowait()
+                return self._take(block=False)
             except queue.Empty:
                 return self._background.popleft()
-        return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
+        return self._take(timeout=timeout)
 
     def _serve_waiting(self) -> None:
         """Run every interactive request waiting now (on the worker thread, inside background work)."""
@@ -199,7 +211,7 @@ class DeviceWorker:
                 job = self._backlog.popleft()
             else:
                 try:
-                    job = self._queue.get_nowait()
+                    job = self._take(block=False)
                 except queue.Empty:
                     return
             if job is None:  # stop: after the background work in hand

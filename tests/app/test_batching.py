@@ -111,3 +111,32 @@ def test_a_failing_shared_estimate_falls_back_to_each_request_alone() -> None:
     assert [kind for kind, _ in outcomes] == ["result", "error", "result"]
     assert float(outcomes[0][1]) == float(estimate(log_w[:, :1], spec).log_px)
     assert float(outcomes[2][1]) == float(estimate(log_w[:, 2:], spec).log_px)
+
+
+def test_background_work_never_takes_a_waiting_requests_place() -> None:
+    """queue_depth counts requests only: a job's chunk, handed over while a request runs, must not make the
+    next request a 503 (its wake-up marker once took a queue slot)."""
+    import asyncio
+    import threading
+
+    from logpx.app.worker import DeviceWorker
+
+    async def scenario() -> list[object]:
+        worker = DeviceWorker("cpu", queue_depth=1, retry_after_s=1)
+        worker.start()
+        gate = threading.Event()
+        try:
+            running = asyncio.create_task(worker.submit(lambda ctx: gate.wait(10), 30))
+            await asyncio.sleep(0.2)  # the worker is busy with it
+            chunk = asyncio.create_task(worker.submit_background(lambda ctx: "chunk", 30))
+            await asyncio.sleep(0.1)
+            waiting = asyncio.create_task(worker.submit(lambda ctx: "request", 30))  # the one place in the queue
+            await asyncio.sleep(0.1)
+            assert worker.depth == 1
+            gate.set()
+            return [(await t).value for t in (running, waiting, chunk)]
+        finally:
+            gate.set()
+            worker.stop()
+
+    assert asyncio.run(scenario()) == [True, "request", "chunk"]
