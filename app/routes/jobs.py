@@ -153,31 +153,42 @@ async def _file(form: Any, name: str) -> bytes | None:
     return await value.read()
 
 
+def _text(form: Any, name: str) -> list[str]:
+    """Every value of a text field of the form (a file sent in its place is a 422 naming the field)."""
+    values = form.getlist(name)
+    if any(not isinstance(v, str) for v in values):
+        raise InvalidInput(f"{name}: expected text, got a file", field=name, limit="text")
+    return values
+
+
 def _form_options(form: Any) -> JobOptions:
     """Multipart fields: ``estimators`` (repeated ``NAME:K[:ORDER]``), ``sampler`` (importance or ais),
     ``steps``, ``leapfrog``, ``seed``, ``binarize``."""
-    sampler: dict[str, Any] = {"name": form.get("sampler") or "importance"}
+    field = {name: next(iter(_text(form, name)), "") for name in ("sampler", "steps", "leapfrog", "seed", "binarize")}
+    sampler: dict[str, Any] = {"name": field["sampler"] or "importance"}
     for key in ("steps", "leapfrog"):
-        if form.get(key):
-            sampler[key] = form.get(key)
-    specs = form.getlist("estimators") or [f"{DEFAULT_SPEC.name}:{DEFAULT_SPEC.k}"]
+        if field[key]:
+            sampler[key] = field[key]
+    specs = _text(form, "estimators") or [f"{DEFAULT_SPEC.name}:{DEFAULT_SPEC.k}"]
     estimators = []
     for i, text in enumerate(specs):
         try:
-            spec = parse_spec(str(text))
+            spec = parse_spec(text)
         except ValueError as exc:
             raise InvalidInput(f"estimators[{i}]: {exc}", field=f"estimators[{i}]", limit="NAME:K[:ORDER]") from None
         estimators.append(
             {"name": spec.name, "k": spec.k, "sampler": sampler} | ({"order": spec.order} if spec.name == "jvi" else {})
         )
-    raw = {"estimators": estimators, "seed": form.get("seed") or 0, "binarize": form.get("binarize") or None}
+    raw = {"estimators": estimators, "seed": field["seed"] or 0, "binarize": field["binarize"] or None}
     try:
         return JobOptions.model_validate(raw)
     except ValidationError as exc:
         raise _validation_error(exc, ()) from None
 
 
-async def _read_request(request: Request, registry: RegistryDep, settings: Settings) -> tuple[str, JobOptions, Dataset]:
+async def _read_request(
+    request: Request, registry: RegistryDep, settings: Settings
+) -> tuple[ModelEntry, JobOptions, Dataset]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         body = await request.body()
@@ -206,7 +217,7 @@ async def _read_request(request: Request, registry: RegistryDep, settings: Setti
                 )
             labels = np.asarray(req.labels, dtype=np.int64)
         options = JobOptions.model_validate(req.model_dump(include=set(JobOptions.model_fields)))
-        return req.model, options, Dataset(x.numpy(), labels, "json")
+        return entry, options, Dataset(x.numpy(), labels, "json")
     if kind != "multipart/form-data":
         raise UnsupportedMediaType(
             f"content type {kind or 'missing'!r}: send application/json or multipart/form-data",
@@ -230,7 +241,7 @@ async def _read_request(request: Request, registry: RegistryDep, settings: Setti
         label_file = await _file(form, "labels")
         if label_file is not None:
             dataset.labels = await asyncio.to_thread(decode_labels, label_file, dataset.x.shape[0], max_bytes=max_bytes)
-    return model, options, dataset
+    return entry, options, dataset
 
 
 def _plan(entry: ModelEntry, settings: Settings, options: JobOptions, dataset: Dataset) -> tuple[int, dict[str, Any]]:
@@ -297,11 +308,10 @@ async def submit(
     or not, ``.npy``, ``.npz`` or a zip of PNGs; file ``labels``; ``estimators`` repeated as
     ``NAME:K[:ORDER]``; ``sampler``, ``steps``, ``leapfrog``, ``seed``, ``binarize``). Answers 202 with
     the job and its ``Location``."""
-    model, options, dataset = await _read_request(request, registry, settings)
-    request.state.log.update(model=model)
-    entry = registry.get_ready(model)
+    entry, options, dataset = await _read_request(request, registry, settings)
+    request.state.log.update(model=entry.name)
     chunk, plan = await asyncio.to_thread(_plan, entry, settings, options, dataset)
-    job = await asyncio.to_thread(_store_job, store, settings, _owner(request), model, dataset, chunk, plan)
+    job = await asyncio.to_thread(_store_job, store, settings, _owner(request), entry.name, dataset, chunk, plan)
     runner.wake()
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return status(job)

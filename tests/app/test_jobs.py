@@ -275,6 +275,11 @@ def test_bad_archives_labels_and_fields(client: TestClient) -> None:
     r = client.post("/v1/jobs", data={"model": MODEL}, files={"notes": ("notes.txt", b"", "text/plain")})
     _problem(r, 422, "data", "missing")
     _problem(client.post("/v1/jobs", data={"model": MODEL}), 415, "Content-Type")  # a form can carry no file
+    as_file = {
+        "data": ("d.npy", npy(binary_images(2)), "application/octet-stream"),
+        "seed": ("s.txt", b"1", "text/plain"),
+    }
+    _problem(client.post("/v1/jobs", data={"model": MODEL}, files=as_file), 422, "seed", "expected text")
     _problem(client.post("/v1/jobs", content=b"x", headers={"content-type": "text/plain"}), 415, "Content-Type")
     _problem(client.post("/v1/jobs", json={"model": MODEL, "inputs": [[0] * 10]}), 422, "estimators")
     _problem(client.post("/v1/jobs", json={"model": MODEL, "inputs": [[0] * 784], "estimators": [{"name": "iwae", "k": 5}], "labels": [1, 2]}), 422, "labels")  # fmt: skip
