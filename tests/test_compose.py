@@ -62,12 +62,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def project(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
     name = f"lpx{uuid.uuid4().hex[:6]}"
     yield name, env
-    # podman-compose's down knows one instance per service, and a replica made by --scale keeps the database
-    # it requires from being removed: remove the project's containers by its label first, then the rest.
-    ps = ["podman", "ps", "-aq", "--filter", f"label=com.docker.compose.project={name}"]
-    ids = subprocess.run(ps, env=env, capture_output=True, text=True).stdout.split()
-    if ids:
-        subprocess.run(["podman", "rm", "-f", "-t", "5", "--depend", *ids], env=env, capture_output=True, timeout=120)
+    _remove_containers(name, env)
     down = subprocess.run(
         [COMPOSE, "-p", name, "--profile", "cpu", "--profile", "scale", "down", "-v"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
@@ -81,6 +76,29 @@ def project(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
             text=True,
         )
         assert name not in left.stdout, (kind, left.stdout)  # it all comes down
+
+
+def _remove_containers(name: str, env: dict[str, str]) -> None:
+    """Remove the project's containers by its label, before compose's own down.
+
+    podman-compose's down knows one instance per service, and a replica made by --scale keeps the database it
+    requires from being removed. podman 4.3 can also stop a container and then fail to remove it (a CI run left
+    a killed PostgreSQL and a running replica behind after one `rm -f`), so this repeats until none is left and
+    reports podman's own words if some container will not go.
+    """
+    ps = ["podman", "ps", "-aq", "--filter", f"label=com.docker.compose.project={name}"]
+    deadline = time.monotonic() + 180
+    errors: list[str] = []
+    while ids := subprocess.run(ps, env=env, capture_output=True, text=True).stdout.split():
+        assert time.monotonic() < deadline, (ids, errors[-4:])
+        for container in ids:
+            rm = subprocess.run(
+                ["podman", "rm", "-f", "-t", "5", "--depend", container],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            if rm.returncode != 0:
+                errors.append(rm.stderr[-500:])
+        time.sleep(1)
 
 
 def _compose(name: str, env: dict[str, str], *args: str) -> None:
