@@ -63,7 +63,7 @@ class TrainConfig:
     )
     resume: bool = field(
         default=False,
-        metadata={"help": "vae: continue from --out and its .state.safetensors (optimiser, random state, epoch)"},
+        metadata={"help": "vae, bbb: continue from --out and its .state.safetensors (optimiser, random state, epoch)"},
     )
     device: str = field(
         default="auto",
@@ -124,8 +124,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         parser.error("--out and either --data or --images (with --labels) are required")
     if bool(cfg.images) != bool(cfg.labels):
         parser.error("--images and --labels go together")
-    if cfg.resume and cfg.family != "vae":
-        parser.error("--resume continues the vae family's training only")
+    if cfg.resume and cfg.family == "linear_gaussian":
+        parser.error("--resume: linear_gaussian is fitted in closed form in one step; there is no run to continue")
     return cfg
 
 
@@ -231,24 +231,38 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
 
 
 # What must match for a run to continue another: everything that shapes the model, the data and the draws.
-RESUME_KEYS = (
-    "family",
-    "layers",
-    "latent",
-    "hidden",
-    "objective",
-    "k",
-    "order",
-    "batch_size",
-    "lr",
-    "seed",
-    "limit",
-    "valid",
-)
+RESUME_KEYS = {
+    "vae": ("family", "layers", "latent", "hidden", "objective", "k", "order"),
+    "bbb": ("family", "bbb_hidden", "weight_samples", "kl_weighting"),
+}
+SHARED_RESUME_KEYS = ("batch_size", "lr", "seed", "limit", "valid")
+
+
+def resume_config(cfg: TrainConfig) -> dict[str, object]:
+    return {key: getattr(cfg, key) for key in (*RESUME_KEYS[cfg.family], *SHARED_RESUME_KEYS)}
 
 
 def state_path(cfg: TrainConfig) -> Path:
     return Path(cfg.out).with_suffix(TRAINING_STATE_SUFFIX)
+
+
+def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}{i}.{name}": t.detach().cpu().contiguous()
+        for i, state in optimizer.state_dict()["state"].items()
+        for name, t in state.items()
+    }
+
+
+def _restore_optimizer(
+    optimizer: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], param_groups: list[dict]
+) -> None:
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        if name.startswith(prefix):
+            index, key = name.removeprefix(prefix).split(".", 1)
+            moments.setdefault(int(index), {})[key] = tensor
+    optimizer.load_state_dict({"state": moments, "param_groups": param_groups})
 
 
 def save_state(
@@ -258,22 +272,26 @@ def save_state(
     epoch: int,
     history: list[dict[str, float]],
     elapsed: float,
+    companions: dict[str, tuple[nn.Module, torch.optim.Optimizer]] | None = None,
 ) -> None:
     """The optimiser's moments, the random state and the epoch beside the checkpoint (safetensors and
-    JSON, never a pickle), so that ``--resume`` continues exactly where this epoch ended."""
-    state = optimizer.state_dict()
-    tensors = {
-        f"optimizer.{i}.{name}": t.detach().cpu().contiguous()
-        for i, s in state["state"].items()
-        for name, t in s.items()
-    }
+    JSON, never a pickle), so that ``--resume`` continues exactly where this epoch ended. ``companions``
+    are networks trained alongside that the checkpoint does not hold (bbb's deterministic baseline):
+    their weights and optimisers are kept here too."""
+    tensors = _optimizer_tensors("optimizer.", optimizer)
     tensors["generator"] = generator.get_state()
+    groups = {}
+    for prefix, (module, companion_optimizer) in (companions or {}).items():
+        tensors.update(_optimizer_tensors(f"{prefix}.optimizer.", companion_optimizer))
+        tensors.update({f"{prefix}.weights.{n}": t.detach().cpu().contiguous() for n, t in module.state_dict().items()})
+        groups[prefix] = companion_optimizer.state_dict()["param_groups"]
     meta = {
         "epoch": epoch,
         "history": history,
         "elapsed": elapsed,
-        "param_groups": state["param_groups"],
-        "config": {key: getattr(cfg, key) for key in RESUME_KEYS},
+        "param_groups": optimizer.state_dict()["param_groups"],
+        "companion_param_groups": groups,
+        "config": resume_config(cfg),
     }
     target = state_path(cfg)
     tmp = target.with_suffix(".tmp")
@@ -287,6 +305,7 @@ def load_state(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     history: list[dict[str, float]],
+    companions: dict[str, tuple[nn.Module, torch.optim.Optimizer]] | None = None,
 ) -> tuple[int, float]:
     """Restore what ``save_state`` wrote (and the weights from ``--out``); returns (epochs done, seconds spent)."""
     path = state_path(cfg)
@@ -295,16 +314,16 @@ def load_state(
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["logpx_state"])
         tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    changed = {k: (v, getattr(cfg, k)) for k, v in meta["config"].items() if v != getattr(cfg, k)}
+    now = resume_config(cfg)
+    changed = {k: (meta["config"].get(k), v) for k, v in now.items() if meta["config"].get(k) != v}
     if changed:
         raise SystemExit(f"error: --resume with other settings than the run it continues (was, now): {changed}")
     model.load_state_dict(load_checkpoint(cfg.out).model.state_dict())
-    moments: dict[int, dict[str, torch.Tensor]] = {}
-    for name, tensor in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, key = name.split(".", 2)
-            moments.setdefault(int(index), {})[key] = tensor
-    optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
+    _restore_optimizer(optimizer, "optimizer.", tensors, meta["param_groups"])
+    for prefix, (module, companion_optimizer) in (companions or {}).items():
+        weights = f"{prefix}.weights."
+        module.load_state_dict({n.removeprefix(weights): t for n, t in tensors.items() if n.startswith(weights)})
+        _restore_optimizer(companion_optimizer, f"{prefix}.optimizer.", tensors, meta["companion_param_groups"][prefix])
     generator.set_state(tensors["generator"])
     history.extend(meta["history"])
     print(f"resuming after epoch {meta['epoch']} of {cfg.epochs}")
@@ -382,8 +401,10 @@ def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: 
     num_batches = math.ceil(x_train.shape[0] / cfg.batch_size)
     weights = kl_weights(num_batches, cfg.kl_weighting)
     history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    companions = {"baseline": (baseline, baseline_optimizer)}
+    done, spent = load_state(cfg, model, optimizer, generator, history, companions) if cfg.resume else (0, 0.0)
+    start = time.perf_counter() - spent
+    for epoch in range(done + 1, cfg.epochs + 1):
         order = torch.randperm(x_train.shape[0], generator=generator)
         running = 0.0
         bar = tqdm(range(num_batches), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
@@ -435,6 +456,7 @@ def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: 
             final_bounds=history[-1],
             extra={"deterministic_baseline": {n: v for n, v in history[-1].items() if n.startswith("deterministic")}},
         )
+        save_state(cfg, optimizer, generator, epoch, history, elapsed, companions)
         if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
             print(f"stopping after epoch {epoch}: {elapsed / 60:.1f} min > --max-minutes {cfg.max_minutes}")
             break

@@ -317,23 +317,28 @@ def test_too_little_data_is_a_clear_error(tmp_path: Path, extra: list[str], mess
     assert message in str(info.value)
 
 
-def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "family_args",
+    [
+        ["--family", "vae", "--k", "5", "--hidden", "16", "--latent", "3"],
+        # bbb keeps its deterministic baseline's weights and optimiser in the state file: the checkpoint
+        # records that network's held-out metrics every epoch, so a resumed run must continue it too.
+        ["--family", "bbb", "--bbb-hidden", "16", "--weight-samples", "2"],
+    ],
+    ids=["vae", "bbb"],
+)
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path: Path, family_args: list[str]) -> None:
     from safetensors.torch import load_file
 
     images, labels = _synthetic(tmp_path, 300, "x.idx", "y.idx")
     common = [
+        *family_args,
         "--images",
         str(images),
         "--labels",
         str(labels),
         "--valid",
         "0.2",
-        "--k",
-        "5",
-        "--hidden",
-        "16",
-        "--latent",
-        "3",
         "--batch-size",
         "60",
         "--valid-eval",
@@ -348,7 +353,22 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path: Path) -> Non
     train_main([*common, "--out", str(split_run), "--epochs", "3", "--resume"])
     a, b = load_file(str(whole)), load_file(str(split_run))
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
-    assert read_metadata(whole)["training"]["history"] == read_metadata(split_run)["training"]["history"]
+    whole_meta, split_meta = read_metadata(whole), read_metadata(split_run)
+    assert whole_meta["training"]["history"] == split_meta["training"]["history"]
+    assert len(split_meta["training"]["history"]) == 3
     with pytest.raises(SystemExit) as info:  # other settings than the run it continues: refused
         train_main([*common, "--out", str(split_run), "--epochs", "4", "--resume", "--lr", "0.01"])
     assert "other settings" in str(info.value)
+
+
+def test_resume_refuses_a_closed_form_fit_and_a_missing_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, labels = _synthetic(tmp_path, 300, "x.idx", "y.idx")
+    data = ["--images", str(images), "--labels", str(labels), "--valid", "0.2"]
+    with pytest.raises(SystemExit):  # argparse's usage error, on stderr
+        train_main([*data, "--family", "linear_gaussian", "--out", str(tmp_path / "lg.safetensors"), "--resume"])
+    assert "fitted in closed form" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        train_main([*data, "--family", "bbb", "--out", str(tmp_path / "none.safetensors"), "--resume"])
+    assert "train without --resume first" in str(info.value)
