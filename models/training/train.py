@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,7 +273,7 @@ def save_state(
     epoch: int,
     history: list[dict[str, float]],
     elapsed: float,
-    companions: dict[str, tuple[nn.Module, torch.optim.Optimizer]] | None = None,
+    companions: Mapping[str, tuple[nn.Module, torch.optim.Optimizer]] | None = None,
 ) -> None:
     """The optimiser's moments, the random state and the epoch beside the checkpoint (safetensors and
     JSON, never a pickle), so that ``--resume`` continues exactly where this epoch ended. ``companions``
@@ -305,7 +306,7 @@ def load_state(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     history: list[dict[str, float]],
-    companions: dict[str, tuple[nn.Module, torch.optim.Optimizer]] | None = None,
+    companions: Mapping[str, tuple[nn.Module, torch.optim.Optimizer]] | None = None,
 ) -> tuple[int, float]:
     """Restore what ``save_state`` wrote (and the weights from ``--out``); returns (epochs done, seconds spent)."""
     path = state_path(cfg)
