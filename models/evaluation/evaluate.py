@@ -173,9 +173,19 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         torch.set_num_threads(args.threads)
     keep_freed_memory()
 
-    ckpt = load_checkpoint(args.checkpoint)
+    try:  # CheckpointError is a ValueError
+        ckpt = load_checkpoint(args.checkpoint)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {args.checkpoint}: {exc}") from None
+    try:
+        x, labels, dataset = load_idx_dataset(args.data, "train" if args.split in ("valid", "train") else args.split)
+    except (OSError, ValueError) as exc:  # the message names the directory and the file
+        raise SystemExit(f"error: {exc}") from None
     model = ckpt.model
-    x, labels, dataset = load_idx_dataset(args.data, "train" if args.split in ("valid", "train") else args.split)
+    if x.shape[1] != math.prod(ckpt.metadata["input_shape"]):
+        raise SystemExit(
+            f"error: {args.data} holds images of {x.shape[1]} values, the model takes {ckpt.metadata['input_shape']}"
+        )
     if args.split in ("valid", "train"):
         x = split_train_valid(x)[args.split == "valid"]
         labels = split_train_valid(labels)[args.split == "valid"]
@@ -244,17 +254,23 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         d = [torch.cat(col) for col in zip(*diag_parts)]
         ess_fraction, k_hat = d[1], d[4]
         limit = khat_threshold(k_draw)
+        fitted = k_hat[~torch.isnan(k_hat)]  # nan: too few draws in the tail for a Pareto fit
         diag = {
             "mean_ess_fraction": float(ess_fraction.mean()),
-            "median_khat": float(k_hat.nanmedian()),
-            "fraction_khat_over_threshold": float((k_hat > limit).double().mean()),
+            "images_with_khat": int(fitted.numel()),
+            "median_khat": float(fitted.median()) if fitted.numel() else None,
+            "fraction_khat_over_threshold": float((fitted > limit).double().mean()) if fitted.numel() else None,
             "khat_threshold": limit,
         }
         summary["diagnostics"] = diag
-        print(
-            f"  diagnostics at k={k_draw}: mean ESS fraction {diag['mean_ess_fraction']:.4f}, median k-hat "
-            f"{diag['median_khat']:.3f}, {100 * diag['fraction_khat_over_threshold']:.1f}% of images over k-hat {limit:.2f}"
-        )
+        if fitted.numel():
+            khat_text = (
+                f"median k-hat {diag['median_khat']:.3f} ({fitted.numel()} of {k_hat.numel()} images fitted), "
+                f"{100 * diag['fraction_khat_over_threshold']:.1f}% of those over k-hat {limit:.2f}"
+            )
+        else:
+            khat_text = f"k-hat not estimable at k={k_draw} (too few draws in the tail; raise k)"
+        print(f"  diagnostics at k={k_draw}: mean ESS fraction {diag['mean_ess_fraction']:.4f}, {khat_text}")
     if args.ais:
         iwae_name = f"iwae-{k_draw}"
         iwae_values = torch.cat(values[iwae_name]) if iwae_name in values else None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from logpx.app.cli import build_parser
@@ -78,3 +81,33 @@ def test_serving_beyond_loopback_without_a_token_is_refused() -> None:
     assert Settings(host="0.0.0.0", allow_no_token=True).host == "0.0.0.0"  # the explicit opt-out
     assert Settings(host="0.0.0.0", api_token="t").api_token == "t"
     assert Settings(host="::1").host == "::1"  # loopback needs no token
+
+
+def _idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_evaluate_mistakes_are_one_clear_line(tmp_path: Path) -> None:
+    """Found trying it as a new user: a missing checkpoint or data directory was a traceback."""
+    _idx(tmp_path / "small-images-idx3-ubyte", np.zeros((4, 10, 10)))  # 100 values, the model takes 784
+    _idx(tmp_path / "small-labels-idx1-ubyte", np.zeros(4))
+    cases = [
+        (["checkpoints/no-such.safetensors", "--data", "tests/data/mnist-valid200"], "no-such.safetensors: the file"),
+        (["checkpoints/vae1-iwae50.safetensors", "--data", str(tmp_path / "none")], "has no train-images-idx3"),
+        (["checkpoints/vae1-iwae50.safetensors", "--data", str(tmp_path), "--split", "small"], "of 100 values"),
+    ]
+    for args, message in cases:
+        out = _run("evaluate", *args)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.startswith("error: ") and message in out.stderr, out.stderr
+
+
+def test_evaluate_says_when_k_is_too_small_for_k_hat(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    data = ["--data", "tests/data/mnist-valid200", "--split", "valid200", "--limit", "4", "--json", str(summary)]
+    out = _run("evaluate", "checkpoints/vae1-iwae50.safetensors", *data, "--estimators", "iwae:10")
+    assert out.returncode == 0, out.stderr
+    assert "k-hat not estimable at k=10" in out.stdout  # was "median k-hat nan, 0.0% of images over k-hat 0.00"
+    diagnostics = json.loads(summary.read_text(), parse_constant=pytest.fail)["diagnostics"]  # no NaN in it
+    assert diagnostics["median_khat"] is None and diagnostics["images_with_khat"] == 0
