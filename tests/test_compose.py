@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from .containers import podman_works, remove_containers
 from .local_server import free_port, wait_ready
-from .test_image import _podman_works
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = str(Path(sys.executable).with_name("podman-compose"))
@@ -30,7 +30,7 @@ TOKEN = "compose-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 pytestmark = [
-    pytest.mark.skipif(_podman_works() is not None, reason=str(_podman_works())),
+    pytest.mark.skipif(podman_works() is not None, reason=str(podman_works())),
     pytest.mark.skipif(
         not Path(COMPOSE).exists(), reason="podman-compose is not installed (pip install podman-compose)"
     ),
@@ -62,7 +62,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def project(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
     name = f"lpx{uuid.uuid4().hex[:6]}"
     yield name, env
-    _remove_containers(name, env)
+    # podman-compose's down knows one instance per service, and a replica made by --scale keeps the database
+    # it requires from being removed: the project's containers go by its label first, then the rest.
+    remove_containers(f"label=com.docker.compose.project={name}", env)
     down = subprocess.run(
         [COMPOSE, "-p", name, "--profile", "cpu", "--profile", "scale", "down", "-v"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
@@ -76,29 +78,6 @@ def project(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
             text=True,
         )
         assert name not in left.stdout, (kind, left.stdout)  # it all comes down
-
-
-def _remove_containers(name: str, env: dict[str, str]) -> None:
-    """Remove the project's containers by its label, before compose's own down.
-
-    podman-compose's down knows one instance per service, and a replica made by --scale keeps the database it
-    requires from being removed. podman 4.3 can also stop a container and then fail to remove it (a CI run left
-    a killed PostgreSQL and a running replica behind after one `rm -f`), so this repeats until none is left and
-    reports podman's own words if some container will not go.
-    """
-    ps = ["podman", "ps", "-aq", "--filter", f"label=com.docker.compose.project={name}"]
-    deadline = time.monotonic() + 180
-    errors: list[str] = []
-    while ids := subprocess.run(ps, env=env, capture_output=True, text=True).stdout.split():
-        assert time.monotonic() < deadline, (ids, errors[-4:])
-        for container in ids:
-            rm = subprocess.run(
-                ["podman", "rm", "-f", "-t", "5", "--depend", container],
-                env=env, capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
-            if rm.returncode != 0:
-                errors.append(rm.stderr[-500:])
-        time.sleep(1)
 
 
 def _compose(name: str, env: dict[str, str], *args: str) -> None:

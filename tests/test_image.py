@@ -21,24 +21,17 @@ from typing import Any
 import httpx
 import pytest
 
+from .containers import PODMAN, podman_works, remove_containers
 from .local_server import LocalServer, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 RUN = [*PODMAN, "run", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768", "--network", "host"]
 IMAGE = "localhost/logpx:cpu"
 DIGIT = ROOT / "tests" / "data" / "mnist-50000-label3.png"
 VALID = ROOT / "tests" / "data" / "mnist-valid200"
 
 
-def _podman_works() -> str | None:
-    if shutil.which("podman") is None or shutil.which("runc") is None:
-        return "podman and runc are not installed (Debian: apt-get install podman runc debootstrap)"
-    info = subprocess.run([*PODMAN, "info"], capture_output=True, text=True, timeout=60)
-    return None if info.returncode == 0 else f"podman cannot run here: {info.stderr.strip()[:200]}"
-
-
-pytestmark = [pytest.mark.skipif(_podman_works() is not None, reason=str(_podman_works())), pytest.mark.slow]
+pytestmark = [pytest.mark.skipif(podman_works() is not None, reason=str(podman_works())), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,7 @@ def container(image: str, checkpoints: Path) -> Iterator[dict[str, Any]]:
             raise AssertionError(subprocess.run([*PODMAN, "logs", name], capture_output=True, text=True).stderr)
         yield {"name": name, "url": url, "auth": {"Authorization": "Bearer s3cret"}}
     finally:
-        subprocess.run([*PODMAN, "rm", "-f", "-t", "5", name], capture_output=True, timeout=60)
+        remove_containers(f"name=^{name}$")
 
 
 def test_the_image_serves_as_make_serve_does(container: dict[str, Any], checkpoints: Path) -> None:

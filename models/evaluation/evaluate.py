@@ -255,18 +255,20 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         ess_fraction, k_hat = d[1], d[4]
         limit = khat_threshold(k_draw)
         fitted = k_hat[~torch.isnan(k_hat)]  # nan: too few draws in the tail for a Pareto fit
+        median = float(fitted.median()) if fitted.numel() else None
+        over = float((fitted > limit).double().mean()) if fitted.numel() else None
         diag = {
             "mean_ess_fraction": float(ess_fraction.mean()),
             "images_with_khat": int(fitted.numel()),
-            "median_khat": float(fitted.median()) if fitted.numel() else None,
-            "fraction_khat_over_threshold": float((fitted > limit).double().mean()) if fitted.numel() else None,
+            "median_khat": median,
+            "fraction_khat_over_threshold": over,
             "khat_threshold": limit,
         }
         summary["diagnostics"] = diag
-        if fitted.numel():
+        if median is not None and over is not None:
             khat_text = (
-                f"median k-hat {diag['median_khat']:.3f} ({fitted.numel()} of {k_hat.numel()} images fitted), "
-                f"{100 * diag['fraction_khat_over_threshold']:.1f}% of those over k-hat {limit:.2f}"
+                f"median k-hat {median:.3f} ({fitted.numel()} of {k_hat.numel()} images fitted), "
+                f"{100 * over:.1f}% of those over k-hat {limit:.2f}"
             )
         else:
             khat_text = f"k-hat not estimable at k={k_draw} (too few draws in the tail; raise k)"
