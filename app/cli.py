@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,48 @@ def _verdict_text(verdict: dict[str, Any]) -> str:
     return verdict["level"] + (f": {verdict['reasons'][0]}" if verdict["reasons"] else "")
 
 
-def _advice(verdicts: list[dict[str, Any]]) -> None:
-    """Every distinct piece of advice, once, under the table: what to run instead."""
-    for advice in dict.fromkeys(v["advice"] for v in verdicts if v["advice"]):
-        print(f"advice: {advice}")
+def _sampler_flag(sampler: dict[str, Any]) -> str:
+    """A sampler object of the HTTP API as ``--sampler`` takes it (the inverse of ``_sampler_arg``)."""
+    if sampler["name"] == "importance":
+        return "importance"
+    return ":".join(str(p) for p in ("ais", sampler["steps"], sampler.get("leapfrog")) if p is not None)
+
+
+def _spec_flag(estimator: dict[str, Any]) -> str:
+    return f"{estimator['name']}:{estimator['k']}" + (f":{estimator['order']}" if estimator.get("order") else "")
+
+
+def _score_command(model: str, rerun: dict[str, Any]) -> str:
+    e = rerun["estimator"]
+    order = f" --order {e['order']}" if e.get("order") else ""
+    return (
+        f"logpx score IMAGE... --model {model} --estimator {e['name']} --k {e['k']}{order} "
+        f"--sampler {_sampler_flag(rerun['sampler'])}"
+    )
+
+
+def _job_command(model: str, rerun: dict[str, Any]) -> str:
+    return (
+        f"logpx job submit DATA --model {model} --estimators {_spec_flag(rerun['estimator'])} "
+        f"--sampler {_sampler_flag(rerun['sampler'])}"
+    )
+
+
+def _advice(
+    verdicts: list[dict[str, Any]], model: str, command: Callable[[str, dict[str, Any]], str], indent: str = ""
+) -> None:
+    """Every distinct piece of advice, once, under the table: what to run instead, and where the verdict
+    names it exactly, the command that runs it and the one that certifies an AIS setting."""
+    advice: dict[str, dict[str, Any] | None] = {}
+    for v in verdicts:
+        if v["advice"]:
+            advice.setdefault(v["advice"], v.get("rerun"))
+    for text, rerun in advice.items():
+        print(f"{indent}advice: {text}")
+        if rerun:
+            print(f"{indent}  run:     {command(model, rerun)}")
+            if rerun["sampler"]["name"] == "ais":
+                print(f"{indent}  certify: logpx bdmc --model {model} --sampler {_sampler_flag(rerun['sampler'])}")
 
 
 def _existing_files(paths: list[str]) -> list[str | Path]:
@@ -163,7 +202,7 @@ def cmd_score(args: argparse.Namespace) -> None:
             [Path(path).name, r["log_px"], r["std_err"], d.get("ess"), d.get("khat"), _verdict_text(r["verdict"])]
         )
     print(_table(["image", "log_px", "std_err", "ess", "khat", "verdict"], rows))
-    _advice([r["verdict"] for r in out["results"]])
+    _advice([r["verdict"] for r in out["results"]], out["model"], _score_command)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -194,7 +233,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         )
     print(f"model {out['model']}: {len(args.images)} images, {out['replicates']} replicates, common random numbers")
     print(_table(["estimator", "mean log_px", "sd", "diff to reference", "verdicts"], rows))
-    _advice([v for s in summaries for v in s["verdicts"]])
+    _advice([v for s in summaries for v in s["verdicts"]], out["model"], _score_command)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -222,7 +261,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
             ]
         )
     print(_table(["image", "predicted", "p", "entropy", "epistemic", "log p(y|x)", "std_err", "verdict"], rows))
-    _advice([p["log_likelihood"]["verdict"] for p in out["predictions"] if p.get("log_likelihood")])
+    _advice(
+        [p["log_likelihood"]["verdict"] for p in out["predictions"] if p.get("log_likelihood")],
+        out["model"],
+        _score_command,
+    )
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -274,7 +317,7 @@ def _job_summary(status: dict[str, Any]) -> None:
         counts = ", ".join(f"{n} {level}" for level, n in s["verdicts"].items() if n)
         print(f"  {name:<28} mean log p(x) {mean}   verdicts: {counts or 'none yet'}")
         if s["advice"]:
-            print(f"    advice: {s['advice']}")
+            _advice([s], status["model"], _job_command, indent="    ")
     if status["error"]:
         print(f"  error: {status['error']}")
 

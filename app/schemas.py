@@ -65,12 +65,22 @@ class SamplerIn(BaseModel):
         return self
 
 
+class Rerun(BaseModel):
+    """What to run instead, as this API's own objects: send them in place of the request's."""
+
+    estimator: EstimatorIn
+    sampler: SamplerIn
+
+
 class Verdict(BaseModel):
     """Whether to trust the number: the level, every reason for it, and what to run instead."""
 
     level: Literal["reliable", "caution", "unreliable"]
     reasons: list[str]
     advice: str
+    rerun: Rerun | None = Field(
+        None, description="the advice as request settings, where it names them exactly (else null)"
+    )
 
 
 class SamplerStats(BaseModel):

@@ -57,6 +57,7 @@ from .schemas import (
     PosteriorResponse,
     Prediction,
     PredictResponse,
+    Rerun,
     SamplerIn,
     SamplerStats,
     SubsetInfo,
@@ -137,8 +138,22 @@ def estimator_out(spec: EstimatorSpec, num_subsets: tuple[int, ...], sampler: Sa
     )
 
 
-def _verdicts(verdicts: list[VerdictValue]) -> list[Verdict]:
-    return [Verdict(level=v.level, reasons=list(v.reasons), advice=v.advice) for v in verdicts]
+def verdict_out(v: VerdictValue, model: str | None) -> Verdict:
+    """The verdict as the API returns it. With a model, its advice names the model and its ``rerun`` is a
+    request for that model; on log-weights the client sent (``model`` None) the advice stays generic and
+    there is no request to name."""
+    if model is None:
+        return Verdict(level=v.level, reasons=list(v.reasons), advice=v.advice)
+    return Verdict(
+        level=v.level,
+        reasons=list(v.reasons),
+        advice=v.advice.replace("{name}", model),
+        rerun=Rerun.model_validate(v.rerun._asdict()) if v.rerun is not None else None,
+    )
+
+
+def _verdicts(verdicts: list[VerdictValue], model: str | None) -> list[Verdict]:
+    return [verdict_out(v, model) for v in verdicts]
 
 
 def _at(prefix: str, name: str) -> str:
@@ -249,11 +264,13 @@ def _diagnostics(d: DiagnosticValues, k: int, columns: slice = slice(None)) -> l
     ]
 
 
-def input_estimates(est: Estimate, k: int, columns: slice, with_diagnostics: bool) -> list[InputEstimate]:
-    """One ``InputEstimate`` per input of ``columns``: the number, its standard error, its verdict,
-    and the diagnostics and sampler statistics when asked for."""
+def input_estimates(
+    est: Estimate, k: int, columns: slice, with_diagnostics: bool, model: str | None
+) -> list[InputEstimate]:
+    """One ``InputEstimate`` per input of ``columns``: the number, its standard error, its verdict (its
+    advice for ``model``, None for the client's own log-weights), and the diagnostics when asked for."""
     log_px, std_err = _floats(est.log_px[columns]), _floats(est.std_err[columns])
-    verdicts = _verdicts(est.verdicts[columns])
+    verdicts = _verdicts(est.verdicts[columns], model)
     diagnostics: list[Diagnostics | None] = (
         list(_diagnostics(est.diagnostics, k, columns)) if with_diagnostics else [None] * len(log_px)
     )
@@ -301,7 +318,8 @@ async def evidence(
 
     def finish(est: Estimate, columns: slice) -> Evidence:
         return Evidence(
-            estimator_out(spec, est.num_subsets, sampler_out), input_estimates(est, spec.k, columns, with_diagnostics)
+            estimator_out(spec, est.num_subsets, sampler_out),
+            input_estimates(est, spec.k, columns, with_diagnostics, entry.name),
         )
 
     work: BatchItem[Estimate, Evidence] | Callable[[JobContext], Evidence]
@@ -440,7 +458,7 @@ async def compare(
                 diff_to_reference=_floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
                 mean_over_inputs=finite_or_none(s.mean_over_inputs),
                 sd_over_inputs=finite_or_none(s.sd_over_inputs),
-                verdicts=_verdicts(est.verdicts),
+                verdicts=_verdicts(est.verdicts, entry.name),
             )
         )
     return CompareResponse(
@@ -496,11 +514,11 @@ async def predict(
         if labels is not None:
             y = torch.tensor(labels, device=xd.device)
             per_draw = model.label_log_likelihoods(log_probs, y).double()  # [k, B]: log p(y | x, w_i) <= 0
-            iw = estimate(per_draw, EstimatorSpec("iwae", k), discrete=True, flag_nonfinite=True)
-            jv = estimate(per_draw, jvi_spec, discrete=True, flag_nonfinite=True, check_fn=ctx.check)
+            iw = estimate(per_draw, EstimatorSpec("iwae", k), discrete=True, flag_nonfinite=True, sampler="weights")
+            jv = estimate(per_draw, jvi_spec, discrete=True, flag_nonfinite=True, check_fn=ctx.check, sampler="weights")
             iwae_v, jvi_v, se = _floats(iw.log_px), _floats(jv.log_px), _floats(jv.std_err)
             diagnostics = _diagnostics(iw.diagnostics, k) if with_diagnostics else [None] * x.shape[0]
-            verdicts = _verdicts(jv.verdicts)
+            verdicts = _verdicts(jv.verdicts, entry.name)
             loglik = [
                 LogLikelihood(
                     label=labels[i],
@@ -576,7 +594,7 @@ async def bdmc(entry: ModelEntry, worker: DeviceWorker, settings: Settings, req:
             _floats(lower.std_err),
             _floats(upper_se),
             _floats(result.forward.acceptance),
-            _verdicts(lower.verdicts),
+            _verdicts(lower.verdicts, entry.name),
             strict=True,
         )
         results = [
@@ -639,7 +657,7 @@ async def estimate_log_weights(
             out.append(
                 EstimatorResults(
                     estimator=estimator_out(spec, est.num_subsets, sampler),
-                    results=input_estimates(est, spec.k, slice(None), with_diagnostics),
+                    results=input_estimates(est, spec.k, slice(None), with_diagnostics, None),
                 )
             )
         return out
@@ -691,7 +709,7 @@ async def posterior(
             q_mean=grid.q_mean.tolist(),
             q_cov=grid.q_cov.tolist(),
             edge_mass=grid.edge_mass,
-            verdict=Verdict(level=verdict.level, reasons=list(verdict.reasons), advice=verdict.advice),
+            verdict=verdict_out(verdict, entry.name),
             timing=Timing(queue_s=0.0, compute_s=0.0, total_s=0.0),
         )
 

@@ -51,9 +51,15 @@ def test_the_api_docs_example_response_matches_the_current_schema_and_advice() -
     import json
 
     from logpx.app.schemas import EvidenceResponse
-    from logpx.estimators.verdict import AIS_ADVICE
+    from logpx.estimators.verdict import AIS_ADVICE, AIS_RERUN
 
     text = (ROOT / "docs" / "api.md").read_text()
     start = text.index("```json\n", text.index("A real response (")) + len("```json\n")
     example = EvidenceResponse.model_validate(json.loads(text[start : text.index("\n```", start)]))
-    assert example.results[0].verdict.level == "unreliable" and example.results[0].verdict.advice == AIS_ADVICE
+    verdict = example.results[0].verdict
+    assert verdict.level == "unreliable" and verdict.advice == AIS_ADVICE.replace("{name}", example.model)
+    assert verdict.rerun is not None
+    assert verdict.rerun.model_dump(exclude_none=True) == {
+        "estimator": AIS_RERUN.estimator,
+        "sampler": AIS_RERUN.sampler,
+    }

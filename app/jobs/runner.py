@@ -65,7 +65,7 @@ def chunk_work(
         xd = apply_binarization(torch.from_numpy(x[start:stop]), binarization, generator).to(entry.device)
         estimates = service.estimate_all(model, xd, specs, samplers, generator, settings, ctx.check)
         per_estimator = [
-            service.input_estimates(est, spec.k, slice(None), with_diagnostics=True)
+            service.input_estimates(est, spec.k, slice(None), with_diagnostics=True, model=entry.name)
             for est, spec in zip(estimates, specs, strict=True)
         ]
         return [
@@ -99,7 +99,7 @@ def add_to_summary(summary: dict[str, Any], names: list[str], rows: list[dict[st
         worst = previous.get("worst")
         for c in cells:
             if _SEVERITY[c["verdict"]["level"]] > _SEVERITY[worst["level"] if worst else "reliable"]:
-                worst = {"level": c["verdict"]["level"], "advice": c["verdict"]["advice"]}
+                worst = {key: c["verdict"].get(key) for key in ("level", "advice", "rerun")}
         out[name] = {"values": s.to_dict(), "worst": worst}
     return out
 

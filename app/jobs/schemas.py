@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..schemas import Binarization, Binarize, CompareEstimatorIn, EstimatorOut, Image
+from ..schemas import Binarization, Binarize, CompareEstimatorIn, EstimatorOut, Image, Rerun
 
 __all__ = ["JobList", "JobOptions", "JobRequest", "JobStatus", "JobSummary"]
 
@@ -70,6 +70,7 @@ class JobSummary(BaseModel):
     advice: str | None = Field(
         description="What to run instead, from the worst verdict so far (null if all are reliable)"
     )
+    rerun: Rerun | None = Field(None, description="That advice as request settings, where it names them exactly")
 
 
 class JobLinks(BaseModel):

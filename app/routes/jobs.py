@@ -101,6 +101,7 @@ def status(job: JobRow) -> JobStatus:
                 verdicts=s.levels,
                 khat_histogram=KhatHistogram(edges=list(KHAT_EDGES), counts=s.khat),
                 advice=worst["advice"] if worst else None,
+                rerun=worst.get("rerun") if worst else None,  # absent from summaries stored before it existed
             )
         )
     base = f"/v1/jobs/{job.id}"

@@ -9,7 +9,7 @@ from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, EstimatorSpec, e
 from .jackknife import NotExact, jackknife_elements, max_exact_k
 from .logspace import log_mean_exp
 from .psis import khat, khat_threshold
-from .verdict import SamplerStats, Verdict, judge
+from .verdict import Rerun, SamplerStats, Verdict, judge
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -22,6 +22,7 @@ __all__ = [
     "JVIResult",
     "NotExact",
     "ReplicateSummary",
+    "Rerun",
     "SamplerStats",
     "Verdict",
     "diagnose",

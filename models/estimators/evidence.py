@@ -14,7 +14,7 @@ from .core import JVIResult, _jvi
 from .diagnostics import Diagnostics, _diagnose, _log_weight_var, jackknife_var_from_loo
 from .jackknife import DEFAULT_EXACT_BUDGET, check_exact, leave_one_out
 from .logspace import log_mean_exp
-from .verdict import SamplerStats, Verdict, judge
+from .verdict import SamplerKind, SamplerStats, Verdict, judge
 
 __all__ = ["DEFAULT_SPEC", "STD_ERR_FORMULAS", "Estimate", "EstimatorSpec", "estimate", "parse_spec", "point_estimate"]
 
@@ -110,7 +110,7 @@ def estimate(
     spec: EstimatorSpec,
     *,
     discrete: bool = False,
-    sampler: str = "importance",
+    sampler: SamplerKind = "importance",
     stats: SamplerStats | None = None,
     flag_nonfinite: bool = False,
     check_fn: Callable[[], None] | None = None,
@@ -118,8 +118,8 @@ def estimate(
     """Estimate, standard error (``STD_ERR_FORMULAS``), diagnostics and a verdict per input; ``spec.k >= 2``.
 
     ``discrete``: the model's likelihood is a probability mass (log p(x) > 0 is then impossible);
-    ``sampler`` and ``stats``: what produced the log-weights (``importance``, or ``ais`` with its
-    acceptance and step sizes), for the verdict and its advice. ``flag_nonfinite``: a column holding
+    ``sampler`` and ``stats``: what produced the log-weights (``importance``, ``ais`` with its
+    acceptance and step sizes, or ``weights``: a classifier's draws from q(w)), for the verdict and its advice. ``flag_nonfinite``: a column holding
     NaN or +inf (a model that fails on that input) gets NaN and an ``unreliable`` verdict instead of a
     ``ValueError`` for the whole batch. ``check_fn``: called inside the long loops (leave-j-out chunks);
     it may raise to stop the work (deadlines, cancellation).

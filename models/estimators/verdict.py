@@ -5,8 +5,9 @@ instead. Pure functions of an estimate and its diagnostics; every threshold live
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -16,17 +17,23 @@ from .psis import khat_threshold
 __all__ = [
     "ACCEPTANCE_RANGE",
     "AIS_ADVICE",
+    "AIS_RERUN",
     "KHAT_GOOD",
     "MIN_AIS_CHAINS",
     "MIN_ESS",
     "MIN_KHAT_DRAWS",
+    "WEIGHT_DRAWS_ADVICE",
     "Level",
+    "Rerun",
+    "SamplerKind",
     "SamplerStats",
     "Verdict",
     "judge",
 ]
 
 Level = Literal["reliable", "caution", "unreliable"]
+# What drew the log-weights: importance sampling, AIS, or a Bayesian classifier's weight draws from q(w).
+SamplerKind = Literal["importance", "ais", "weights"]
 
 # Vehtari et al. (2024), section 3: k-hat < 0.5, the weights have finite variance and the estimate
 # converges at the usual rate; above min(1 - 1/log10(S), 0.7) (``khat_threshold``) the estimate is
@@ -43,10 +50,31 @@ MIN_ESS = 10.0
 # dynamics", section 4.4; Beskos et al. 2013): below, the chains barely move between temperatures; at
 # the very top, the step is so small that they hardly explore.
 ACCEPTANCE_RANGE = (0.4, 0.95)
-# What to run when importance sampling cannot be trusted: encoder-initialised AIS (Wu et al. 2017).
+
+
+class Rerun(NamedTuple):
+    """What to run instead, as a request's ``estimator`` and ``sampler`` objects (the HTTP API's), so that a
+    client can send it, or show it in its own terms (the CLI as flags)."""
+
+    estimator: dict[str, Any]
+    sampler: dict[str, Any]
+
+
+# What to run when importance sampling cannot be trusted: encoder-initialised AIS (Wu et al. 2017), with
+# enough chains for k-hat to judge its weights. "{name}" is the model's, filled in by whoever knows it.
+AIS_RERUN = Rerun(
+    estimator={"name": "iwae", "k": MIN_AIS_CHAINS},
+    sampler={"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder"},
+)
 AIS_ADVICE = (
-    'run AIS instead: "sampler": {"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder"} with '
-    '"estimator": {"name": "iwae", "k": 100} (100 chains); certify its setting with POST /v1/models/{name}/bdmc'
+    f'run AIS instead: "sampler": {json.dumps(AIS_RERUN.sampler)} with "estimator": {json.dumps(AIS_RERUN.estimator)} '
+    f"({MIN_AIS_CHAINS} chains); certify its setting with POST /v1/models/{{name}}/bdmc"
+)
+# A Bayesian classifier's log p(y | x, D) is a Monte Carlo mean over weight draws from q(w): no encoder, no
+# AIS. More draws shrink its error while k-hat is under 0.7; over it, the error has no bound at any k.
+WEIGHT_DRAWS_ADVICE = (
+    "raise k, the weight draws from q(w): the k-hat threshold rises with k to 0.70 at k = 10,000; with k-hat "
+    "over 0.70 the value stays an underestimate whose error has no bound at any k"
 )
 
 
@@ -61,6 +89,7 @@ class Verdict(NamedTuple):
     level: Level
     reasons: tuple[str, ...]
     advice: str
+    rerun: Rerun | None = None  # the advice as request settings, where it names them exactly
 
 
 _ORDER = {"reliable": 0, "caution": 1, "unreliable": 2}
@@ -74,7 +103,7 @@ def judge(
     diagnostics: Diagnostics,
     *,
     discrete: bool,
-    sampler: str = "importance",
+    sampler: SamplerKind = "importance",
     stats: SamplerStats | None = None,
 ) -> list[Verdict]:
     """One ``Verdict`` per input of an estimate.
@@ -85,7 +114,8 @@ def judge(
     log_px, std_err : ``[B]`` the estimate and its standard error.
     diagnostics : the estimate's ``Diagnostics`` (each ``[B]``).
     discrete : the likelihood is a probability mass (Bernoulli), so log p(x) > 0 is impossible.
-    sampler : ``importance`` or ``ais``; ``stats``: AIS acceptance and step size per input.
+    sampler : ``importance``, ``ais`` or ``weights`` (a Bayesian classifier's draws from q(w), for
+        the advice); ``stats``: AIS acceptance and step size per input.
     """
     limit = khat_threshold(k)
     columns = {
@@ -127,18 +157,20 @@ def judge(
         if acceptance is not None and not ACCEPTANCE_RANGE[0] <= acceptance <= ACCEPTANCE_RANGE[1]:
             found.append(("caution", f"HMC acceptance {acceptance:.2f} is outside {list(ACCEPTANCE_RANGE)}"))
         level: Level = max((lv for lv, _ in found), key=_ORDER.__getitem__, default="reliable")
-        out.append(Verdict(level, tuple(r for _, r in found), _advice(level, sampler, estimator)))
+        out.append(Verdict(level, tuple(r for _, r in found), *_advice(level, sampler, estimator)))
     return out
 
 
-def _advice(level: Level, sampler: str, estimator: str) -> str:
+def _advice(level: Level, sampler: SamplerKind, estimator: str) -> tuple[str, Rerun | None]:
     if level == "reliable":
-        return ""
-    if sampler == "ais":
+        return "", None
+    if sampler == "ais":  # the verdict does not know the steps: more of them has no exact request to name
         return (
             f"rerun AIS with more chains (at least {MIN_AIS_CHAINS}) or more steps (4x), and check the setting's gap "
             "with POST /v1/models/{name}/bdmc"
-        )
+        ), None
+    if sampler == "weights":
+        return WEIGHT_DRAWS_ADVICE, None
     if estimator == "elbo":
-        return "for log p(x) itself use iwae with a large k, or " + AIS_ADVICE
-    return AIS_ADVICE
+        return "for log p(x) itself use iwae with a large k, or " + AIS_ADVICE, AIS_RERUN
+    return AIS_ADVICE, AIS_RERUN

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
+from .conftest import make_client, wait_ready
 from .test_api import IMAGE, assert_problem
 
 AIS = {"name": "ais", "steps": 30, "leapfrog": 3}
@@ -117,3 +120,28 @@ def test_bdmc_returns_bounds_gap_and_verdicts(client: TestClient) -> None:
     assert out["mean_gap_std_err"] > 0
     assert_problem(client.post("/v1/models/tiny/bdmc", json={"sampler": {"name": "importance"}}), 422, "sampler.name")
     assert_problem(client.post("/v1/models/tinybbb/bdmc", json={}), 422, "name")
+
+
+def test_the_advice_names_the_model_and_its_rerun_is_a_request_the_service_takes(
+    client: TestClient, checkpoint_dir: Path
+) -> None:
+    elbo = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "elbo", "k": 30}})
+    verdict = elbo.json()["results"][0]["verdict"]
+    assert "POST /v1/models/tiny/bdmc" in verdict["advice"] and "{name}" not in verdict["advice"]
+    rerun = verdict["rerun"]
+    assert rerun["estimator"]["name"] == "iwae" and rerun["sampler"]["name"] == "ais"
+    # Sent back as it is, it passes validation and every limit and runs: here until a 0.5 s deadline, as
+    # run to the end it takes about 25 s of this CPU (the CLI's advised command was run to the end by hand).
+    with make_client(checkpoint_dir, deadline_s=0.5) as short:
+        wait_ready(short)
+        assert_problem(short.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], **rerun}), 504, "deadline_s")
+    # AIS's own advice ("more chains or steps") names no exact request; the model's name is filled in.
+    ais = client.post(
+        "/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 8}, "sampler": AIS}
+    ).json()["results"][0]["verdict"]
+    assert ais["rerun"] is None and "POST /v1/models/tiny/bdmc" in ais["advice"]
+    # On the client's own log-weights there is no model to name and no request to send.
+    spread = [[float(3 * i % 17)] for i in range(40)]
+    own = client.post("/v1/estimate", json={"log_weights": spread, "estimators": [{"name": "elbo"}]}).json()
+    own_verdict = own["estimators"][0]["results"][0]["verdict"]
+    assert own_verdict["level"] != "reliable" and own_verdict["rerun"] is None
