@@ -110,6 +110,14 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
                 ).json()["results"][0]
             assert value == api["log_px"] and level == api["verdict"]["level"]
         page.screenshot(path=str(shots / "score.png"), full_page=True)
+        # k-hat on a real digit says "unreliable": the advice's request goes into the form with one click.
+        assert "POST /v1/models/vae1-iwae50/bdmc" in page.text_content("#score-table .advice")
+        page.click("#score-table button.rerun >> nth=0")
+        checked = page.eval_on_selector_all("#score-form input[name=estimator]:checked", "els => els.map(e => e.value)")
+        assert checked == [api["verdict"]["rerun"]["estimator"]["name"]]
+        assert page.input_value("#score-k") == str(api["verdict"]["rerun"]["estimator"]["k"])
+        assert page.input_value("#score-sampler") == "ais"
+        assert page.input_value("#score-steps") == str(api["verdict"]["rerun"]["sampler"]["steps"])
 
         # Convergence: the plot holds finite IWAE and JVI means at every k, and the AIS line.
         page.click("#tab-convergence")

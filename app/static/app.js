@@ -211,11 +211,30 @@ $("#score-form").addEventListener("submit", (event) => {
       advice.className = "advice";
       advice.textContent = r.verdict.advice;
       why.append(advice);
+      if (r.verdict.rerun) why.append(rerunButton(r.verdict.rerun));
       const row = cells(body.insertRow(), [`${name}${order ? `:${order}` : ""} k=${k} (${out.estimator.sampler.name})`, value, fmt(r.std_err), fmt(r.diagnostics && r.diagnostics.khat, 2), verdictCell(r.verdict), why]);
       row.cells[1].className = row.cells[2].className = "num";
     }
   });
 });
+
+// The verdict's advice as a request: one click puts it in the form (AIS takes a while on a CPU, so the user
+// starts it). The form has no leapfrog field: the advice uses the API's default of 10.
+function rerunButton(rerun) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "rerun";
+  const { estimator, sampler } = rerun;
+  button.textContent = `Use the advice: ${estimator.name} k=${estimator.k}` + (sampler.name === "ais" ? `, AIS ${sampler.steps} steps` : "");
+  button.addEventListener("click", () => {
+    for (const box of $$("#score-form input[name=estimator]")) box.checked = box.value === estimator.name;
+    $("#score-k").value = String(estimator.k);
+    $("#score-sampler").value = sampler.name;
+    if (sampler.steps) $("#score-steps").value = String(sampler.steps);
+    $("#score-form button[type=submit]").focus();
+  });
+  return button;
+}
 
 // Convergence -----------------------------------------------------------------------------------------------
 const KS = [2, 5, 10, 30, 100, 300, 1000, 3000];
