@@ -653,7 +653,7 @@ async def estimate_log_weights(
     def work(ctx: JobContext) -> list[EstimatorResults]:
         out = []
         for spec in specs:
-            est = estimate(log_w, spec, discrete=discrete, check_fn=ctx.check)
+            est = estimate(log_w, spec, discrete=discrete, check_fn=ctx.check, sampler="external")
             out.append(
                 EstimatorResults(
                     estimator=estimator_out(spec, est.num_subsets, sampler),

@@ -18,6 +18,7 @@ __all__ = [
     "ACCEPTANCE_RANGE",
     "AIS_ADVICE",
     "AIS_RERUN",
+    "EXTERNAL_ADVICE",
     "KHAT_GOOD",
     "MIN_AIS_CHAINS",
     "MIN_ESS",
@@ -32,8 +33,9 @@ __all__ = [
 ]
 
 Level = Literal["reliable", "caution", "unreliable"]
-# What drew the log-weights: importance sampling, AIS, or a Bayesian classifier's weight draws from q(w).
-SamplerKind = Literal["importance", "ais", "weights"]
+# What drew the log-weights: importance sampling, AIS, a Bayesian classifier's weight draws from q(w), or
+# the client's own sampler (log-weights sent to POST /v1/estimate: logpx cannot rerun that model).
+SamplerKind = Literal["importance", "ais", "weights", "external"]
 
 # Vehtari et al. (2024), section 3: k-hat < 0.5, the weights have finite variance and the estimate
 # converges at the usual rate; above min(1 - 1/log10(S), 0.7) (``khat_threshold``) the estimate is
@@ -76,6 +78,11 @@ WEIGHT_DRAWS_ADVICE = (
     "raise k, the weight draws from q(w): the k-hat threshold rises with k to 0.70 at k = 10,000; with k-hat "
     "over 0.70 the value stays an underestimate whose error has no bound at any k"
 )
+# Log-weights from the client's own model: logpx can neither draw more nor anneal them.
+EXTERNAL_ADVICE = (
+    "draw the log-weights from a proposal closer to the posterior, or anneal (AIS, Neal 2001); logpx runs AIS "
+    "and BDMC for a model it serves: bring yours with `logpx convert` (docs/checkpoints.md)"
+)
 
 
 class SamplerStats(NamedTuple):
@@ -114,8 +121,8 @@ def judge(
     log_px, std_err : ``[B]`` the estimate and its standard error.
     diagnostics : the estimate's ``Diagnostics`` (each ``[B]``).
     discrete : the likelihood is a probability mass (Bernoulli), so log p(x) > 0 is impossible.
-    sampler : ``importance``, ``ais`` or ``weights`` (a Bayesian classifier's draws from q(w), for
-        the advice); ``stats``: AIS acceptance and step size per input.
+    sampler : ``importance``, ``ais``, ``weights`` (a Bayesian classifier's draws from q(w)) or
+        ``external`` (the client's own log-weights), for the advice; ``stats``: AIS acceptance and step size.
     """
     limit = khat_threshold(k)
     columns = {
@@ -171,6 +178,12 @@ def _advice(level: Level, sampler: SamplerKind, estimator: str) -> tuple[str, Re
         ), None
     if sampler == "weights":
         return WEIGHT_DRAWS_ADVICE, None
+    if sampler == "external":
+        if estimator == "elbo":
+            return "for log p(x) itself use iwae or jvi on the same log-weights; if those are unreliable too, " + (
+                EXTERNAL_ADVICE
+            ), None
+        return EXTERNAL_ADVICE, None
     if estimator == "elbo":
         return "for log p(x) itself use iwae with a large k, or " + AIS_ADVICE, AIS_RERUN
     return AIS_ADVICE, AIS_RERUN

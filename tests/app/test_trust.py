@@ -145,3 +145,4 @@ def test_the_advice_names_the_model_and_its_rerun_is_a_request_the_service_takes
     own = client.post("/v1/estimate", json={"log_weights": spread, "estimators": [{"name": "elbo"}]}).json()
     own_verdict = own["estimators"][0]["results"][0]["verdict"]
     assert own_verdict["level"] != "reliable" and own_verdict["rerun"] is None
+    assert "iwae or jvi on the same log-weights" in own_verdict["advice"] and "{name}" not in own_verdict["advice"]
