@@ -16,11 +16,22 @@ import argparse
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..estimators import EstimatorSpec, estimate, khat_threshold, parse_spec, point_estimate
+from ..estimators import (
+    EstimatorSpec,
+    Rerun,
+    SamplerStats,
+    Verdict,
+    estimate,
+    khat_threshold,
+    parse_spec,
+    point_estimate,
+)
 from ..families import Classifier, LatentVariableModel, LinearGaussian, predictive_summary
 from ..families.bbb import expected_calibration_error
 from ..io import Checkpoint, binarize_sample, load_checkpoint, load_idx_dataset, split_train_valid
@@ -29,6 +40,44 @@ from ..samplers import AISConfig, ais, bdmc
 
 PROG = "logpx evaluate"
 BINARIZE_SEED = 12345  # the same fixed binarisation the training command reports held-out bounds on
+LEVELS = ("reliable", "caution", "unreliable")
+
+
+class Verdicts:
+    """The verdicts of one estimator over a data set: counts per level, and each distinct advice once."""
+
+    def __init__(self) -> None:
+        self.levels: Counter[str] = Counter()
+        self.advice: dict[str, Rerun | None] = {}
+
+    def add(self, verdicts: Iterable[Verdict]) -> None:
+        for v in verdicts:
+            self.levels[v.level] += 1
+            if v.advice:
+                self.advice.setdefault(v.advice, v.rerun)
+
+    def counts(self) -> dict[str, int]:
+        return {level: self.levels[level] for level in LEVELS}
+
+    def text(self) -> str:
+        return ", ".join(f"{self.levels[level]} {level}" for level in LEVELS)
+
+
+def print_advice(args: argparse.Namespace, advice: dict[str, Rerun | None]) -> list[str]:
+    """Each distinct advice once, with the model's name in it, and where it names AIS exactly, the
+    ``logpx evaluate`` command that runs it on the same data; returns the texts (for the JSON summary)."""
+    name = Path(args.checkpoint).stem  # the name the service gives the checkpoint
+    texts = []
+    for text, rerun in advice.items():
+        texts.append(text.replace("{name}", name))
+        print(f"  advice: {texts[-1]}")
+        if rerun is not None and rerun.sampler["name"] == "ais":
+            print(
+                f"    run: logpx evaluate {args.checkpoint} --data {args.data} --split {args.split} "
+                f"--ais {rerun.sampler['steps']} --ais-chains {rerun.estimator['k']} "
+                f"--ais-leapfrog {rerun.sampler['leapfrog']} --bdmc 8"
+            )
+    return texts
 
 
 def _spec_arg(text: str) -> EstimatorSpec:
@@ -58,7 +107,11 @@ def evaluate_classifier(
     per_draw = torch.cat(per_draw_parts, dim=1)  # [k_ref, N]
     probs = torch.cat(probs_parts)
     n = x.shape[0]
-    reference = point_estimate(per_draw, EstimatorSpec("iwae", k_ref)).value  # [N]
+    # The predictive log-likelihood: a Monte Carlo mean over weight draws, with its verdict per image.
+    reference_est = estimate(per_draw, EstimatorSpec("iwae", k_ref), discrete=True, sampler="weights")
+    reference = reference_est.log_px  # [N]
+    verdicts = Verdicts()
+    verdicts.add(reference_est.verdicts)
     small_k: dict[int, dict[str, dict[str, float | int]]] = {}
     summary_out: dict[str, object] = {
         "checkpoint": args.checkpoint,
@@ -71,6 +124,7 @@ def evaluate_classifier(
         "ece": expected_calibration_error(probs, labels),
         "log_lik": float(reference.mean()),
         "log_lik_se_over_images": float(reference.std() / math.sqrt(n)),
+        "log_lik_verdicts": verdicts.counts(),
         "mean_entropy": float(torch.cat(entropy_parts).mean()),
         "deterministic_baseline": ckpt.metadata.get("deterministic_baseline"),
         "small_k": small_k,
@@ -78,8 +132,10 @@ def evaluate_classifier(
     print(f"{args.checkpoint}: {n} images of the {args.split} split, k = {k_ref} weight draws, seed {args.seed}")
     print(
         f"  accuracy {summary_out['accuracy']:.4f}, ECE {summary_out['ece']:.4f}, predictive log-likelihood "
-        f"{summary_out['log_lik']:.4f} +- {summary_out['log_lik_se_over_images']:.4f} (images)"
+        f"{summary_out['log_lik']:.4f} +- {summary_out['log_lik_se_over_images']:.4f} (images); verdicts: "
+        f"{verdicts.text()}"
     )
+    summary_out["advice"] = print_advice(args, verdicts.advice)
     for k in args.small_k:
         replicates = k_ref // k
         blocks = (
@@ -200,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     generator = torch.Generator().manual_seed(args.seed)
     values: dict[str, list[torch.Tensor]] = {}
     std_errs: dict[str, list[torch.Tensor]] = {}
-    levels: dict[str, Counter[str]] = {}
+    verdicts: dict[str, Verdicts] = {}
     diag_parts: list[tuple[torch.Tensor, ...]] = []
     exact: list[torch.Tensor] = []
     with torch.inference_mode():
@@ -211,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 name = f"{spec.name}-{spec.k}" + (f"-m{spec.order}" if spec.name == "jvi" else "")
                 values.setdefault(name, []).append(est.log_px)
                 std_errs.setdefault(name, []).append(est.std_err)
-                levels.setdefault(name, Counter()).update(v.level for v in est.verdicts)
+                verdicts.setdefault(name, Verdicts()).add(est.verdicts)
                 if spec.k == k_draw and i == len(args.estimators) - 1:
                     diag_parts.append(tuple(est.diagnostics))
             if isinstance(model, LinearGaussian):
@@ -239,12 +295,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "se_over_images": se_images,
             "rms_mc_std_err": mc,
             "mc_se_of_mean": mc / math.sqrt(n),
-            **{f"verdict_{level}": float(levels[name][level]) for level in ("reliable", "caution", "unreliable")},
+            **{f"verdict_{level}": float(count) for level, count in verdicts[name].counts().items()},
         }
-        verdicts = ", ".join(f"{levels[name][lv]} {lv}" for lv in ("reliable", "caution", "unreliable"))
         print(
             f"  {name:>14}: mean log p(x) = {float(v.mean()):.3f} +- {se_images:.3f} (images), "
-            f"Monte Carlo se per image {mc:.4f}, of the mean {mc / math.sqrt(n):.4f}; verdicts: {verdicts}"
+            f"Monte Carlo se per image {mc:.4f}, of the mean {mc / math.sqrt(n):.4f}; verdicts: {verdicts[name].text()}"
         )
     if exact:
         e = torch.cat(exact)
@@ -273,6 +328,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         else:
             khat_text = f"k-hat not estimable at k={k_draw} (too few draws in the tail; raise k)"
         print(f"  diagnostics at k={k_draw}: mean ESS fraction {diag['mean_ess_fraction']:.4f}, {khat_text}")
+    advice: dict[str, Rerun | None] = {}
+    for per in verdicts.values():
+        for text, rerun in per.advice.items():
+            advice.setdefault(text, rerun)
+    summary["advice"] = print_advice(args, advice)
     if args.ais:
         iwae_name = f"iwae-{k_draw}"
         iwae_values = torch.cat(values[iwae_name]) if iwae_name in values else None
@@ -292,10 +352,13 @@ def evaluate_ais(
     spec = EstimatorSpec("iwae", args.ais_chains)
     generator = torch.Generator().manual_seed(args.seed + 1)
     parts, errs, accept = [], [], []
+    verdicts = Verdicts()
     with torch.no_grad():
         for xb in tqdm(x.split(args.batch_size), desc="ais", unit="batch"):
             result = ais(model, xb, args.ais_chains, config, generator)
-            est = estimate(result.log_w, spec, discrete=model.discrete, sampler="ais")
+            stats = SamplerStats(result.acceptance, result.step_size)
+            est = estimate(result.log_w, spec, discrete=model.discrete, sampler="ais", stats=stats)
+            verdicts.add(est.verdicts)
             parts.append(est.log_px)
             errs.append(est.std_err)
             accept.append(result.acceptance)
@@ -312,12 +375,14 @@ def evaluate_ais(
         "se_over_images": float(values.std() / math.sqrt(n)) if n > 1 else float("nan"),
         "mc_se_of_mean": float(torch.cat(errs).pow(2).mean().sqrt()) / math.sqrt(n),
         "mean_acceptance": float(torch.cat(accept).mean()),
+        "verdicts": verdicts.counts(),
     }
     out: dict[str, object] = {"ais": ais_out}
     print(
         f"  {'ais-' + str(config.steps):>14}: mean log p(x) = {float(values.mean()):.3f} over the first {n} images "
-        f"({args.ais_chains} chains, leapfrog {config.leapfrog})"
+        f"({args.ais_chains} chains, leapfrog {config.leapfrog}); verdicts: {verdicts.text()}"
     )
+    ais_out["advice"] = print_advice(args, verdicts.advice)
     if iwae_values is not None:
         gap = values - iwae_values[:n].double()
         ais_out["minus_iwae"] = {

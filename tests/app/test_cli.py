@@ -111,3 +111,23 @@ def test_evaluate_says_when_k_is_too_small_for_k_hat(tmp_path: Path) -> None:
     assert "k-hat not estimable at k=10" in out.stdout  # was "median k-hat nan, 0.0% of images over k-hat 0.00"
     diagnostics = json.loads(summary.read_text(), parse_constant=pytest.fail)["diagnostics"]  # no NaN in it
     assert diagnostics["median_khat"] is None and diagnostics["images_with_khat"] == 0
+
+
+def test_evaluate_says_what_to_run_instead(tmp_path: Path) -> None:
+    """Found trying it: its verdict counts said "unreliable" and nothing said what to run; nor did AIS's mean
+    carry a verdict."""
+    summary = tmp_path / "summary.json"
+    data = ["--data", "tests/data/mnist-valid200", "--split", "valid200", "--limit", "4", "--json", str(summary)]
+    ais = ["--ais", "20", "--ais-limit", "2", "--ais-chains", "4"]
+    out = _run("evaluate", "checkpoints/vae1-iwae50.safetensors", *data, "--estimators", "iwae:500", *ais)
+    assert out.returncode == 0, out.stderr
+    assert "verdicts: 0 reliable, 0 caution, 4 unreliable" in out.stdout  # k-hat far over 0.7 on real digits
+    assert "advice: run AIS instead" in out.stdout and "POST /v1/models/vae1-iwae50/bdmc" in out.stdout
+    run = "run: logpx evaluate checkpoints/vae1-iwae50.safetensors --data tests/data/mnist-valid200 --split valid200"
+    assert f"{run} --ais 1000 --ais-chains 100 --ais-leapfrog 10 --bdmc 8" in out.stdout
+    assert (
+        "ais-20: mean log p(x) =" in out.stdout
+        and "(4 chains, leapfrog 10); verdicts: 0 reliable, 2 caution" in out.stdout
+    )
+    written = json.loads(summary.read_text(), parse_constant=pytest.fail)
+    assert written["advice"][0].startswith("run AIS instead") and written["ais"]["verdicts"]["caution"] == 2

@@ -48,6 +48,7 @@ def test_jvi_is_closer_than_iwae_to_the_large_k_value() -> None:
         ]
     )
     assert out["accuracy"] > 0.9
+    assert sum(out["log_lik_verdicts"].values()) == 100  # no number without its verdict, per image
     for k, errors in out["small_k"].items():
         assert errors["iwae"]["mean_error"] < 0, (k, errors)  # iwae is biased low
         gain = errors["gain"]
