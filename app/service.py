@@ -139,15 +139,12 @@ def estimator_out(spec: EstimatorSpec, num_subsets: tuple[int, ...], sampler: Sa
 
 
 def verdict_out(v: VerdictValue, model: str | None) -> Verdict:
-    """The verdict as the API returns it. With a model, its advice names the model and its ``rerun`` is a
-    request for that model; on log-weights the client sent (``model`` None) the advice stays generic and
-    there is no request to name."""
-    if model is None:
-        return Verdict(level=v.level, reasons=list(v.reasons), advice=v.advice)
+    """The verdict as the API returns it, its advice naming ``model`` (None: the client's own log-weights,
+    whose advice names no model)."""
     return Verdict(
         level=v.level,
         reasons=list(v.reasons),
-        advice=v.advice.replace("{name}", model),
+        advice=v.advice if model is None else v.advice.replace("{name}", model),
         rerun=Rerun.model_validate(v.rerun._asdict()) if v.rerun is not None else None,
     )
 
