@@ -9,10 +9,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from logpx.plan import Plan
+
 from .config import Settings
 from .errors import UnsupportedMediaType
 from .metrics import Metrics
-from .registry import ModelRegistry
+from .registry import ModelEntry, ModelRegistry
+from .schemas import Timing
 from .worker import DeviceWorker, client_gone
 
 
@@ -44,17 +47,36 @@ async def require_json(request: Request) -> None:
         )
 
 
+async def ready_model(
+    name: str, request: Request, registry: Annotated[ModelRegistry, Depends(get_registry)]
+) -> ModelEntry:
+    """The route's model, ready to serve (404 unknown, 503 still loading or failed); the model is the
+    label of the request's log line and metrics from here on."""
+    entry = registry.get_ready(name)
+    request.state.log.update(model=name)
+    return entry
+
+
 def record_request(
-    request: Request, metrics: Metrics, model: str, batch: int, k: int, queue_s: float, compute_s: float, samples: int
+    request: Request, metrics: Metrics, model: str, inputs: int, plan: Plan, timing: Timing, replicates: int = 1
 ) -> None:
-    """The access-log fields and metrics every inference route reports."""
-    request.state.log.update(model=model, batch=batch, k=k, queue_s=round(queue_s, 6), compute_s=round(compute_s, 6))
-    metrics.samples.labels(model).inc(samples)
-    metrics.queue_seconds.observe(queue_s)
-    metrics.compute_seconds.observe(compute_s)
+    """The access-log fields and metrics every inference route reports: inputs, the largest k, the
+    log-weights drawn (the plan's cost in samples) and the task's queue and compute time."""
+    cost = plan.cost(inputs, replicates)
+    request.state.log.update(
+        model=model,
+        batch=inputs,
+        k=cost.samples // max(1, inputs * replicates),
+        queue_s=round(timing.queue_s, 6),
+        compute_s=round(timing.compute_s, 6),
+    )
+    metrics.samples.labels(model).inc(cost.samples)
+    metrics.queue_seconds.observe(timing.queue_s)
+    metrics.compute_seconds.observe(timing.compute_s)
 
 
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 WorkerDep = Annotated[DeviceWorker, Depends(get_worker)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ReadyModelDep = Annotated[ModelEntry, Depends(ready_model)]

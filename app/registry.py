@@ -16,19 +16,14 @@ import torch
 
 from logpx.families import Family
 from logpx.io import TRAINING_STATE_SUFFIX, Checkpoint, CheckpointError, load_checkpoint
+from logpx.runtime import resolve_device
 
 from .errors import InvalidInput, ModelNotFound, ModelNotReady
 
-__all__ = ["NAME_PATTERN", "ModelEntry", "ModelRegistry", "resolve_device"]
+__all__ = ["NAME_PATTERN", "ModelEntry", "ModelRegistry"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 log = logging.getLogger("logpx")
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 @dataclass

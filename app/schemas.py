@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from logpx.estimators import DEFAULT_SPEC
+from logpx.plan import Sampler
 
 Image = list[float] | list[list[float]] | list[list[list[float]]]  # flat, [H][W] or [C][H][W]
 
@@ -48,7 +49,11 @@ class SamplerIn(BaseModel):
         json_schema_extra={"examples": [{"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder"}]},
     )
 
-    name: Literal["importance", "ais"] = "importance"
+    name: str = Field(
+        "importance",
+        description="A sampler logpx runs: importance or ais (and any registered with logpx.plan.Sampler)",
+        json_schema_extra={"examples": ["importance", "ais"]},
+    )
     steps: int | None = Field(None, ge=1, description="AIS: intermediate temperatures T (default 1000)")
     leapfrog: int | None = Field(None, ge=1, le=100, description="AIS: leapfrog steps per HMC move (default 10)")
     init: Literal["encoder", "prior"] | None = Field(None, description="AIS: start chains at q(z|x) (default) or p(z)")
@@ -57,11 +62,18 @@ class SamplerIn(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _ais_only(self) -> SamplerIn:
-        if self.name == "importance" and any(
-            v is not None for v in (self.steps, self.leapfrog, self.init, self.schedule)
-        ):
-            raise ValueError("steps, leapfrog, init and schedule apply to the ais sampler only")
+    def _known(self) -> SamplerIn:
+        cls = Sampler.registry.get(self.name)
+        if cls is None or not cls.requestable:
+            choices = sorted(n for n, c in Sampler.registry.items() if c.requestable)
+            raise ValueError(f"unknown sampler {self.name!r}; choose one of {choices}")
+        given = {key for key, value in self.model_dump(exclude={"name"}).items() if value is not None}
+        known = set(cls.setting_names())
+        if given - known:
+            raise ValueError(
+                f"{', '.join(sorted(given - known))} do not apply to the {self.name} sampler"
+                + (f" (it takes {', '.join(sorted(known))})" if known else "")
+            )
         return self
 
 

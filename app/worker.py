@@ -1,6 +1,6 @@
 """One inference thread per device, fed by a bounded queue; the event loop never runs model work.
 
-A request's work is either a callable taking a ``JobContext`` or a ``BatchItem``: the three steps of
+A request's work is either a callable taking a ``TaskContext`` or a ``BatchItem``: the three steps of
 an evidence request (draw its own noise, run the model, estimate on its columns). Work runs under
 ``torch.no_grad`` (a sampler may turn gradients back on: AIS needs them) and calls ``ctx.check()`` between chunks, which raises once the deadline has
 passed or the client has gone, so that abandoned work stops at the next chunk.
@@ -29,7 +29,7 @@ import torch
 
 from .errors import ClientDisconnected, DeadlineExceeded, ServerSaturated
 
-__all__ = ["BatchItem", "DeviceWorker", "JobContext", "JobResult", "finish_batch"]
+__all__ = ["BatchItem", "DeviceWorker", "TaskContext", "TaskResult", "finish_batch"]
 
 T = TypeVar("T")
 DISCONNECT_POLL_S = 0.25  # how often a waiting request asks whether its client is still there
@@ -44,7 +44,7 @@ class _Cancelled(Exception):
 
 
 @dataclass
-class JobContext:
+class TaskContext:
     deadline: float  # time.monotonic() after which the work stops
     future: asyncio.Future[Any]
     # Background work only: runs the requests waiting now, between two of this work's chunks. The time it
@@ -63,7 +63,7 @@ class JobContext:
 
 
 @dataclass
-class JobResult(Generic[T]):
+class TaskResult(Generic[T]):
     value: T
     queue_s: float
     compute_s: float
@@ -90,9 +90,9 @@ class BatchItem(Generic[E, T]):
 
 
 @dataclass
-class _Job:
-    work: Callable[[JobContext], Any] | BatchItem[Any, Any]
-    ctx: JobContext
+class _Task:
+    work: Callable[[TaskContext], Any] | BatchItem[Any, Any]
+    ctx: TaskContext
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -128,9 +128,9 @@ class DeviceWorker:
         self.queue_depth = queue_depth
         self._waiting = 0
         self._waiting_lock = threading.Lock()
-        self._queue: queue.Queue[_Job | _Wake | None] = queue.Queue()
-        self._backlog: deque[_Job | _Wake | None] = deque()  # taken from the queue while batching, not yet run
-        self._background: deque[_Job] = deque()
+        self._queue: queue.Queue[_Task | _Wake | None] = queue.Queue()
+        self._backlog: deque[_Task | _Wake | None] = deque()  # taken from the queue while batching, not yet run
+        self._background: deque[_Task] = deque()
         self._on_forward = on_forward  # (requests, inputs) per forward pass, for metrics
         self._thread = threading.Thread(target=self._run, name=f"logpx-worker-{device}", daemon=True)
 
@@ -146,13 +146,13 @@ class DeviceWorker:
         """Requests waiting for the worker."""
         return self._waiting
 
-    async def submit(self, work: Callable[[JobContext], T] | BatchItem[Any, T], deadline_s: float) -> JobResult[T]:
+    async def submit(self, work: Callable[[TaskContext], T] | BatchItem[Any, T], deadline_s: float) -> TaskResult[T]:
         """Queue ``work`` and wait for it. While waiting, the client's connection is watched (through
-        ``client_gone``, set per request by ``app.deps``): a client that has left has its job cancelled,
+        ``client_gone``, set per request by ``app.deps``): a client that has left has its task cancelled,
         so that it is dropped from the queue, or stops at its next check if it is running."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[JobResult[T]] = loop.create_future()
-        job = _Job(work, JobContext(time.monotonic() + deadline_s, future), loop)
+        future: asyncio.Future[TaskResult[T]] = loop.create_future()
+        task = _Task(work, TaskContext(time.monotonic() + deadline_s, future), loop)
         with self._waiting_lock:
             if self._waiting >= self.queue_depth:
                 raise ServerSaturated(
@@ -162,7 +162,7 @@ class DeviceWorker:
                     headers={"Retry-After": str(self.retry_after_s)},
                 )
             self._waiting += 1
-        self._queue.put_nowait(job)
+        self._queue.put_nowait(task)
         gone = client_gone.get()
         if gone is None:
             return await future
@@ -174,27 +174,27 @@ class DeviceWorker:
                 future.cancel()
                 raise ClientDisconnected("the client closed the connection; its work was stopped")
 
-    async def submit_background(self, work: Callable[[JobContext], T], deadline_s: float) -> JobResult[T]:
+    async def submit_background(self, work: Callable[[TaskContext], T], deadline_s: float) -> TaskResult[T]:
         """Run ``work`` when no interactive request is waiting; requests that arrive while it runs are run
         at its next ``ctx.check()`` (between its chunks of samples, AIS temperatures, estimator steps), so
         that they wait for a piece of the work, not the whole of it. Not bounded by ``queue_depth``: each
         job runner has one piece of work here at a time."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[JobResult[T]] = loop.create_future()
-        ctx = JobContext(time.monotonic() + deadline_s, future, between=self._serve_waiting)
-        self._background.append(_Job(work, ctx, loop))
+        future: asyncio.Future[TaskResult[T]] = loop.create_future()
+        ctx = TaskContext(time.monotonic() + deadline_s, future, between=self._serve_waiting)
+        self._background.append(_Task(work, ctx, loop))
         self._queue.put_nowait(_WAKE)
         return await future
 
-    def _take(self, block: bool = True, timeout: float | None = None) -> _Job | _Wake | None:
+    def _take(self, block: bool = True, timeout: float | None = None) -> _Task | _Wake | None:
         """The next item of the queue (``queue.Empty`` if none comes); a request taken no longer waits."""
         item = self._queue.get(block, timeout)
-        if isinstance(item, _Job):
+        if isinstance(item, _Task):
             with self._waiting_lock:
                 self._waiting -= 1
         return item
 
-    def _next(self, timeout: float | None = None, *, background: bool = False) -> _Job | _Wake | None:
+    def _next(self, timeout: float | None = None, *, background: bool = False) -> _Task | _Wake | None:
         if self._backlog:
             return self._backlog.popleft()
         if background and self._background:
@@ -208,27 +208,27 @@ class DeviceWorker:
         """Run every interactive request waiting now (on the worker thread, inside background work)."""
         while True:
             if self._backlog:
-                job = self._backlog.popleft()
+                task = self._backlog.popleft()
             else:
                 try:
-                    job = self._take(block=False)
+                    task = self._take(block=False)
                 except queue.Empty:
                     return
-            if job is None:  # stop: after the background work in hand
-                self._backlog.appendleft(job)
+            if task is None:  # stop: after the background work in hand
+                self._backlog.appendleft(task)
                 return
-            if isinstance(job, _Wake):
+            if isinstance(task, _Wake):
                 continue
-            self._dispatch(job)
+            self._dispatch(task)
 
-    def _dispatch(self, job: _Job) -> None:
-        if isinstance(job.work, BatchItem):
-            self._run_batch(self._collect(job) if self.batch_max_inputs else [job])
+    def _dispatch(self, task: _Task) -> None:
+        if isinstance(task.work, BatchItem):
+            self._run_batch(self._collect(task) if self.batch_max_inputs else [task])
         else:
-            self._run_one(job)
+            self._run_one(task)
 
-    def _collect(self, first: _Job) -> list[_Job]:
-        """``first`` and the queued jobs that may share its forward pass, in arrival order: whatever is
+    def _collect(self, first: _Task) -> list[_Task]:
+        """``first`` and the queued tasks that may share its forward pass, in arrival order: whatever is
         already queued, then what arrives within ``batch_delay_s`` of now. Under load the queue fills
         while a pass runs, so batches grow with the load even with no delay at all."""
         assert isinstance(first.work, BatchItem)
@@ -236,45 +236,48 @@ class DeviceWorker:
         until = time.monotonic() + self.batch_delay_s
         while total < self.batch_max_inputs:
             try:
-                job = self._next(timeout=max(0.0, until - time.monotonic()))
+                task = self._next(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
                 break
             if (
-                isinstance(job, _Job)
-                and isinstance(job.work, BatchItem)
-                and job.work.key == first.work.key
-                and total + job.work.size <= self.batch_max_inputs
+                isinstance(task, _Task)
+                and isinstance(task.work, BatchItem)
+                and task.work.key == first.work.key
+                and total + task.work.size <= self.batch_max_inputs
             ):
-                group.append(job)
-                total += job.work.size
+                group.append(task)
+                total += task.work.size
             else:
-                self._backlog.append(job)  # runs next, in order
+                self._backlog.append(task)  # runs next, in order
                 break
         return group
 
     def _run(self) -> None:
         while True:
-            job = self._next(background=True)
-            if job is None:
+            task = self._next(background=True)
+            if task is None:
                 return
-            if isinstance(job, _Wake):
+            if isinstance(task, _Wake):
                 continue
-            self._dispatch(job)
+            self._dispatch(task)
 
-    def _run_one(self, job: _Job) -> None:
+    def _run_one(self, task: _Task) -> None:
         started = time.monotonic()
         try:
-            job.ctx.check()
+            task.ctx.check()
             with torch.no_grad():
-                value = job.work(job.ctx)  # type: ignore[operator]
-            outcome: tuple[str, Any] = ("result", JobResult(value, started - job.enqueued, time.monotonic() - started))
+                value = task.work(task.ctx)  # type: ignore[operator]
+            outcome: tuple[str, Any] = (
+                "result",
+                TaskResult(value, started - task.enqueued, time.monotonic() - started),
+            )
         except _Cancelled:
             return
         except BaseException as exc:  # delivered to the awaiting request, which maps it to a response
             outcome = ("error", exc)
-        job.loop.call_soon_threadsafe(_settle, job.ctx.future, outcome)
+        task.loop.call_soon_threadsafe(_settle, task.ctx.future, outcome)
 
-    def _run_batch(self, group: list[_Job]) -> None:
+    def _run_batch(self, group: list[_Task]) -> None:
         started = time.monotonic()
         live = [j for j in group if not j.ctx.future.cancelled()]
 
@@ -306,7 +309,7 @@ class DeviceWorker:
             outcomes = [("error", exc)] * len(live)
         compute_s = time.monotonic() - started
         for j, (kind, value) in zip(live, outcomes):
-            outcome = (kind, JobResult(value, started - j.enqueued, compute_s)) if kind == "result" else (kind, value)
+            outcome = (kind, TaskResult(value, started - j.enqueued, compute_s)) if kind == "result" else (kind, value)
             if kind == "result" and time.monotonic() > j.ctx.deadline:
                 outcome = ("error", DeadlineExceeded("the request passed its compute deadline", field="deadline_s"))
             j.loop.call_soon_threadsafe(_settle, j.ctx.future, outcome)

@@ -20,8 +20,9 @@ import torch
 
 from logpx.families import LatentVariableModel
 from logpx.io import load_checkpoint
+from logpx.plan import AIS
 from logpx.runtime import keep_freed_memory
-from logpx.samplers import AISConfig, ais
+from logpx.samplers import ais
 
 from .machine import RESULTS_DIR, machine_info, timed_together
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     assert isinstance(model, LatentVariableModel)
     g = torch.Generator(device=args.device).manual_seed(0)
     x = (torch.rand(args.batch, model.input_dim, generator=g, device=args.device) < 0.2).float()
-    config = AISConfig(steps=args.steps, leapfrog=args.leapfrog)
+    config = AIS(steps=args.steps, leapfrog=args.leapfrog)
     # Gradient evaluations of one ais() call: tuning and estimating passes, one initial evaluation each,
     # then (T - 1) transitions of L + 1 evaluations.
     evals_per_pass = 1 + (config.steps - 1) * (config.leapfrog + 1)

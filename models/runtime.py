@@ -5,8 +5,23 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 
-__all__ = ["keep_freed_memory"]
+import torch
+
+__all__ = ["CheckFn", "keep_freed_memory", "resolve_device"]
+
+# Called inside long loops (chunks over k, temperatures, leave-j-out chunks); raises to stop the work:
+# a request's deadline, a job's cancellation.
+CheckFn = Callable[[], None]
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` is CUDA where there is a GPU, else the CPU; any other name is torch's."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

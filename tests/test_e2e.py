@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from logpx.app.client import LogpxClient
+from logpx.client import LogpxClient
 from tests.local_server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]

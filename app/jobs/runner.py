@@ -20,15 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from logpx.estimators import DatasetSummary
+from logpx.estimators import DatasetSummary, Level
+from logpx.plan import Plan
+from logpx.samplers import run_plan
 
-from .. import service
+from .. import presenter
 from ..config import Settings
 from ..errors import ModelNotFound, ModelNotReady, ProblemError
 from ..inputs import apply_binarization
 from ..registry import ModelEntry, ModelRegistry
-from ..schemas import Binarization, CompareEstimatorIn
-from ..worker import DeviceWorker, JobContext
+from ..schemas import Binarization
+from ..usecases import latent_model, request_generator
+from ..worker import DeviceWorker, TaskContext
 from .datasets import from_stored
 from .store import JobRow, JobStore
 
@@ -44,37 +47,27 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 def chunk_work(
-    entry: ModelEntry,
-    settings: Settings,
-    job: JobRow,
-    x: np.ndarray,
-    labels: np.ndarray | None,
-    start: int,
-) -> Callable[[JobContext], list[dict[str, Any]]]:
-    """The worker's task for the chunk of ``job`` beginning at input ``start``: one row per input."""
-    options = job.request["options"]
-    entries = [CompareEstimatorIn.model_validate(e) for e in options["estimators"]]
+    entry: ModelEntry, settings: Settings, job: JobRow, plan: Plan, x: np.ndarray, labels: np.ndarray | None, start: int
+) -> Callable[[TaskContext], list[dict[str, Any]]]:
+    """The worker's task for the chunk of ``job`` beginning at input ``start``: ``run_plan`` on the slice,
+    one row per input. An input whose estimate fails (a model that is not finite there) fails alone."""
     stop = min(start + job.chunk_size, job.total)
-    fields = [f"estimators[{i}]" for i in range(len(entries))]
-    specs, samplers = service.plan_estimators(settings, entries, fields, stop - start)
     binarization = Binarization.model_validate(job.request["binarization"])
-    model = service.latent_model(entry)
+    model = latent_model(entry)
+    names = [str(e) for e in plan.entries]
 
-    def work(ctx: JobContext) -> list[dict[str, Any]]:
-        generator = service.request_generator(entry, chunk_seed(options["seed"], start // job.chunk_size))
+    def work(ctx: TaskContext) -> list[dict[str, Any]]:
+        generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))
         xd = apply_binarization(torch.from_numpy(x[start:stop]), binarization, generator).to(entry.device)
-        estimates = service.estimate_all(model, xd, specs, samplers, generator, settings, ctx.check)
-        per_estimator = [
-            service.input_estimates(est, spec.k, slice(None), with_diagnostics=True, model=entry.name)
-            for est, spec in zip(estimates, specs, strict=True)
-        ]
+        outcomes = run_plan(model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check)
+        per_entry = [presenter.input_estimates(o, with_diagnostics=True) for o in outcomes]
         return [
             {
                 "index": start + i,
                 "label": int(labels[start + i]) if labels is not None else None,
                 "estimates": [
                     {"estimator": name, **column[i].model_dump(mode="json", exclude_none=True)}
-                    for name, column in zip(job.request["names"], per_estimator, strict=True)
+                    for name, column in zip(names, per_entry, strict=True)
                 ],
             }
             for i in range(stop - start)
@@ -98,13 +91,10 @@ def add_to_summary(summary: dict[str, Any], names: list[str], rows: list[dict[st
         )
         worst = previous.get("worst")
         for c in cells:
-            if _SEVERITY[c["verdict"]["level"]] > _SEVERITY[worst["level"] if worst else "reliable"]:
+            if Level(c["verdict"]["level"]).rank > Level(worst["level"] if worst else Level.RELIABLE).rank:
                 worst = {key: c["verdict"].get(key) for key in ("level", "advice", "rerun")}
         out[name] = {"values": s.to_dict(), "worst": worst}
     return out
-
-
-_SEVERITY = {"reliable": 0, "caution": 1, "unreliable": 2}
 
 
 class JobRunner:
@@ -153,12 +143,14 @@ class JobRunner:
                 await asyncio.to_thread(self.store.finish, job.id, self.replica, "failed", exc.detail)
                 return
             x, labels = from_stored(*await asyncio.to_thread(self.store.dataset_bytes, job.dataset))
+            plan = job.plan  # parsed once per run, not per chunk: it was checked when the job was accepted
+            names = [str(e) for e in plan.entries]
             log.info("job %s: running from input %d of %d", job.id, job.done, job.total)
             while job.done < job.total:
                 started = time.monotonic()
-                work = chunk_work(entry, self.settings, job, x, labels, job.done)
+                work = chunk_work(entry, self.settings, job, plan, x, labels, job.done)
                 rows = (await self.worker.submit_background(work, self.settings.deadline_s)).value
-                summary = add_to_summary(job.summary, job.request["names"], rows)
+                summary = add_to_summary(job.summary, names, rows)
                 outcome = await asyncio.to_thread(
                     self.store.commit_chunk,
                     job,

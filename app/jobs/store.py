@@ -23,6 +23,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from logpx.plan import Plan
+
 __all__ = ["ACTIVE", "TERMINAL", "DatasetRow", "JobRow", "JobStore", "open_store"]
 
 ACTIVE = ("queued", "running")
@@ -51,6 +53,7 @@ jobs = sa.Table(
     sa.Column("model", sa.String(128), nullable=False),
     sa.Column("dataset", sa.String(64), sa.ForeignKey("datasets.sha256"), nullable=False),
     sa.Column("request", sa.Text, nullable=False),
+    sa.Column("plan", sa.Text, nullable=False, server_default=""),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("total", sa.Integer, nullable=False),
     sa.Column("done", sa.Integer, nullable=False),
@@ -92,6 +95,7 @@ class JobRow:
     model: str
     dataset: str
     request: dict[str, Any]
+    plan_text: str  # the job's plan (logpx.plan grammar); empty for jobs stored before it had a column
     state: str
     total: int
     done: int
@@ -106,9 +110,15 @@ class JobRow:
     started: float | None
     finished: float | None
 
+    @property
+    def plan(self) -> Plan:
+        """What the job runs; jobs stored before the plan column name their entries in the same grammar."""
+        return Plan.parse(self.plan_text or " ".join(self.request["names"]))
+
 
 def _job(row: sa.Row[Any]) -> JobRow:
     m = dict(row._mapping)
+    m["plan_text"] = m.pop("plan")
     return JobRow(**{**m, "request": json.loads(m["request"]), "summary": json.loads(m["summary"])})
 
 
@@ -194,7 +204,7 @@ class JobStore:
     # Jobs --------------------------------------------------------------------------------------------
 
     def create_job(
-        self, owner: str, model: str, dataset: str, request: dict[str, Any], total: int, chunk_size: int
+        self, owner: str, model: str, dataset: str, plan: Plan, request: dict[str, Any], total: int, chunk_size: int
     ) -> JobRow:
         job_id = uuid.uuid4().hex
         with self.engine.begin() as c:
@@ -205,6 +215,7 @@ class JobStore:
                     model=model,
                     dataset=dataset,
                     request=json.dumps(request),
+                    plan=str(plan),
                     state="queued",
                     total=total,
                     done=0,

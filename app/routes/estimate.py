@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -17,11 +18,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from .. import service
+from logpx.plan import Plan, parse_spec
+
+from ..config import Settings
 from ..deps import SettingsDep, WorkerDep
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..json_route import JSONRoute
-from ..schemas import EstimateEstimatorIn, EstimateRequest, EstimateResponse, problem_responses
+from ..limits import check_plan
+from ..plans import plan_in
+from ..schemas import EstimateRequest, EstimateResponse, EstimatorIn, problem_responses
+from ..usecases.log_weights import estimate_log_weights
 
 router = APIRouter(prefix="/v1", tags=["estimate"], route_class=JSONRoute)
 
@@ -92,20 +98,39 @@ def _binary(kind: str, body: bytes) -> torch.Tensor:
     return _array(array, "body")
 
 
-def _query_estimator(text: str, index: int) -> EstimateEstimatorIn:
-    parts = text.split(":")
+def _plan(
+    estimators: Sequence[tuple[str, str | None, int | None, int | None]], rows: int, batch: int, settings: Settings
+) -> Plan:
+    """The estimators as a plan over ``rows`` log-weights: each ``(field, name, k, order)``, k defaulting to
+    every row; a k over the rows sent is a 422 naming the field. Limits checked once."""
+    items = []
+    for field, name, k, order in estimators:
+        if k is not None and k > rows:
+            raise InvalidInput(f"k={k} is more than the {rows} rows sent", field=f"{field}.k", limit=rows)
+        try:
+            e = EstimatorIn.model_validate(
+                {"name": name, "k": k or rows, **({"order": order} if order is not None else {})}
+            )
+        except ValidationError as exc:
+            raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", field=field) from None
+        items.append((field, e, None))
+    plan = plan_in(items, field="estimators")
+    check_plan(settings, plan, batch, [f for f, _, _ in items], inputs_field="log_weights")
+    return plan
+
+
+def _query_estimator(text: str, index: int) -> tuple[str, str | None, int | None, int | None]:
+    """``NAME[:K[:ORDER]]``: the plan's grammar, with K optional (every row) for log-weights sent whole."""
     field = f"estimator[{index}]"
-    if len(parts) > 3 or not all(p.isdigit() for p in parts[1:] if p):
-        raise InvalidInput(f"{field}: {text!r} is not NAME[:K[:ORDER]]", field=field, limit="NAME[:K[:ORDER]]")
-    raw = {
-        "name": parts[0],
-        "k": int(parts[1]) if len(parts) > 1 and parts[1] else None,
-        "order": int(parts[2]) if len(parts) > 2 and parts[2] else None,
-    }
+    name, _, rest = text.partition(":")
+    k_text, _, order_text = rest.partition(":")
     try:
-        return EstimateEstimatorIn.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", field=field) from None
+        spec = parse_spec(f"{name}:{k_text or 2}" + (f":{order_text}" if order_text else ""))
+    except ValueError:
+        raise InvalidInput(
+            f"{field}: {text!r} is not NAME[:K[:ORDER]]", field=field, limit="NAME[:K[:ORDER]]"
+        ) from None
+    return field, spec.name, int(k_text) if k_text else None, int(order_text) if order_text else None
 
 
 @router.post(
@@ -130,9 +155,9 @@ async def estimate(
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         log_w = await asyncio.to_thread(_array, body.log_weights, "log_weights")  # megabytes of numbers: off the loop
-        return await service.estimate_log_weights(
-            worker, settings, log_w, body.estimators, body.discrete, body.diagnostics
-        )
+        fields = [(f"estimators[{i}]", e.name, e.k, e.order) for i, e in enumerate(body.estimators)]
+        plan = _plan(fields, log_w.shape[0], log_w.shape[1], settings)
+        return await estimate_log_weights(worker, settings, log_w, plan, body.discrete, body.diagnostics)
     if kind not in (NPY, SAFETENSORS):
         raise UnsupportedMediaType(
             f"content type {kind or 'missing'!r}: send application/json, {NPY} or {SAFETENSORS}",
@@ -140,7 +165,6 @@ async def estimate(
             limit=["application/json", NPY, SAFETENSORS],
         )
     log_w = await asyncio.to_thread(_binary, kind, await request.body())
-    estimators = [_query_estimator(t, i) for i, t in enumerate(estimator or ["iwae"])]
-    return await service.estimate_log_weights(
-        worker, settings, log_w, estimators, discrete, diagnostics, field="estimator"
-    )
+    queries = [_query_estimator(t, i) for i, t in enumerate(estimator or ["iwae"])]
+    plan = _plan(queries, log_w.shape[0], log_w.shape[1], settings)
+    return await estimate_log_weights(worker, settings, log_w, plan, discrete, diagnostics)

@@ -16,12 +16,17 @@ from typing import Any
 import torch
 from fastapi import APIRouter, Depends, Request
 
-from .. import __version__, service
-from ..deps import MetricsDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
+from logpx.plan import Plan
+
+from .. import __version__
+from ..deps import MetricsDep, ReadyModelDep, RegistryDep, SettingsDep, WorkerDep, record_request, require_json
 from ..errors import InvalidInput
 from ..inputs import inputs_from_json, parse_estimator
 from ..json_route import JSONRoute
+from ..limits import check_plan
+from ..plans import entry_in
 from ..schemas import InferOutput, InferRequest, InferResponse, problem_responses
+from ..usecases.evidence import evidence
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=JSONRoute)
 
@@ -87,13 +92,11 @@ async def infer(
     name: str,
     body: InferRequest,
     request: Request,
-    registry: RegistryDep,
+    entry: ReadyModelDep,
     worker: WorkerDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> InferResponse:
-    entry = registry.get_ready(name)  # the model label of logs and metrics only once the name is known
-    request.state.log.update(model=name)
     params = body.parameters
     tensor = body.inputs[0]
     input_shape = entry.model.input_shape
@@ -107,15 +110,14 @@ async def infer(
         )
     batch = tensor.shape[0]
     spec = parse_estimator({"name": params.estimator, "k": params.k, "order": params.order}, "parameters")
+    plan = Plan((entry_in(spec, params.sampler, "parameters"),))
     # The cheap check first: the declared batch x k against the budget, before a value is touched.
-    service.check_limits(settings, batch, [("parameters", spec)], inputs_field="inputs[0].shape")
+    check_plan(settings, plan, batch, ["parameters"], inputs_field="inputs[0].shape")
     scale = params.scale or ("byte" if tensor.datatype == "UINT8" else "unit")
     x = await asyncio.to_thread(_decode, tensor.data, batch, size, scale, input_shape)
     seed = params.seed
-    out = await service.evidence(
-        entry, worker, settings, x, spec, seed, params.binarize, True, params.sampler, estimator_field="parameters"
-    )
-    record_request(request, metrics, name, batch, spec.k, out.timing.queue_s, out.timing.compute_s, batch * spec.k)
+    out = await evidence(entry, worker, settings, x, plan.entries[0], seed, params.binarize, True)
+    record_request(request, metrics, name, batch, plan, out.timing)
     outputs = [
         InferOutput(name="log_px", shape=[batch], datatype="FP64", data=[r.log_px for r in out.results]),
         InferOutput(name="verdict", shape=[batch], datatype="BYTES", data=[r.verdict.level for r in out.results]),

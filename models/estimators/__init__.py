@@ -1,15 +1,16 @@
 """The estimator core: evidence estimators, their diagnostics and summaries, as pure functions of
 log-weights ``[k, B]``. Nothing here knows about model families, files or HTTP."""
 
+from ..plan import EstimatorSpec, parse_spec
 from .compare import ReplicateSummary, summarize_replicates
 from .core import JVIResult, elbo, iwae, jvi, jvi_coefficients
 from .dataset import KHAT_EDGES, DatasetSummary
 from .diagnostics import Diagnostics, diagnose, ess, jackknife_var
-from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, EstimatorSpec, estimate, parse_spec, point_estimate
+from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, estimate, point_estimate
 from .jackknife import NotExact, jackknife_elements, max_exact_k
 from .logspace import log_mean_exp
 from .psis import khat, khat_threshold
-from .verdict import Rerun, SamplerStats, Verdict, judge
+from .verdict import Level, SamplerStats, Verdict, judge
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -20,9 +21,9 @@ __all__ = [
     "Estimate",
     "EstimatorSpec",
     "JVIResult",
+    "Level",
     "NotExact",
     "ReplicateSummary",
-    "Rerun",
     "SamplerStats",
     "Verdict",
     "diagnose",

@@ -4,21 +4,19 @@ the CLI and the benchmarks alike."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 
+from ..plan import IMPORTANCE, EstimatorSpec, Sampler
 from ._validate import check_log_weights
 from .core import JVIResult, _jvi
 from .diagnostics import Diagnostics, _diagnose, _log_weight_var, jackknife_var_from_loo
-from .jackknife import DEFAULT_EXACT_BUDGET, check_exact, leave_one_out
+from .jackknife import leave_one_out
 from .logspace import log_mean_exp
-from .verdict import SamplerKind, SamplerStats, Verdict, judge
+from .verdict import SamplerStats, Verdict, judge
 
-__all__ = ["DEFAULT_SPEC", "STD_ERR_FORMULAS", "Estimate", "EstimatorSpec", "estimate", "parse_spec", "point_estimate"]
-
-EstimatorName = Literal["elbo", "iwae", "jvi"]
+__all__ = ["DEFAULT_SPEC", "STD_ERR_FORMULAS", "Estimate", "estimate", "point_estimate"]
 
 # What `Estimate.std_err` is, per estimator; the service reports this text with each answer.
 STD_ERR_FORMULAS: dict[str, str] = {
@@ -31,41 +29,7 @@ STD_ERR_FORMULAS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class EstimatorSpec:
-    """Which estimator to run: ``name``, number of samples ``k``, JVI ``order`` (ignored otherwise).
-    A JVI whose leave-j-out averages cannot all be exact within ``exact_budget`` is refused here
-    (``jackknife.NotExact``, a ``ValueError`` naming the largest k at which it is exact)."""
-
-    name: EstimatorName
-    k: int
-    order: int = 1
-    exact_budget: int = DEFAULT_EXACT_BUDGET
-
-    def __post_init__(self) -> None:
-        if self.name not in STD_ERR_FORMULAS:
-            raise ValueError(f"unknown estimator {self.name!r}; choose one of {sorted(STD_ERR_FORMULAS)}")
-        if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}")
-        if self.name == "jvi":
-            if not 1 <= self.order < self.k:
-                raise ValueError(f"jvi needs 1 <= order < k, got order={self.order}, k={self.k}")
-            check_exact(self.k, self.order, self.exact_budget)
-
-    def __str__(self) -> str:
-        """``NAME:K`` or ``jvi:K:ORDER``, the syntax ``parse_spec`` reads."""
-        return f"{self.name}:{self.k}" + (f":{self.order}" if self.name == "jvi" else "")
-
-
 DEFAULT_SPEC = EstimatorSpec("iwae", 1000)  # what a request that names no estimator gets
-
-
-def parse_spec(text: str) -> EstimatorSpec:
-    """``iwae:1000``, ``elbo:100`` or ``jvi:1000:2`` -> an ``EstimatorSpec``; ``ValueError`` otherwise."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]) or (len(parts) == 3) != (parts[0] == "jvi"):
-        raise ValueError(f"estimator {text!r}: expected NAME:K (elbo, iwae) or jvi:K:ORDER")
-    return EstimatorSpec(parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else 1)  # type: ignore[arg-type]
 
 
 class Estimate(NamedTuple):
@@ -99,7 +63,7 @@ def _first_k(log_w: torch.Tensor, spec: EstimatorSpec, *, finite: bool = True) -
 def _point_estimate(
     lw: torch.Tensor, spec: EstimatorSpec, loo: torch.Tensor | None, check_fn: Callable[[], None] | None = None
 ) -> JVIResult:
-    if spec.name == "jvi":
+    if spec.is_jackknife:
         return _jvi(lw, spec.order, loo, check_fn)
     value = lw.mean(dim=0) if spec.name == "elbo" else log_mean_exp(lw, dim=0)
     return JVIResult(value, ())
@@ -110,7 +74,7 @@ def estimate(
     spec: EstimatorSpec,
     *,
     discrete: bool = False,
-    sampler: SamplerKind = "importance",
+    sampler: Sampler = IMPORTANCE,
     stats: SamplerStats | None = None,
     flag_nonfinite: bool = False,
     check_fn: Callable[[], None] | None = None,
@@ -118,8 +82,8 @@ def estimate(
     """Estimate, standard error (``STD_ERR_FORMULAS``), diagnostics and a verdict per input; ``spec.k >= 2``.
 
     ``discrete``: the model's likelihood is a probability mass (log p(x) > 0 is then impossible);
-    ``sampler`` and ``stats``: what produced the log-weights (``importance``, ``ais`` with its
-    acceptance and step sizes, or ``weights``: a classifier's draws from q(w)), for the verdict and its advice. ``flag_nonfinite``: a column holding
+    ``sampler`` and ``stats``: what produced the log-weights (``Importance``, ``AIS`` with its acceptance
+    and step sizes, ``WeightDraws``: a classifier's draws from q(w), ``External``), for the verdict and its advice. ``flag_nonfinite``: a column holding
     NaN or +inf (a model that fails on that input) gets NaN and an ``unreliable`` verdict instead of a
     ``ValueError`` for the whole batch. ``check_fn``: called inside the long loops (leave-j-out chunks);
     it may raise to stop the work (deadlines, cancellation).
@@ -140,7 +104,7 @@ def estimate(
     value = result.value
     if broken is not None:
         value, std_err = value.masked_fill(broken, float("nan")), std_err.masked_fill(broken, float("nan"))
-    verdicts = judge(spec.name, spec.k, value, std_err, diagnostics, discrete=discrete, sampler=sampler, stats=stats)
+    verdicts = judge(spec, value, std_err, diagnostics, discrete=discrete, sampler=sampler, stats=stats)
     # A probability mass is at most 1: such a value is no estimate of log p(x) and is not returned as one
     # (its verdict keeps it, and says why).
     value = value.masked_fill(value > 0, float("nan")) if discrete else value

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
+from ..runtime import CheckFn
 from .logspace import exclusive_logcumsumexp
-
-CheckFn = Callable[[], None]
 
 __all__ = ["LbarResult", "exact_cost", "jackknife_elements", "lbar", "lbar_enumerated", "leave_one_out"]
 

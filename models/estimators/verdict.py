@@ -5,12 +5,14 @@ instead. Pure functions of an estimate and its diagnostics; every threshold live
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, Literal, NamedTuple
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import NamedTuple
 
 import torch
 
+from ..plan import AIS, IMPORTANCE, Entry, EstimatorSpec, External, Plan, Sampler, WeightDraws
 from .diagnostics import Diagnostics
 from .psis import khat_threshold
 
@@ -25,17 +27,29 @@ __all__ = [
     "MIN_KHAT_DRAWS",
     "WEIGHT_DRAWS_ADVICE",
     "Level",
-    "Rerun",
-    "SamplerKind",
     "SamplerStats",
     "Verdict",
     "judge",
 ]
 
-Level = Literal["reliable", "caution", "unreliable"]
-# What drew the log-weights: importance sampling, AIS, a Bayesian classifier's weight draws from q(w), or
-# the client's own sampler (log-weights sent to POST /v1/estimate: logpx cannot rerun that model).
-SamplerKind = Literal["importance", "ais", "weights", "external"]
+
+class Level(StrEnum):
+    """How far to trust an estimate, ordered: ``Level.worst`` of several is the most severe."""
+
+    RELIABLE = "reliable"
+    CAUTION = "caution"
+    UNRELIABLE = "unreliable"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def worst(cls, levels: Iterable[str]) -> Level:
+        return max((cls(level) for level in levels), key=lambda level: level.rank, default=cls.RELIABLE)
+
+
+_RANK = {Level.RELIABLE: 0, Level.CAUTION: 1, Level.UNRELIABLE: 2}
 
 # Vehtari et al. (2024), section 3: k-hat < 0.5, the weights have finite variance and the estimate
 # converges at the usual rate; above min(1 - 1/log10(S), 0.7) (``khat_threshold``) the estimate is
@@ -52,25 +66,17 @@ MIN_ESS = 10.0
 # dynamics", section 4.4; Beskos et al. 2013): below, the chains barely move between temperatures; at
 # the very top, the step is so small that they hardly explore.
 ACCEPTANCE_RANGE = (0.4, 0.95)
-
-
-class Rerun(NamedTuple):
-    """What to run instead, as a request's ``estimator`` and ``sampler`` objects (the HTTP API's), so that a
-    client can send it, or show it in its own terms (the CLI as flags)."""
-
-    estimator: dict[str, Any]
-    sampler: dict[str, Any]
-
+# A longer schedule is the remedy for AIS weights whose tail is too heavy: the variance of log w falls
+# roughly as 1/T (Neal 2001, section 4), so 4x the temperatures halves its spread.
+AIS_LONGER = 4
 
 # What to run when importance sampling cannot be trusted: encoder-initialised AIS (Wu et al. 2017), with
-# enough chains for k-hat to judge its weights. "{name}" is the model's, filled in by whoever knows it.
-AIS_RERUN = Rerun(
-    estimator={"name": "iwae", "k": MIN_AIS_CHAINS},
-    sampler={"name": "ais", "steps": 1000, "leapfrog": 10, "init": "encoder"},
-)
+# enough chains for k-hat to judge their weights. Whoever presents the verdict renders it as a request
+# or a command, and names the BDMC check of the setting in its own terms.
+AIS_RERUN = Plan.of(EstimatorSpec("iwae", MIN_AIS_CHAINS), sampler=AIS(steps=1000, leapfrog=10, init="encoder"))
 AIS_ADVICE = (
-    f'run AIS instead: "sampler": {json.dumps(AIS_RERUN.sampler)} with "estimator": {json.dumps(AIS_RERUN.estimator)} '
-    f"({MIN_AIS_CHAINS} chains); certify its setting with POST /v1/models/{{name}}/bdmc"
+    f"run AIS instead: {AIS_RERUN} ({MIN_AIS_CHAINS} chains from the encoder, 1000 temperatures, 10 leapfrog "
+    "steps), and certify that setting with BDMC on data simulated from the model"
 )
 # A Bayesian classifier's log p(y | x, D) is a Monte Carlo mean over weight draws from q(w): no encoder, no
 # AIS. More draws shrink its error while k-hat is under 0.7; over it, the error has no bound at any k.
@@ -95,35 +101,34 @@ class SamplerStats(NamedTuple):
 class Verdict(NamedTuple):
     level: Level
     reasons: tuple[str, ...]
-    advice: str
-    rerun: Rerun | None = None  # the advice as request settings, where it names them exactly
-
-
-_ORDER = {"reliable": 0, "caution": 1, "unreliable": 2}
+    advice: str  # names no URL and no command: its presenter renders ``rerun`` in its own terms
+    rerun: Plan | None = None  # the advice as a plan, where it names one exactly
 
 
 def judge(
-    estimator: str,
-    k: int,
+    spec: EstimatorSpec,
     log_px: torch.Tensor,
     std_err: torch.Tensor,
     diagnostics: Diagnostics,
     *,
     discrete: bool,
-    sampler: SamplerKind = "importance",
+    sampler: Sampler = IMPORTANCE,
     stats: SamplerStats | None = None,
 ) -> list[Verdict]:
     """One ``Verdict`` per input of an estimate.
 
     Parameters
     ----------
-    estimator : ``elbo``, ``iwae`` or ``jvi``; ``k``: the samples (or AIS chains) it used.
+    spec : the estimator that ran, with the samples (or AIS chains) it used.
     log_px, std_err : ``[B]`` the estimate and its standard error.
     diagnostics : the estimate's ``Diagnostics`` (each ``[B]``).
     discrete : the likelihood is a probability mass (Bernoulli), so log p(x) > 0 is impossible.
-    sampler : ``importance``, ``ais``, ``weights`` (a Bayesian classifier's draws from q(w)) or
-        ``external`` (the client's own log-weights), for the advice; ``stats``: AIS acceptance and step size.
+    sampler : what drew the log-weights (``Importance``, ``AIS``, ``WeightDraws`` for a Bayesian
+        classifier's draws from q(w), ``External`` for the client's own), for the advice;
+        ``stats``: AIS acceptance and step size.
     """
+    k = spec.k
+    annealed = isinstance(sampler, AIS)
     limit = khat_threshold(k)
     columns = {
         "log_px": log_px.tolist(),
@@ -137,53 +142,70 @@ def judge(
         found: list[tuple[Level, str]] = []
         if not math.isfinite(value) or not math.isfinite(se):
             found.append(
-                ("unreliable", "the estimate or its standard error is not finite (the model's log-weights may be)")
+                (Level.UNRELIABLE, "the estimate or its standard error is not finite (the model's log-weights may be)")
             )
         elif discrete and value > 0:
             found.append(
-                ("unreliable", f"log p(x) = {value:.3f} > 0 is impossible: the likelihood is a probability mass")
+                (Level.UNRELIABLE, f"log p(x) = {value:.3f} > 0 is impossible: the likelihood is a probability mass")
             )
-        if estimator == "elbo":
+        if spec.name == "elbo":
             found.append(
-                ("caution", "the ELBO is a lower bound whose gap (the KL to the posterior) does not shrink with k")
+                (Level.CAUTION, "the ELBO is a lower bound whose gap (the KL to the posterior) does not shrink with k")
             )
-        if sampler == "ais" and k < MIN_AIS_CHAINS:
+        if annealed and k < MIN_AIS_CHAINS:
             found.append(
-                ("caution", f"{k} AIS chains are too few for k-hat to judge their weights (it needs {MIN_AIS_CHAINS})")
+                (
+                    Level.CAUTION,
+                    f"{k} AIS chains are too few for k-hat to judge their weights (it needs {MIN_AIS_CHAINS})",
+                )
             )
         elif k < MIN_KHAT_DRAWS:
             found.append(
-                ("caution", f"k-hat needs at least {MIN_KHAT_DRAWS} weights, got k = {k}: the weight tail is unchecked")
+                (
+                    Level.CAUTION,
+                    f"k-hat needs at least {MIN_KHAT_DRAWS} weights, got k = {k}: the weight tail is unchecked",
+                )
             )
         elif math.isfinite(khat) and khat > limit:
-            found.append(("unreliable", f"k-hat = {khat:.2f} is over {limit:.2f}, the PSIS threshold at k = {k}"))
+            found.append((Level.UNRELIABLE, f"k-hat = {khat:.2f} is over {limit:.2f}, the PSIS threshold at k = {k}"))
         elif math.isfinite(khat) and khat > KHAT_GOOD:
-            found.append(("caution", f"k-hat = {khat:.2f} is over {KHAT_GOOD}: the weights' variance may be infinite"))
+            found.append(
+                (Level.CAUTION, f"k-hat = {khat:.2f} is over {KHAT_GOOD}: the weights' variance may be infinite")
+            )
         if math.isfinite(ess) and ess < MIN_ESS:
-            found.append(("caution", f"effective sample size {ess:.1f} is under {MIN_ESS:g}"))
+            found.append((Level.CAUTION, f"effective sample size {ess:.1f} is under {MIN_ESS:g}"))
         if acceptance is not None and not ACCEPTANCE_RANGE[0] <= acceptance <= ACCEPTANCE_RANGE[1]:
-            found.append(("caution", f"HMC acceptance {acceptance:.2f} is outside {list(ACCEPTANCE_RANGE)}"))
-        level: Level = max((lv for lv, _ in found), key=_ORDER.__getitem__, default="reliable")
-        out.append(Verdict(level, tuple(r for _, r in found), *_advice(level, sampler, estimator)))
+            found.append((Level.CAUTION, f"HMC acceptance {acceptance:.2f} is outside {list(ACCEPTANCE_RANGE)}"))
+        level = Level.worst(lv for lv, _ in found)
+        out.append(Verdict(level, tuple(r for _, r in found), *_advice(level, spec, sampler)))
     return out
 
 
-def _advice(level: Level, sampler: SamplerKind, estimator: str) -> tuple[str, Rerun | None]:
-    if level == "reliable":
+def _advice(level: Level, spec: EstimatorSpec, sampler: Sampler) -> tuple[str, Plan | None]:
+    if level == Level.RELIABLE:
         return "", None
-    if sampler == "ais":  # the verdict does not know the steps: more of them has no exact request to name
+    if isinstance(sampler, AIS):
+        # More chains where k-hat could not judge them; else a longer schedule (the same chains).
+        rerun = Plan.of(
+            Entry(
+                EstimatorSpec("iwae", max(spec.k, MIN_AIS_CHAINS)),
+                sampler
+                if spec.k < MIN_AIS_CHAINS
+                else AIS(sampler.steps * AIS_LONGER, sampler.leapfrog, sampler.init, sampler.schedule),
+            )
+        )
         return (
-            f"rerun AIS with more chains (at least {MIN_AIS_CHAINS}) or more steps (4x), and check the setting's gap "
-            "with POST /v1/models/{name}/bdmc"
-        ), None
-    if sampler == "weights":
+            f"rerun AIS as {rerun} (at least {MIN_AIS_CHAINS} chains, and {AIS_LONGER}x the temperatures if k-hat "
+            "stays high), and certify that setting with BDMC on data simulated from the model"
+        ), rerun
+    if isinstance(sampler, WeightDraws):
         return WEIGHT_DRAWS_ADVICE, None
-    if sampler == "external":
-        if estimator == "elbo":
+    if isinstance(sampler, External):
+        if spec.name == "elbo":
             return "for log p(x) itself use iwae or jvi on the same log-weights; if those are unreliable too, " + (
                 EXTERNAL_ADVICE
             ), None
         return EXTERNAL_ADVICE, None
-    if estimator == "elbo":
+    if spec.name == "elbo":
         return "for log p(x) itself use iwae with a large k, or " + AIS_ADVICE, AIS_RERUN
     return AIS_ADVICE, AIS_RERUN

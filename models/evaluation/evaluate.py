@@ -17,38 +17,27 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..estimators import (
-    EstimatorSpec,
-    Rerun,
-    SamplerStats,
-    Verdict,
-    estimate,
-    khat_threshold,
-    parse_spec,
-    point_estimate,
-)
+from ..estimators import Level, Verdict, estimate, khat_threshold, point_estimate
 from ..families import Classifier, LatentVariableModel, LinearGaussian, predictive_summary
 from ..families.bbb import expected_calibration_error
-from ..io import Checkpoint, binarize_sample, load_checkpoint, load_idx_dataset, split_train_valid
+from ..io import BINARIZE_SEED, Checkpoint, binarize_sample, load_checkpoint, load_idx_dataset, split_train_valid
+from ..plan import AIS, EstimatorSpec, Plan, WeightDraws, parse_spec
 from ..runtime import keep_freed_memory
-from ..samplers import AISConfig, ais, bdmc
+from ..samplers import bdmc, run_plan
 
 PROG = "logpx evaluate"
-BINARIZE_SEED = 12345  # the same fixed binarisation the training command reports held-out bounds on
-LEVELS = ("reliable", "caution", "unreliable")
 
 
 class Verdicts:
     """The verdicts of one estimator over a data set: counts per level, and each distinct advice once."""
 
     def __init__(self) -> None:
-        self.levels: Counter[str] = Counter()
-        self.advice: dict[str, Rerun | None] = {}
+        self.levels: Counter[Level] = Counter()
+        self.advice: dict[str, Plan | None] = {}
 
     def add(self, verdicts: Iterable[Verdict]) -> None:
         for v in verdicts:
@@ -57,27 +46,24 @@ class Verdicts:
                 self.advice.setdefault(v.advice, v.rerun)
 
     def counts(self) -> dict[str, int]:
-        return {level: self.levels[level] for level in LEVELS}
+        return {level.value: self.levels[level] for level in Level}
 
     def text(self) -> str:
-        return ", ".join(f"{self.levels[level]} {level}" for level in LEVELS)
+        return ", ".join(f"{self.levels[level]} {level}" for level in Level)
 
 
-def print_advice(args: argparse.Namespace, advice: dict[str, Rerun | None]) -> list[str]:
-    """Each distinct advice once, with the model's name in it, and where it names AIS exactly, the
-    ``logpx evaluate`` command that runs it on the same data; returns the texts (for the JSON summary)."""
-    name = Path(args.checkpoint).stem  # the name the service gives the checkpoint
-    texts = []
+def print_advice(args: argparse.Namespace, advice: dict[str, Plan | None]) -> list[str]:
+    """Each distinct advice once, and where it names an AIS plan, the ``logpx evaluate`` command that runs
+    it on the same data with its BDMC check; returns the texts (for the JSON summary)."""
     for text, rerun in advice.items():
-        texts.append(text.replace("{name}", name))
-        print(f"  advice: {texts[-1]}")
-        if rerun is not None and rerun.sampler["name"] == "ais":
+        print(f"  advice: {text}")
+        sampler = rerun.entries[0].sampler if rerun is not None else None
+        if rerun is not None and isinstance(sampler, AIS):
             print(
                 f"    run: logpx evaluate {args.checkpoint} --data {args.data} --split {args.split} "
-                f"--ais {rerun.sampler['steps']} --ais-chains {rerun.estimator['k']} "
-                f"--ais-leapfrog {rerun.sampler['leapfrog']} --bdmc 8"
+                f"--ais {sampler.steps} --ais-chains {rerun.entries[0].spec.k} --ais-leapfrog {sampler.leapfrog} --bdmc 8"
             )
-    return texts
+    return list(advice)
 
 
 def _spec_arg(text: str) -> EstimatorSpec:
@@ -108,7 +94,7 @@ def evaluate_classifier(
     probs = torch.cat(probs_parts)
     n = x.shape[0]
     # The predictive log-likelihood: a Monte Carlo mean over weight draws, with its verdict per image.
-    reference_est = estimate(per_draw, EstimatorSpec("iwae", k_ref), discrete=True, sampler="weights")
+    reference_est = estimate(per_draw, EstimatorSpec("iwae", k_ref), discrete=True, sampler=WeightDraws())
     reference = reference_est.log_px  # [N]
     verdicts = Verdicts()
     verdicts.add(reference_est.verdicts)
@@ -252,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     assert isinstance(model, LatentVariableModel)
     if model.likelihood == "bernoulli":
         x = binarize_sample(x, torch.Generator().manual_seed(BINARIZE_SEED))
+    plan = Plan.of(*args.estimators)
     k_draw = max(s.k for s in args.estimators)
     generator = torch.Generator().manual_seed(args.seed)
     values: dict[str, list[torch.Tensor]] = {}
@@ -261,10 +248,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     exact: list[torch.Tensor] = []
     with torch.inference_mode():
         for xb in tqdm(x.split(args.batch_size), desc="evaluating", unit="batch"):
-            log_w = model.log_weights(xb, k_draw, generator).double()
-            for i, spec in enumerate(args.estimators):
-                est = estimate(log_w, spec, discrete=model.discrete)
-                name = f"{spec.name}-{spec.k}" + (f"-m{spec.order}" if spec.name == "jvi" else "")
+            for i, outcome in enumerate(run_plan(model, xb, plan, generator)):
+                spec, est = outcome.entry.spec, outcome.estimate
+                name = f"{spec.name}-{spec.k}" + (f"-m{spec.order}" if spec.is_jackknife else "")
                 values.setdefault(name, []).append(est.log_px)
                 std_errs.setdefault(name, []).append(est.std_err)
                 verdicts.setdefault(name, Verdicts()).add(est.verdicts)
@@ -328,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         else:
             khat_text = f"k-hat not estimable at k={k_draw} (too few draws in the tail; raise k)"
         print(f"  diagnostics at k={k_draw}: mean ESS fraction {diag['mean_ess_fraction']:.4f}, {khat_text}")
-    advice: dict[str, Rerun | None] = {}
+    advice: dict[str, Plan | None] = {}
     for per in verdicts.values():
         for text, rerun in per.advice.items():
             advice.setdefault(text, rerun)
@@ -348,20 +334,19 @@ def evaluate_ais(
 ) -> dict[str, object]:
     """AIS on ``x`` (its mean log p(x), and its gap to IWAE on the same images), and BDMC on simulated
     inputs: how far the IWAE figures lie from the evidence, and how far AIS itself may."""
-    config = AISConfig(steps=args.ais, leapfrog=args.ais_leapfrog)
-    spec = EstimatorSpec("iwae", args.ais_chains)
+    config = AIS(steps=args.ais, leapfrog=args.ais_leapfrog)
+    plan = Plan.of(EstimatorSpec("iwae", args.ais_chains), sampler=config)
     generator = torch.Generator().manual_seed(args.seed + 1)
     parts, errs, accept = [], [], []
     verdicts = Verdicts()
     with torch.no_grad():
         for xb in tqdm(x.split(args.batch_size), desc="ais", unit="batch"):
-            result = ais(model, xb, args.ais_chains, config, generator)
-            stats = SamplerStats(result.acceptance, result.step_size)
-            est = estimate(result.log_w, spec, discrete=model.discrete, sampler="ais", stats=stats)
+            ((_, est, stats),) = run_plan(model, xb, plan, generator)
+            assert stats is not None
             verdicts.add(est.verdicts)
             parts.append(est.log_px)
             errs.append(est.std_err)
-            accept.append(result.acceptance)
+            accept.append(stats.acceptance)
     values = torch.cat(parts).double()
     n = values.shape[0]
     ais_out: dict[str, object] = {

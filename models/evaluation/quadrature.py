@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..estimators import Verdict
+from ..estimators import Level, Verdict
 from ..families import VAE, LatentVariableModel
 
 __all__ = ["EDGE_MASS_LIMIT", "PosteriorGrid", "grid_log_px", "grid_verdict", "posterior_grid"]
@@ -136,9 +136,9 @@ def posterior_grid(
 def grid_verdict(grid: PosteriorGrid) -> Verdict:
     """Whether the grid holds the posterior: ``log_px`` misses the mass beyond it."""
     if grid.edge_mass <= EDGE_MASS_LIMIT:
-        return Verdict("reliable", (), "")
+        return Verdict(Level.RELIABLE, (), "")
     return Verdict(
-        "caution",
+        Level.CAUTION,
         (f"{grid.edge_mass:.2g} of the posterior mass lies in the grid's outer ring (limit {EDGE_MASS_LIMIT:g})",),
         "the posterior reaches the edge of the picture: log_px misses the mass beyond it",
     )

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
+from ..runtime import CheckFn
 from .layers import HALF_LOG_2PI, chunks_over_k, normal_log_prob, standard_normal_log_prob
 
 __all__ = [
-    "CheckFn",
     "Classifier",
     "Family",
     "GaussianLatentModel",
@@ -33,7 +32,6 @@ __all__ = [
 ]
 
 Likelihood = Literal["bernoulli", "gaussian", "categorical"]
-CheckFn = Callable[[], None]
 
 
 def default_input_shape(input_dim: int) -> tuple[int, ...]:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import CheckFn, Classifier
+from ..runtime import CheckFn
+from .base import Classifier
 from .layers import HALF_LOG_2PI
 
 DRAW_CHUNK = 16  # weight draws generated and evaluated together

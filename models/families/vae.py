@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import CheckFn, LatentVariableModel
+from ..runtime import CheckFn
+from .base import LatentVariableModel
 from .layers import (
     HALF_LOG_2PI,
     GaussianHead,

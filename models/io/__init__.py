@@ -11,6 +11,7 @@ from .checkpoint import (
 )
 from .convert import convert, load_document, read_state_dict
 from .data import (
+    BINARIZE_SEED,
     binarize_sample,
     binarize_threshold,
     held_out_count,
@@ -21,6 +22,7 @@ from .data import (
 )
 
 __all__ = [
+    "BINARIZE_SEED",
     "FORMAT_VERSION",
     "TRAINING_STATE_SUFFIX",
     "Checkpoint",

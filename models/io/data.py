@@ -108,6 +108,10 @@ def binarize_threshold(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (x > threshold).to(x.dtype)
 
 
+# The fixed binarisation of held-out data: training's held-out bounds and ``logpx evaluate`` both use it.
+BINARIZE_SEED = 12345
+
+
 def binarize_sample(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Pixels in [0, 1] to {0, 1}: Bernoulli(x) draws (dynamic binarisation; fixed for a fixed seed)."""
     u = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 from ..families import LatentVariableModel, chunks_over_k
+from ..plan import AIS, AIS_TUNE_CHAINS, AISInit, AISSchedule
+from ..runtime import CheckFn
 
-__all__ = ["TARGET_ACCEPTANCE", "AISConfig", "AISResult", "ais", "reverse_ais", "schedule", "tune"]
+__all__ = ["TARGET_ACCEPTANCE", "AISResult", "HMCInfo", "HMCState", "ais", "reverse_ais", "schedule", "tune"]
 
-Schedule = Literal["sigmoid", "linear", "geometric"]
-Init = Literal["encoder", "prior"]
 TARGET_ACCEPTANCE = 0.65  # Neal (2011), section 4.4: HMC's optimal acceptance is about 0.65
 SIGMOID_RADIUS = 4.0  # Wu et al. (2017): r = 4
 GEOMETRIC_START = 1e-4  # the geometric schedule's first nonzero temperature
@@ -43,24 +42,6 @@ INITIAL_STEP = 0.05
 # long schedules, faster for short ones so that the step can still travel a factor of e^2 or so.
 ADAPT_MIN = 0.02
 STEP_BOUNDS = (1e-4, 1.0)
-CheckFn = Callable[[], None]
-
-
-@dataclass(frozen=True)
-class AISConfig:
-    """``steps`` T intermediate temperatures, ``leapfrog`` L steps per HMC move, the start ``init``
-    and the temperature ``schedule``."""
-
-    steps: int = 1000
-    leapfrog: int = 10
-    init: Init = "encoder"
-    schedule: Schedule = "sigmoid"
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.leapfrog < 1:
-            raise ValueError(f"AIS needs steps >= 1 and leapfrog >= 1, got {self.steps}, {self.leapfrog}")
-        if self.init not in ("encoder", "prior") or self.schedule not in ("sigmoid", "linear", "geometric"):
-            raise ValueError(f"unknown init {self.init!r} or schedule {self.schedule!r}")
 
 
 class AISResult(NamedTuple):
@@ -72,7 +53,7 @@ class AISResult(NamedTuple):
     step_size: torch.Tensor
 
 
-def schedule(steps: int, kind: Schedule, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def schedule(steps: int, kind: AISSchedule, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Temperatures ``[T + 1]`` from b_0 = 0 to b_T = 1."""
     t = torch.arange(steps + 1, dtype=torch.float64) / steps
     if kind == "linear":
@@ -98,7 +79,7 @@ class _Target:
     ``base`` = log pi_0 and ``f`` the annealed term, returned separately so that f's value at the
     current state is at hand for the next weight increment."""
 
-    def __init__(self, model: LatentVariableModel, x: torch.Tensor, init: Init) -> None:
+    def __init__(self, model: LatentVariableModel, x: torch.Tensor, init: AISInit) -> None:
         self.model, self.x, self.init = model, x, init
 
     def parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,48 +89,59 @@ class _Target:
         log_q = self.model.log_q(self.x, z)
         return log_q, self.model.log_joint(self.x, z) - log_q
 
-    def value_and_grad(self, z: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log pi_b(z), d log pi_b / dz, f(z))``."""
+    def state(self, z: torch.Tensor, beta: float) -> HMCState:
+        """The chains at ``z`` under pi_beta: position, log-density, its gradient and the annealed term."""
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             base, f = self.parts(z)
             log_pi = base + beta * f
             (grad,) = torch.autograd.grad(log_pi.sum(), z)
-        return log_pi.detach(), grad, f.detach()
+        return HMCState(z.detach(), log_pi.detach(), grad, f.detach())
+
+
+class HMCState(NamedTuple):
+    """Chains ``position`` ``[k, B, d]`` with ``log_density`` log pi_beta, its ``grad`` and the annealed
+    term ``f`` (``[k, B]``) at that position: what the next move and the next weight increment need."""
+
+    position: torch.Tensor
+    log_density: torch.Tensor
+    grad: torch.Tensor
+    f: torch.Tensor
+
+
+class HMCInfo(NamedTuple):
+    """One move's acceptance probability per chain ``[k, B]`` and whether it was accepted."""
+
+    acceptance: torch.Tensor
+    accepted: torch.Tensor
 
 
 def _hmc(
-    target: _Target,
-    z: torch.Tensor,
-    state: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    beta: float,
-    step: torch.Tensor,
-    leapfrog: int,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """One HMC move leaving pi_beta invariant. ``state`` = ``value_and_grad(z, beta)``; ``step``
-    ``[B, 1]`` or ``[k, B, 1]``. Returns the new z, its state, and the acceptance probability ``[k, B]``."""
-    log_pi, grad = state[0], state[1]
+    target: _Target, state: HMCState, beta: float, step: torch.Tensor, leapfrog: int, generator: torch.Generator
+) -> tuple[HMCState, HMCInfo]:
+    """One HMC move leaving pi_beta invariant from ``state`` (``target.state`` of its position at
+    ``beta``); ``step`` ``[1, B, 1]``. Returns the chains' new state and the move's ``HMCInfo``."""
+    z = state.position
     p = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-    h0 = log_pi - 0.5 * (p * p).sum(-1)
-    z_new, p_new = z, p + 0.5 * step * grad
+    h0 = state.log_density - 0.5 * (p * p).sum(-1)
+    z_new, p_new = z, p + 0.5 * step * state.grad
     for i in range(leapfrog):
         z_new = z_new + step * p_new
-        new_state = target.value_and_grad(z_new, beta)
+        proposal = target.state(z_new, beta)
         if i < leapfrog - 1:
-            p_new = p_new + step * new_state[1]
-    p_new = p_new + 0.5 * step * new_state[1]
-    h1 = new_state[0] - 0.5 * (p_new * p_new).sum(-1)
+            p_new = p_new + step * proposal.grad
+    p_new = p_new + 0.5 * step * proposal.grad
+    h1 = proposal.log_density - 0.5 * (p_new * p_new).sum(-1)
     log_accept = torch.nan_to_num(h1 - h0, nan=-math.inf).clamp(max=0.0)
     accept = torch.rand(log_accept.shape, generator=generator, device=z.device, dtype=z.dtype).log() < log_accept
     keep = accept.unsqueeze(-1)
-    z = torch.where(keep, z_new, z)
-    state = (
-        torch.where(accept, new_state[0], state[0]),
-        torch.where(keep, new_state[1], state[1]),
-        torch.where(accept, new_state[2], state[2]),
+    new = HMCState(
+        torch.where(keep, proposal.position, state.position),
+        torch.where(accept, proposal.log_density, state.log_density),
+        torch.where(keep, proposal.grad, state.grad),
+        torch.where(accept, proposal.f, state.f),
     )
-    return z, state, log_accept.exp()
+    return new, HMCInfo(log_accept.exp(), accept)
 
 
 def _anneal(
@@ -175,19 +167,19 @@ def _anneal(
     adapt = 1 + max(ADAPT_MIN, 2 / num)
     log_w = torch.zeros(k, batch, dtype=torch.float64, device=z.device)
     accept_sum = torch.zeros(batch, dtype=torch.float64, device=z.device)
-    state = target.value_and_grad(z, float(betas[0]))
+    state = target.state(z, float(betas[0]))
     for t in range(1, num + 1):
         if check_fn is not None:
             check_fn()
         beta = float(betas[t])
-        log_w += (float(betas[t]) - float(betas[t - 1])) * state[2].double()
+        log_w += (float(betas[t]) - float(betas[t - 1])) * state.f.double()
         if t == num:  # the last transition would not change any weight
             step_sizes[t - 1] = step if tuning else step_sizes[t - 1]
             break
-        state = target.value_and_grad(z, beta)  # log pi and its gradient at the new temperature
+        state = target.state(state.position, beta)  # log pi and its gradient at the new temperature
         current = step if tuning else step_sizes[t - 1]
-        z, state, accept = _hmc(target, z, state, beta, current.view(1, batch, 1), leapfrog, generator)
-        rate = accept.double().mean(dim=0)  # [B]
+        state, info = _hmc(target, state, beta, current.view(1, batch, 1), leapfrog, generator)
+        rate = info.acceptance.double().mean(dim=0)  # [B]
         accept_sum += rate
         if tuning:
             step_sizes[t - 1] = step
@@ -200,10 +192,10 @@ def _anneal(
 def tune(
     model: LatentVariableModel,
     x: torch.Tensor,
-    config: AISConfig,
-    chains: int,
+    config: AIS,
     generator: torch.Generator,
     check_fn: CheckFn | None,
+    chains: int = AIS_TUNE_CHAINS,
 ) -> torch.Tensor:
     """The tuning pass: ``[T, B]`` step sizes (one per input and temperature) from ``chains`` chains of
     their own, adapted towards ``TARGET_ACCEPTANCE``; ``ais`` and ``reverse_ais`` then hold them fixed."""
@@ -213,7 +205,9 @@ def tune(
     return _anneal(target, z0, betas, None, config.leapfrog, generator, check_fn)[2]
 
 
-def _start(model: LatentVariableModel, x: torch.Tensor, k: int, init: Init, generator: torch.Generator) -> torch.Tensor:
+def _start(
+    model: LatentVariableModel, x: torch.Tensor, k: int, init: AISInit, generator: torch.Generator
+) -> torch.Tensor:
     if init == "prior":
         return model.sample_prior((k, x.shape[0]), generator).to(x.dtype)
     return model.sample_q(x, model.sample_noise(k, x.shape[0], generator).to(x.dtype))
@@ -223,22 +217,21 @@ def ais(
     model: LatentVariableModel,
     x: torch.Tensor,
     k: int,
-    config: AISConfig,
+    config: AIS,
     generator: torch.Generator,
     *,
-    tune_chains: int = 8,
     step_sizes: torch.Tensor | None = None,
     max_elements: int | None = None,
     check_fn: CheckFn | None = None,
 ) -> AISResult:
     """AIS log-weights of ``x`` ``[B, input_dim]`` (on the model's device) from ``k`` chains per input.
 
-    A tuning pass of ``tune_chains`` chains fixes the step sizes first (unless ``step_sizes``, a ``tune``
+    A tuning pass of ``AIS_TUNE_CHAINS`` chains fixes the step sizes first (unless ``step_sizes``, a ``tune``
     result, are given); the estimating pass then draws
     k fresh chains, in chunks of chains whose activations (kept for the gradient) stay within
     ``max_elements`` (default: ``chunk_elements`` of the device). ``check_fn`` is called before every
     temperature (deadlines, cancellation)."""
-    steps = tune(model, x, config, tune_chains, generator, check_fn) if step_sizes is None else step_sizes
+    steps = tune(model, x, config, generator, check_fn) if step_sizes is None else step_sizes
     target = _Target(model, x, config.init)
     betas = schedule(config.steps, config.schedule)
 
@@ -273,10 +266,9 @@ def reverse_ais(
     x: torch.Tensor,
     z_star: torch.Tensor,
     k: int,
-    config: AISConfig,
+    config: AIS,
     generator: torch.Generator,
     *,
-    tune_chains: int = 8,
     step_sizes: torch.Tensor | None = None,
     max_elements: int | None = None,
     check_fn: CheckFn | None = None,
@@ -285,7 +277,7 @@ def reverse_ais(
     chains per input, all started at z*, run from b = 1 to 0. Returns ``log_w`` ``[k, B]`` whose
     ``-log_w`` are the log-weights of 1/p(x): ``-log_mean_exp(-log_w)`` is a stochastic upper bound."""
     # Tuned forwards (or given: ``tune``'s result), used backwards.
-    steps = tune(model, x, config, tune_chains, generator, check_fn) if step_sizes is None else step_sizes
+    steps = tune(model, x, config, generator, check_fn) if step_sizes is None else step_sizes
     target = _Target(model, x, config.init)
     betas = schedule(config.steps, config.schedule).flip(0)
     # Reverse transition t uses the step size tuned for the same temperature going forwards.

@@ -11,7 +11,8 @@ import torch
 
 from ..estimators import log_mean_exp
 from ..families import LatentVariableModel
-from .ais import AISConfig, AISResult, ais, reverse_ais, tune
+from ..plan import AIS
+from .ais import AISResult, ais, reverse_ais, tune
 
 __all__ = ["BDMCResult", "BDMCSummary", "bdmc", "simulate", "summarize"]
 
@@ -58,7 +59,7 @@ def bdmc(
     model: LatentVariableModel,
     n: int,
     k: int,
-    config: AISConfig,
+    config: AIS,
     generator: torch.Generator,
     *,
     max_elements: int | None = None,
@@ -67,7 +68,7 @@ def bdmc(
     """Simulate ``n`` inputs, then run forward and reverse AIS with ``k`` chains each per input, both
     with the step sizes of one tuning pass, chains chunked within ``max_elements``."""
     x, z = simulate(model, n, generator)
-    steps = tune(model, x, config, 8, generator, check_fn)
+    steps = tune(model, x, config, generator, check_fn)
     forward = ais(model, x, k, config, generator, step_sizes=steps, max_elements=max_elements, check_fn=check_fn)
     reverse = reverse_ais(
         model, x, z, k, config, generator, step_sizes=steps, max_elements=max_elements, check_fn=check_fn

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +35,11 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from ..estimators import EstimatorSpec, point_estimate
+from ..estimators import point_estimate
 from ..families import VAE, BayesMLP, BBBConfig, LinearGaussian, LinearGaussianConfig, VAEConfig, predictive_summary
 from ..families.bbb import expected_calibration_error, kl_weights
 from ..io import (
+    BINARIZE_SEED,
     TRAINING_STATE_SUFFIX,
     binarize_sample,
     held_out_count,
@@ -46,7 +48,9 @@ from ..io import (
     save_checkpoint,
     split_train_valid,
 )
-from ..runtime import keep_freed_memory
+from ..plan import EstimatorSpec, Plan
+from ..runtime import keep_freed_memory, resolve_device
+from ..samplers import run_plan
 
 PROG = "logpx train"
 
@@ -130,10 +134,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return cfg
 
 
-def resolve_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
-
-
 def split(cfg: TrainConfig, *tensors: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each tensor as (train, held out) by ``--valid``, the training part cut to ``--limit``; a clear
     error, not a NaN, when there is too little data for one batch."""
@@ -161,14 +161,19 @@ def objective_loss(log_w: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 def held_out_bounds(model: VAE, x_valid: torch.Tensor, k: int, seed: int) -> dict[str, float]:
     """Mean ELBO and IWAE-k (both from the same k draws) on ``x_valid`` (already binarised)."""
     generator = torch.Generator(device=x_valid.device).manual_seed(seed)
-    log_w = torch.cat([model.log_weights(xb, k, generator) for xb in x_valid.split(500)], dim=1)
-    return {name: float(point_estimate(log_w, EstimatorSpec(name, k)).value.mean()) for name in ("elbo", "iwae")}
+    plan = Plan.of(EstimatorSpec("elbo", k), EstimatorSpec("iwae", k))
+    with torch.no_grad():
+        parts = [run_plan(model, xb, plan, generator) for xb in x_valid.split(500)]
+    return {
+        e.spec.name: float(torch.cat([outcomes[i].estimate.log_px for outcomes in parts]).mean())
+        for i, e in enumerate(plan.entries)
+    }
 
 
 def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> None:
-    device = resolve_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     ((x_train, x_valid),) = split(cfg, x.to(device))
-    valid_fixed = binarize_sample(x_valid[: cfg.valid_eval], torch.Generator(device=device).manual_seed(12345))
+    valid_fixed = binarize_sample(x_valid[: cfg.valid_eval], torch.Generator(device=device).manual_seed(BINARIZE_SEED))
 
     with torch.random.fork_rng():  # weight initialisation is the one use of torch's global RNG
         torch.manual_seed(cfg.seed)
@@ -390,12 +395,11 @@ def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: 
     x_eval, y_eval = x_valid[: cfg.valid_eval], y_valid[: cfg.valid_eval]
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
-        model = BayesMLP(BBBConfig(hidden=cfg.bbb_hidden))
-        baseline = nn.Sequential(
-            *[m for a, b in zip([784, *cfg.bbb_hidden], [*cfg.bbb_hidden, 10]) for m in (nn.Linear(a, b), nn.ReLU())][
-                :-1
-            ]
-        )
+        # The input size and the classes come from the data, not from MNIST's 784 and 10.
+        classes = int(labels.max()) + 1
+        model = BayesMLP(BBBConfig(input_dim=x.shape[1], hidden=cfg.bbb_hidden, classes=classes))
+        sizes = [x.shape[1], *cfg.bbb_hidden, classes]
+        baseline = nn.Sequential(*[m for a, b in itertools.pairwise(sizes) for m in (nn.Linear(a, b), nn.ReLU())][:-1])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -472,15 +476,19 @@ def main(argv: list[str] | None = None) -> None:
         x, labels, dataset = load_idx_dataset(cfg.data or ".", images=cfg.images or None, labels=cfg.labels or None)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    if cfg.family == "bbb":
-        train_bbb(cfg, x, labels, dataset)
-    elif cfg.family == "linear_gaussian":
-        fit_linear_gaussian(cfg, x, dataset)
-    elif cfg.family == "vae":
-        train_vae(cfg, x, dataset)
-    else:
-        raise SystemExit(f"unknown family {cfg.family!r}")
+    trainer = TRAINERS.get(cfg.family)
+    if trainer is None:
+        raise SystemExit(f"unknown family {cfg.family!r}; choose one of {sorted(TRAINERS)}")
+    trainer(cfg, x, labels, dataset)
     print(f"wrote {cfg.out}")
+
+
+# The trainer of each family, keyed by the family type's own name (``Family.family``), not a literal.
+TRAINERS: dict[str, Callable[[TrainConfig, torch.Tensor, torch.Tensor, dict[str, object]], None]] = {
+    VAE.family: lambda cfg, x, _labels, dataset: train_vae(cfg, x, dataset),
+    LinearGaussian.family: lambda cfg, x, _labels, dataset: fit_linear_gaussian(cfg, x, dataset),
+    BayesMLP.family: train_bbb,
+}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logpx.app.cli import build_parser
+from logpx.cli import build_parser
 from tests.local_server import free_port
 
 LOGPX = str(Path(sys.executable).with_name("logpx"))

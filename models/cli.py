@@ -27,9 +27,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from logpx.estimators import parse_spec
-
-from .client import LogpxClient, LogpxError
+from .client import LogpxClient, LogpxError, entry_from_request
+from .plan import Entry, Importance, Sampler, parse_sampler
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -48,61 +47,48 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
-def _estimator_arg(text: str) -> dict[str, Any]:
-    """``iwae:1000`` or ``jvi:1000:2`` -> an estimator object of the HTTP API."""
+def _estimator_arg(text: str) -> Entry:
+    """``iwae:1000``, ``jvi:1000:2`` or ``iwae:100@ais:1000``: an entry of the plan's grammar (``logpx.plan``)."""
     try:
-        spec = parse_spec(text)
+        return Entry.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return {"name": spec.name, "k": spec.k, **({"order": spec.order} if spec.name == "jvi" else {})}
 
 
-def _sampler_arg(text: str) -> dict[str, Any]:
-    """``importance`` or ``ais:STEPS[:LEAPFROG]`` -> a sampler object of the HTTP API."""
-    parts = text.split(":")
-    if parts == ["importance"]:
-        return {"name": "importance"}
-    if parts[0] == "ais" and 2 <= len(parts) <= 3 and all(p.isdigit() and int(p) > 0 for p in parts[1:]):
-        return {"name": "ais", "steps": int(parts[1]), **({"leapfrog": int(parts[2])} if len(parts) == 3 else {})}
-    raise argparse.ArgumentTypeError(f"sampler {text!r}: expected importance or ais:STEPS[:LEAPFROG]")
+def _sampler_arg(text: str) -> Sampler:
+    """``importance`` or ``ais:STEPS[:LEAPFROG[:INIT[:SCHEDULE]]]``: a sampler of the plan's grammar."""
+    try:
+        sampler = parse_sampler(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not sampler.requestable:
+        raise argparse.ArgumentTypeError(f"sampler {text!r} cannot be requested")
+    return sampler
+
+
+def _with_sampler(entry: Entry, sampler: Sampler | None) -> Entry:
+    """``--sampler`` applies to the estimators that name none of their own."""
+    return entry if sampler is None or not isinstance(entry.sampler, Importance) else Entry(entry.spec, sampler)
 
 
 def _verdict_text(verdict: dict[str, Any]) -> str:
     return verdict["level"] + (f": {verdict['reasons'][0]}" if verdict["reasons"] else "")
 
 
-def _sampler_flag(sampler: dict[str, Any]) -> str:
-    """A sampler object of the HTTP API as ``--sampler`` takes it (the inverse of ``_sampler_arg``)."""
-    if sampler["name"] == "importance":
-        return "importance"
-    return ":".join(str(p) for p in ("ais", sampler["steps"], sampler.get("leapfrog")) if p is not None)
+def _score_command(model: str, rerun: Entry) -> str:
+    spec = rerun.spec
+    order = f" --order {spec.order}" if spec.is_jackknife else ""
+    return f"logpx score IMAGE... --model {model} --estimator {spec.name} --k {spec.k}{order} --sampler {rerun.sampler}"
 
 
-def _spec_flag(estimator: dict[str, Any]) -> str:
-    return f"{estimator['name']}:{estimator['k']}" + (f":{estimator['order']}" if estimator.get("order") else "")
+def _job_command(model: str, rerun: Entry) -> str:
+    return f"logpx job submit DATA --model {model} --estimators {rerun}"
 
 
-def _score_command(model: str, rerun: dict[str, Any]) -> str:
-    e = rerun["estimator"]
-    order = f" --order {e['order']}" if e.get("order") else ""
-    return (
-        f"logpx score IMAGE... --model {model} --estimator {e['name']} --k {e['k']}{order} "
-        f"--sampler {_sampler_flag(rerun['sampler'])}"
-    )
-
-
-def _job_command(model: str, rerun: dict[str, Any]) -> str:
-    return (
-        f"logpx job submit DATA --model {model} --estimators {_spec_flag(rerun['estimator'])} "
-        f"--sampler {_sampler_flag(rerun['sampler'])}"
-    )
-
-
-def _advice(
-    verdicts: list[dict[str, Any]], model: str, command: Callable[[str, dict[str, Any]], str], indent: str = ""
-) -> None:
+def _advice(verdicts: list[dict[str, Any]], model: str, command: Callable[[str, Entry], str], indent: str = "") -> None:
     """Every distinct piece of advice, once, under the table: what to run instead, and where the verdict
-    names it exactly, the command that runs it and the one that certifies an AIS setting."""
+    names it exactly (a plan, sent as request objects), the command that runs it and the one that
+    certifies an AIS setting."""
     advice: dict[str, dict[str, Any] | None] = {}
     for v in verdicts:
         if v["advice"]:
@@ -110,9 +96,10 @@ def _advice(
     for text, rerun in advice.items():
         print(f"{indent}advice: {text}")
         if rerun:
-            print(f"{indent}  run:     {command(model, rerun)}")
-            if rerun["sampler"]["name"] == "ais":
-                print(f"{indent}  certify: logpx bdmc --model {model} --sampler {_sampler_flag(rerun['sampler'])}")
+            entry = entry_from_request(rerun["estimator"], rerun["sampler"])
+            print(f"{indent}  run:     {command(model, entry)}")
+            if entry.sampler.annealed:
+                print(f"{indent}  certify: logpx bdmc --model {model} --sampler {entry.sampler}")
 
 
 def _existing_files(paths: list[str]) -> list[str | Path]:
@@ -143,8 +130,8 @@ def _client(args: argparse.Namespace) -> LogpxClient:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from .config import get_settings
-    from .main import create_app, log_config
+    from .app.config import get_settings
+    from .app.main import create_app, log_config
 
     try:
         settings = get_settings()
@@ -213,18 +200,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
             args.estimators,
             replicates=args.replicates,
             seed=args.seed,
-            reference={**args.reference, "sampler": args.reference_sampler} if args.reference else None,
+            reference=_with_sampler(args.reference, args.reference_sampler) if args.reference else None,
             binarize=args.binarize,
         )
     rows = []
     summaries = ([out["reference"]] if out["reference"] else []) + out["estimators"]
     for s in summaries:
-        e = s["estimator"]
-        name = (
-            f"{e['name']}-{e['k']}"
-            + (f" (m={e['order']})" if e.get("order") else "")
-            + (f" ais:{e['sampler']['steps']}" if e["sampler"]["name"] == "ais" else "")
-        )
+        name = str(entry_from_request(s["estimator"]))
         diff = s["diff_to_reference"]
         levels = [v["level"] for v in s["verdicts"]]
         verdict = ", ".join(f"{levels.count(lv)} {lv}" for lv in ("reliable", "caution", "unreliable") if lv in levels)
@@ -307,8 +289,7 @@ def _job_summary(status: dict[str, Any]) -> None:
     """Each estimator's mean over the inputs done, with its verdict counts: no number without them."""
     print(f"job {status['id']}: {status['state']}, {status['progress']['done']}/{status['progress']['total']} inputs")
     for s in status["summary"]:
-        e = s["estimator"]
-        name = f"{e['name']}:{e['k']}" + (f":{e['order']}" if e.get("order") else "") + f" ({e['sampler']['name']})"
+        name = str(entry_from_request(s["estimator"]))
         mean = (
             "-"
             if s["mean"] is None
@@ -323,7 +304,7 @@ def _job_summary(status: dict[str, Any]) -> None:
 
 
 def cmd_job_submit(args: argparse.Namespace) -> None:
-    estimators = [{**e, **({"sampler": args.sampler} if args.sampler else {})} for e in args.estimators]
+    estimators = [_with_sampler(e, args.sampler) for e in args.estimators]
     with _client(args) as client:
         if not Path(args.data).is_file():
             raise CommandError(f"{args.data}: no such file")
@@ -394,8 +375,8 @@ def _job_parser(sub: Any) -> None:
         "--estimators",
         type=_estimator_arg,
         nargs="+",
-        default=[{"name": "iwae", "k": 5000}],
-        metavar="NAME:K[:ORDER]",
+        default=[Entry.parse("iwae:5000")],
+        metavar="NAME:K[:ORDER][@SAMPLER]",
         help="estimators, e.g. iwae:5000 jvi:5000:1 (default iwae:5000)",
     )
     p.add_argument(
@@ -508,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_estimator_arg,
         nargs="+",
         required=True,
-        metavar="NAME:K[:ORDER]",
-        help="e.g. iwae:100 jvi:100:1 elbo:100",
+        metavar="NAME:K[:ORDER][@SAMPLER]",
+        help="e.g. iwae:100 jvi:100:1 elbo:100 iwae:32@ais:1000",
     )
     p.add_argument(
         "--reference",
@@ -522,9 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reference-sampler",
         type=_sampler_arg,
-        default={"name": "importance"},
+        default=None,
         metavar="importance|ais:STEPS[:LEAPFROG]",
-        help="the reference's sampler, e.g. ais:1000 with --reference iwae:32",
+        help="the reference's sampler, e.g. ais:1000 with --reference iwae:32 (or write iwae:32@ais:1000)",
     )
 
     p = sub.add_parser(

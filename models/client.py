@@ -1,6 +1,6 @@
 """Python client for the logpx HTTP API (httpx).
 
-from logpx.app.client import LogpxClient
+from logpx.client import LogpxClient
 with LogpxClient("http://127.0.0.1:8000") as client:
     result = client.evidence("vae1-iwae50", images, estimator={"name": "jvi", "k": 1000, "order": 1})
 """
@@ -15,7 +15,31 @@ from typing import Any
 
 import httpx
 
-__all__ = ["LogpxClient", "LogpxError"]
+from .plan import Entry, EstimatorSpec, Sampler, parse_sampler
+
+__all__ = ["LogpxClient", "LogpxError", "entry_from_request", "estimator_request", "sampler_request"]
+
+
+def sampler_request(sampler: Sampler) -> dict[str, Any]:
+    """A plan's sampler as the HTTP API's ``sampler`` object, every setting stated."""
+    return {"name": sampler.name, **sampler.settings()}
+
+
+def estimator_request(entry: Entry | str) -> dict[str, Any]:
+    """A plan entry (or its text, ``jvi:1000:1`` or ``iwae:100@ais:1000``) as the HTTP API's estimator
+    object with its ``sampler``."""
+    e = Entry.parse(entry) if isinstance(entry, str) else entry
+    order = {"order": e.spec.order} if e.spec.is_jackknife else {}
+    return {"name": e.spec.name, "k": e.spec.k, **order, "sampler": sampler_request(e.sampler)}
+
+
+def entry_from_request(estimator: dict[str, Any], sampler: dict[str, Any] | None = None) -> Entry:
+    """The inverse of ``estimator_request``: an estimator object (and its sampler object) of the API as a
+    plan entry, so that a response's ``rerun`` prints in the plan's text grammar."""
+    sampler = sampler or estimator.get("sampler") or {"name": "importance"}
+    settings = {key: value for key, value in sampler.items() if key != "name"}
+    spec = EstimatorSpec(estimator["name"], estimator["k"], estimator.get("order") or 1)
+    return Entry(spec, Sampler.registry[sampler["name"]].from_settings(settings))
 
 
 class LogpxError(RuntimeError):
@@ -25,6 +49,22 @@ class LogpxError(RuntimeError):
         super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
         self.status = status
         self.problem = problem
+
+
+EstimatorArg = Entry | str | dict[str, Any]
+SamplerArg = Sampler | str | dict[str, Any]
+
+
+def _estimator(e: EstimatorArg) -> dict[str, Any]:
+    """An estimator as plan text (``jvi:1000:1``, ``iwae:100@ais:1000``), a plan ``Entry``, or the API's object."""
+    return e if isinstance(e, dict) else estimator_request(e)
+
+
+def _sampler(s: SamplerArg) -> dict[str, Any]:
+    """A sampler as plan text (``ais:1000:10``), a plan ``Sampler``, or the API's object."""
+    if isinstance(s, dict):
+        return s
+    return sampler_request(parse_sampler(s) if isinstance(s, str) else s)
 
 
 def _as_lists(inputs: Any) -> list[Any]:
@@ -81,15 +121,18 @@ class LogpxClient:
         model: str,
         inputs: Any,
         *,
-        estimator: dict[str, Any] | None = None,
+        estimator: EstimatorArg | None = None,
         seed: int = 0,
         binarize: str | None = None,
         scale: str = "unit",
         diagnostics: bool = True,
     ) -> dict[str, Any]:
+        """``estimator`` in the plan's text (``iwae:1000``, ``iwae:100@ais:1000``) or as the API's object."""
         body: dict[str, Any] = {"inputs": _as_lists(inputs), "seed": seed, "scale": scale, "diagnostics": diagnostics}
         if estimator:
-            body["estimator"] = estimator
+            body["estimator"] = _estimator(estimator)
+            if "sampler" in body["estimator"]:
+                body["sampler"] = body["estimator"].pop("sampler")
         if binarize:
             body["binarize"] = binarize
         return self._json(self._http.post(f"/v1/models/{model}/evidence", json=body))
@@ -104,10 +147,10 @@ class LogpxClient:
         order: int | None = None,
         seed: int = 0,
         binarize: str | None = None,
-        sampler: dict[str, Any] | None = None,
+        sampler: SamplerArg | None = None,
     ) -> dict[str, Any]:
         """Image files scored by ``estimator`` with ``k`` samples (the server's defaults where ``None``);
-        ``sampler`` such as ``{"name": "ais", "steps": 1000}``."""
+        ``sampler`` such as ``"ais:1000"`` or ``{"name": "ais", "steps": 1000}``."""
         form: dict[str, Any] = {"seed": str(seed)}
         if estimator is not None:
             form["estimator"] = estimator
@@ -115,8 +158,9 @@ class LogpxClient:
             form["k"] = str(k)
         if order is not None:
             form["order"] = str(order)
-        for key, value in (sampler or {}).items():
-            form["sampler" if key == "name" else key] = str(value)
+        for key, value in (_sampler(sampler) if sampler else {}).items():
+            if key in ("name", "steps", "leapfrog"):  # the form's fields; init and schedule keep their defaults
+                form["sampler" if key == "name" else key] = str(value)
         if binarize:
             form["binarize"] = binarize
         files = []
@@ -129,34 +173,34 @@ class LogpxClient:
         self,
         model: str,
         inputs: Any,
-        estimators: list[dict[str, Any]],
+        estimators: Sequence[EstimatorArg],
         *,
         replicates: int = 10,
         seed: int = 0,
-        reference: dict[str, Any] | None = None,
+        reference: EstimatorArg | None = None,
         binarize: str | None = None,
         scale: str = "unit",
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "inputs": _as_lists(inputs),
-            "estimators": estimators,
+            "estimators": [_estimator(e) for e in estimators],
             "replicates": replicates,
             "seed": seed,
             "scale": scale,
         }
         if reference:
-            body["reference"] = reference
+            body["reference"] = _estimator(reference)
         if binarize:
             body["binarize"] = binarize
         return self._json(self._http.post(f"/v1/models/{model}/compare", json=body))
 
     def bdmc(
-        self, model: str, *, num_inputs: int = 8, k: int = 16, sampler: dict[str, Any] | None = None, seed: int = 0
+        self, model: str, *, num_inputs: int = 8, k: int = 16, sampler: SamplerArg | None = None, seed: int = 0
     ) -> dict[str, Any]:
         """Forward and reverse AIS on inputs simulated from the model: the AIS setting's gap."""
         body: dict[str, Any] = {"num_inputs": num_inputs, "k": k, "seed": seed}
         if sampler:
-            body["sampler"] = sampler
+            body["sampler"] = _sampler(sampler)
         return self._json(self._http.post(f"/v1/models/{model}/bdmc", json=body))
 
     def predict(
@@ -185,7 +229,7 @@ class LogpxClient:
         model: str,
         data: str | Path | Any,
         *,
-        estimators: Sequence[dict[str, Any]] = ({"name": "iwae", "k": 5000},),
+        estimators: Sequence[EstimatorArg] = ("iwae:5000",),
         labels: str | Path | Sequence[int] | None = None,
         seed: int = 0,
         binarize: str | None = None,
@@ -193,8 +237,9 @@ class LogpxClient:
     ) -> dict[str, Any]:
         """Start a job over a data set: a file (IDX, gzipped or not, ``.npy``, ``.npz`` or a zip of PNGs, with
         an optional labels file), or an array / tensor / lists of inputs (with optional labels). Returns the
-        job's status (``id``, ``state``, ``links``)."""
-        entries = list(estimators)
+        job's status (``id``, ``state``, ``links``). ``estimators`` in the plan's text (``iwae:5000``,
+        ``jvi:5000:1``, ``iwae:100@ais:1000``) or as the API's objects."""
+        entries = [_estimator(e) for e in estimators]
         options: dict[str, Any] = {"estimators": entries, "seed": seed, **({"binarize": binarize} if binarize else {})}
         if not isinstance(data, (str, Path)):
             body = {"model": model, "inputs": _as_lists(data), "scale": scale, **options}
@@ -202,10 +247,7 @@ class LogpxClient:
                 body["labels"] = _as_lists(labels)
             return self._json(self._http.post("/v1/jobs", json=body))
         form: dict[str, Any] = {"model": model, "seed": str(seed), "binarize": binarize or ""}
-        form["estimators"] = [f"{e['name']}:{e['k']}" + (f":{e['order']}" if e.get("order") else "") for e in entries]
-        samplers = [e["sampler"] for e in entries if e.get("sampler")]
-        if samplers:  # a form carries one sampler for every estimator; send JSON inputs for one each
-            form |= {k: str(v) for k, v in samplers[0].items()} | {"sampler": samplers[0]["name"]}
+        form["estimators"] = [str(entry_from_request(e)) for e in entries]  # each with its own sampler
         files = {"data": (Path(data).name, Path(data).read_bytes(), "application/octet-stream")}
         if labels is not None:
             if not isinstance(labels, (str, Path)):

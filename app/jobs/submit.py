@@ -1,0 +1,207 @@
+"""Submitting a job: read the request (JSON or a multipart upload of a data set), convert its estimators
+to a ``Plan`` once, check the whole job against the limits, and store it with its data set."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import torch
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from logpx.estimators import DEFAULT_SPEC
+from logpx.plan import Entry, Plan
+
+from ..config import Settings
+from ..errors import InsufficientStorage, InvalidInput, PayloadTooLarge, TooManyJobs, UnsupportedMediaType
+from ..inputs import inputs_from_json, plan_binarization
+from ..limits import check_plan
+from ..plans import estimator_in, plan_in, sampler_in, sampler_out
+from ..registry import ModelEntry, ModelRegistry
+from ..schemas import CompareEstimatorIn, SamplerIn
+from ..usecases import latent_model
+from .datasets import Dataset, decode_dataset, decode_labels, to_stored
+from .schemas import DatasetInfo, JobOptions, JobRequest
+from .store import JobRow, JobStore
+
+__all__ = ["Submission", "owner", "read_submission", "store_job"]
+
+
+def owner(request: Request) -> str:
+    """Jobs are counted per API token (its hash; the token itself is never stored)."""
+    header = request.headers.get("authorization", "")
+    return hashlib.sha256(header.encode()).hexdigest()[:32] if header else "anonymous"
+
+
+def _validation_error(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -> RequestValidationError:
+    return RequestValidationError([{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()])
+
+
+async def _file(form: Any, name: str) -> bytes | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, UploadFile):
+        raise InvalidInput(f"{name}: expected a file upload", field=name, limit="file")
+    return await value.read()
+
+
+def _text(form: Any, name: str) -> list[str]:
+    """Every value of a text field of the form (a file sent in its place is a 422 naming the field)."""
+    values = form.getlist(name)
+    if any(not isinstance(v, str) for v in values):
+        raise InvalidInput(f"{name}: expected text, got a file", field=name, limit="text")
+    return values
+
+
+def _options(plan: Plan, seed: Any, binarize: Any) -> JobOptions:
+    """The plan and settings as the job's echo of its request."""
+    estimators = [
+        CompareEstimatorIn(**estimator_in(e.spec).model_dump(), sampler=sampler_out(e.sampler)) for e in plan.entries
+    ]
+    try:
+        return JobOptions.model_validate({"estimators": estimators, "seed": seed, "binarize": binarize})
+    except ValidationError as exc:
+        raise _validation_error(exc, ()) from None
+
+
+def _form_plan(form: Any) -> tuple[Plan, JobOptions]:
+    """Multipart fields: ``estimators`` (repeated, the plan's grammar ``NAME:K[:ORDER][@SAMPLER]``),
+    ``sampler`` (for entries that name none: ``importance`` or ``ais``, with ``steps`` and ``leapfrog``),
+    ``seed``, ``binarize``."""
+    field = {name: next(iter(_text(form, name)), "") for name in ("sampler", "steps", "leapfrog", "seed", "binarize")}
+    raw = {"name": field["sampler"] or "importance"} | {key: field[key] for key in ("steps", "leapfrog") if field[key]}
+    try:
+        sampler = sampler_in(SamplerIn.model_validate(raw), "sampler")
+    except ValidationError as exc:
+        raise _validation_error(exc, ("sampler",)) from None
+    entries = []
+    for i, text in enumerate(_text(form, "estimators") or [str(DEFAULT_SPEC)]):
+        try:
+            entry = Entry.parse(text)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"estimators[{i}]: {exc}", field=f"estimators[{i}]", limit="NAME:K[:ORDER][@SAMPLER]"
+            ) from None
+        entries.append(entry if "@" in text else Entry(entry.spec, sampler))
+    try:
+        plan = Plan(tuple(entries))
+    except ValueError as exc:
+        raise InvalidInput(f"estimators: {exc}", field="estimators", limit="distinct estimators") from None
+    return plan, _options(plan, field["seed"] or 0, field["binarize"] or None)
+
+
+class Submission:
+    """A job as read from its request: the model, the plan with the fields it came from, the options to
+    echo, and the decoded data set."""
+
+    def __init__(self, entry: ModelEntry, plan: Plan, fields: list[str], options: JobOptions, dataset: Dataset):
+        self.entry, self.plan, self.fields, self.options, self.dataset = entry, plan, fields, options, dataset
+
+
+async def read_submission(request: Request, registry: ModelRegistry, settings: Settings) -> Submission:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        body = await request.body()
+        try:
+            raw = await asyncio.to_thread(orjson.loads, body)
+            req = JobRequest.model_validate(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from None
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        if len(req.inputs) > settings.max_job_inputs:
+            raise PayloadTooLarge(
+                f"inputs: {len(req.inputs)} inputs, over {settings.max_job_inputs}",
+                field="inputs",
+                limit=settings.max_job_inputs,
+            )
+        entry = registry.get_ready(req.model)
+        fields = [f"estimators[{i}]" for i in range(len(req.estimators))]
+        plan = plan_in([(f, e, e.sampler) for f, e in zip(fields, req.estimators, strict=True)])
+        x = await asyncio.to_thread(inputs_from_json, req.inputs, req.scale, entry.model.input_shape)
+        labels = None
+        if req.labels is not None:
+            if len(req.labels) != len(req.inputs):
+                raise InvalidInput(
+                    f"labels: {len(req.labels)} labels for {len(req.inputs)} inputs",
+                    field="labels",
+                    limit=len(req.inputs),
+                )
+            labels = np.asarray(req.labels, dtype=np.int64)
+        options = JobOptions.model_validate(req.model_dump(include=set(JobOptions.model_fields)))
+        return Submission(entry, plan, fields, options, Dataset(x.numpy(), labels, "json"))
+    if kind != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"content type {kind or 'missing'!r}: send application/json or multipart/form-data",
+            field="Content-Type",
+            limit=["application/json", "multipart/form-data"],
+        )
+    async with request.form(max_files=2, max_fields=64) as form:  # closes the spooled upload files
+        model = form.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidInput("model: the form field naming the model is missing", field="model")
+        entry = registry.get_ready(model)
+        data = await _file(form, "data")
+        if data is None:
+            raise InvalidInput("data: the data-set file is missing", field="data", limit="idx, npy, npz or zip of png")
+        plan, options = _form_plan(form)
+        shape = tuple(entry.model.input_shape)
+        max_bytes = settings.max_job_inputs * math.prod(shape) * 8 + 4096  # the largest acceptable data set, as float64
+        dataset = await asyncio.to_thread(
+            decode_dataset, data, shape, max_inputs=settings.max_job_inputs, max_bytes=max_bytes
+        )
+        label_file = await _file(form, "labels")
+        if label_file is not None:
+            dataset.labels = await asyncio.to_thread(decode_labels, label_file, dataset.x.shape[0], max_bytes=max_bytes)
+    return Submission(entry, plan, [f"estimators[{i}]" for i in range(len(plan))], options, dataset)
+
+
+def chunk_size(settings: Settings, plan: Plan) -> int:
+    """Inputs per chunk: about ``job_chunk_evals`` model evaluations (the plan's one cost model), within
+    the per-request limits on inputs and on inputs x samples."""
+    cost = plan.cost(1)
+    fit = settings.job_chunk_evals // max(1, cost.evaluations)
+    return max(1, min(fit, settings.max_batch, settings.max_batch_k // cost.samples))
+
+
+def store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -> JobRow:
+    """Check the job as a whole before it is accepted (every chunk within the request limits, the data set
+    suited to the model's likelihood under its binarisation), then store it with its data set."""
+    model = latent_model(sub.entry)
+    dataset = sub.dataset
+    chunk = min(chunk_size(settings, sub.plan), dataset.x.shape[0])
+    check_plan(settings, sub.plan, chunk, sub.fields)  # every chunk within the limits, checked once
+    binarization = plan_binarization(
+        torch.from_numpy(dataset.x), model.likelihood, sub.options.binarize, sub.options.seed, sub.entry.binarize
+    )
+    if store.active_count(who) >= settings.max_active_jobs:
+        raise TooManyJobs(
+            f"this token has {settings.max_active_jobs} queued or running jobs; wait for one or cancel one",
+            field="Authorization",
+            limit=settings.max_active_jobs,
+        )
+    sha, data, labels = to_stored(dataset)
+    size = len(data) + len(labels or b"")
+    if not store.has_dataset(sha) and store.stored_bytes() + size > settings.max_store_bytes:
+        raise InsufficientStorage(
+            f"the job store holds data sets up to {settings.max_store_bytes} bytes; this one needs {size} more",
+            field="data",
+            limit=settings.max_store_bytes,
+        )
+    shape = [int(dataset.x.shape[1])]
+    store.put_dataset(sha, int(dataset.x.shape[0]), shape, dataset.source, data, labels)
+    info = DatasetInfo(sha256=sha, count=int(dataset.x.shape[0]), source=dataset.source, labels=labels is not None)
+    request = {
+        "options": sub.options.model_dump(mode="json"),
+        "binarization": binarization.model_dump(mode="json"),
+        "dataset": info.model_dump(),
+    }
+    return store.create_job(who, sub.entry.name, sha, sub.plan, request, int(dataset.x.shape[0]), chunk)

@@ -1,0 +1,111 @@
+"""The configurable limits, checked once per request or job against the plan's one cost model
+(``Plan.cost``) before any work starts: 413 for sizes over a budget, 422 for values over their bound.
+Every error names the field the client sent (``estimator.k``, ``estimators[2].sampler.steps``, ``k``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from logpx.plan import AIS, Cost, Plan
+
+from .config import Settings
+from .errors import InvalidInput, PayloadTooLarge
+
+__all__ = ["check_bdmc", "check_plan"]
+
+
+def _at(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def check_plan(
+    settings: Settings,
+    plan: Plan,
+    inputs: int,
+    fields: Sequence[str],
+    *,
+    replicates: int = 1,
+    inputs_field: str = "inputs",
+) -> Cost:
+    """``plan`` on ``inputs`` x ``replicates`` within every limit; ``fields[i]`` is where entry i came
+    from (``""`` where k and order are top-level fields). Returns the cost that was checked."""
+    if inputs > settings.max_batch:
+        raise PayloadTooLarge(
+            f"{inputs} inputs, at most {settings.max_batch}", field=inputs_field, limit=settings.max_batch
+        )
+    for field, entry in zip(fields, plan.entries, strict=True):
+        spec, sampler = entry.spec, entry.sampler
+        if spec.k > settings.max_k:
+            raise InvalidInput(
+                f"k={spec.k} is over the limit {settings.max_k}", field=_at(field, "k"), limit=settings.max_k
+            )
+        if spec.is_jackknife and spec.order > settings.max_order:
+            raise InvalidInput(
+                f"order={spec.order} is over the limit {settings.max_order}",
+                field=_at(field, "order"),
+                limit=settings.max_order,
+            )
+        if isinstance(sampler, AIS) and sampler.steps > settings.max_ais_steps:
+            raise InvalidInput(
+                f"steps={sampler.steps} is over the limit {settings.max_ais_steps}",
+                field=_at(_at(field, "sampler") if field else "sampler", "steps"),
+                limit=settings.max_ais_steps,
+            )
+    cost = plan.cost(inputs, replicates)
+    if cost.samples > settings.max_batch_k:
+        k_max = cost.samples // (inputs * replicates)
+        raise PayloadTooLarge(
+            f"inputs x k x replicates = {inputs} x {k_max} x {replicates} = {cost.samples}, over the budget "
+            f"{settings.max_batch_k}",
+            field=inputs_field,
+            limit=settings.max_batch_k,
+        )
+    if cost.jackknife > settings.max_jackknife_elements:
+        jvi = [(f, e.spec) for f, e in zip(fields, plan.entries, strict=True) if e.spec.is_jackknife]
+        field, spec = max(jvi, key=lambda item: item[1].jackknife_work())
+        raise PayloadTooLarge(
+            f"JVI of order {spec.order} at k={spec.k} averages {spec.jackknife_work():.3g} leave-j-out terms per "
+            f"input; the plan's JVIs average {cost.jackknife:.3g} for {inputs} inputs x {replicates} replicates: "
+            f"over the budget {settings.max_jackknife_elements:.3g}; lower k, the order or the batch",
+            field=_at(field, "k"),
+            limit=settings.max_jackknife_elements,
+        )
+    if cost.gradient_evals > settings.max_ais_evals:
+        annealed = [f for f, e in zip(fields, plan.entries, strict=True) if e.sampler.annealed]
+        raise PayloadTooLarge(
+            f"AIS work replicates x inputs x (chains + tuning chains) x steps x (leapfrog + 1) = {cost.gradient_evals} "
+            f"gradient evaluations, over the budget {settings.max_ais_evals}",
+            field=(_at(annealed[0], "sampler") if annealed[0] else "sampler") if len(annealed) == 1 else "estimators",
+            limit=settings.max_ais_evals,
+        )
+    return cost
+
+
+def check_bdmc(settings: Settings, sampler: AIS, inputs: int, k: int) -> None:
+    """BDMC runs forward and reverse AIS with ``k`` chains each on ``inputs`` simulated inputs."""
+    if inputs > settings.max_batch:
+        raise PayloadTooLarge(
+            f"{inputs} inputs, at most {settings.max_batch}", field="num_inputs", limit=settings.max_batch
+        )
+    if k > settings.max_k:
+        raise InvalidInput(f"k={k} is over the limit {settings.max_k}", field="k", limit=settings.max_k)
+    if inputs * k > settings.max_batch_k:
+        raise PayloadTooLarge(
+            f"inputs x k = {inputs} x {k} = {inputs * k}, over the budget {settings.max_batch_k}",
+            field="num_inputs",
+            limit=settings.max_batch_k,
+        )
+    if sampler.steps > settings.max_ais_steps:
+        raise InvalidInput(
+            f"steps={sampler.steps} is over the limit {settings.max_ais_steps}",
+            field="sampler.steps",
+            limit=settings.max_ais_steps,
+        )
+    evals = inputs * sampler.bdmc_evaluations(k)
+    if evals > settings.max_ais_evals:
+        raise PayloadTooLarge(
+            f"BDMC work inputs x (2 x chains + tuning chains) x steps x (leapfrog + 1) = {evals} gradient "
+            f"evaluations, over the budget {settings.max_ais_evals}",
+            field="sampler",
+            limit=settings.max_ais_evals,
+        )
