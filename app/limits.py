@@ -26,14 +26,19 @@ def check_plan(
     *,
     replicates: int = 1,
     inputs_field: str = "inputs",
+    sampler_fields: Sequence[str] | None = None,
 ) -> Cost:
     """``plan`` on ``inputs`` x ``replicates`` within every limit; ``fields[i]`` is where entry i came
-    from (``""`` where k and order are top-level fields). Returns the cost that was checked."""
+    from (``""`` where k and order are top-level fields), ``sampler_fields[i]`` where its sampler did
+    (default ``fields[i].sampler``). Returns the cost that was checked."""
+    samplers = (
+        list(sampler_fields) if sampler_fields is not None else [_at(f, "sampler") if f else "sampler" for f in fields]
+    )
     if inputs > settings.max_batch:
         raise PayloadTooLarge(
             f"{inputs} inputs, at most {settings.max_batch}", field=inputs_field, limit=settings.max_batch
         )
-    for field, entry in zip(fields, plan.entries, strict=True):
+    for field, sampler_field, entry in zip(fields, samplers, plan.entries, strict=True):
         spec, sampler = entry.spec, entry.sampler
         if spec.k > settings.max_k:
             raise InvalidInput(
@@ -48,7 +53,7 @@ def check_plan(
         if isinstance(sampler, AIS) and sampler.steps > settings.max_ais_steps:
             raise InvalidInput(
                 f"steps={sampler.steps} is over the limit {settings.max_ais_steps}",
-                field=_at(_at(field, "sampler") if field else "sampler", "steps"),
+                field=_at(sampler_field, "steps"),
                 limit=settings.max_ais_steps,
             )
     cost = plan.cost(inputs, replicates)
@@ -71,11 +76,11 @@ def check_plan(
             limit=settings.max_jackknife_elements,
         )
     if cost.gradient_evals > settings.max_ais_evals:
-        annealed = [f for f, e in zip(fields, plan.entries, strict=True) if e.sampler.annealed]
+        annealed = [f for f, e in zip(samplers, plan.entries, strict=True) if e.sampler.annealed]
         raise PayloadTooLarge(
             f"AIS work replicates x inputs x (chains + tuning chains) x steps x (leapfrog + 1) = {cost.gradient_evals} "
             f"gradient evaluations, over the budget {settings.max_ais_evals}",
-            field=(_at(annealed[0], "sampler") if annealed[0] else "sampler") if len(annealed) == 1 else "estimators",
+            field=annealed[0] if len(set(annealed)) == 1 else "estimators",
             limit=settings.max_ais_evals,
         )
     return cost

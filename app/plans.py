@@ -12,7 +12,16 @@ from logpx.plan import Entry, EstimatorSpec, Importance, Plan, Sampler
 from .errors import InvalidInput
 from .schemas import EstimatorIn, Rerun, SamplerIn
 
-__all__ = ["Field", "entry_in", "estimator_in", "plan_in", "rerun_out", "sampler_in", "sampler_out"]
+__all__ = [
+    "Field",
+    "entry_in",
+    "estimator_in",
+    "plan_in",
+    "require_distinct",
+    "rerun_out",
+    "sampler_in",
+    "sampler_out",
+]
 
 
 def _at(prefix: str, name: str) -> str:
@@ -44,14 +53,19 @@ def entry_in(e: EstimatorIn, sampler: SamplerIn | None, field: str, sampler_fiel
 Field = tuple[str, EstimatorIn, SamplerIn | None]
 
 
-def plan_in(items: Sequence[Field], field: str = "estimators") -> Plan:
-    """A request's estimators (each with the field that holds it, and its sampler) as one plan; the same
-    entry twice is a 422 naming ``field``."""
-    entries = tuple(entry_in(e, s, f) for f, e, s in items)
-    try:
-        return Plan(entries)
-    except ValueError as exc:
-        raise InvalidInput(f"{field}: {exc}", field=field, limit="distinct estimators") from None
+def plan_in(items: Sequence[Field], field: str = "estimators", *, distinct: bool = False) -> Plan:
+    """A request's estimators (each with the field that holds it, and its sampler) as one plan; with
+    ``distinct`` (results named by entry), the same entry twice is a 422 naming ``field``."""
+    plan = Plan(tuple(entry_in(e, s, f) for f, e, s in items))
+    if distinct:
+        require_distinct(plan, field)
+    return plan
+
+
+def require_distinct(plan: Plan, field: str = "estimators") -> None:
+    twice = plan.repeated()
+    if twice is not None:
+        raise InvalidInput(f"{field}: the same estimator twice ({twice})", field=field, limit="distinct estimators")
 
 
 def estimator_in(spec: EstimatorSpec) -> EstimatorIn:

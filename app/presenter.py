@@ -32,12 +32,18 @@ def floats(t: torch.Tensor) -> list[float | None]:
     return [finite_or_none(float(v)) for v in t.detach().double().cpu().tolist()]
 
 
-def verdict_out(v: VerdictValue) -> schemas.Verdict:
-    return schemas.Verdict(level=v.level.value, reasons=list(v.reasons), advice=v.advice, rerun=rerun_out(v.rerun))
+def verdict_out(v: VerdictValue, model: str | None) -> schemas.Verdict:
+    """The verdict as the API states it: its advice plan as the request objects that run it (``rerun``),
+    and where that plan anneals, the endpoint that certifies its setting on ``model`` (None: the client's
+    own log-weights, for which logpx has no model)."""
+    advice = v.advice
+    if model is not None and v.rerun is not None and any(e.sampler.annealed for e in v.rerun.entries):
+        advice += f" (POST /v1/models/{model}/bdmc)"
+    return schemas.Verdict(level=v.level.value, reasons=list(v.reasons), advice=advice, rerun=rerun_out(v.rerun))
 
 
-def verdicts_out(verdicts: list[VerdictValue]) -> list[schemas.Verdict]:
-    return [verdict_out(v) for v in verdicts]
+def verdicts_out(verdicts: list[VerdictValue], model: str | None) -> list[schemas.Verdict]:
+    return [verdict_out(v, model) for v in verdicts]
 
 
 def estimator_out(entry: Entry, num_subsets: tuple[int, ...] = ()) -> schemas.EstimatorOut:
@@ -61,14 +67,14 @@ def diagnostics_out(d: Diagnostics, k: int, columns: slice = slice(None)) -> lis
 
 
 def input_estimates(
-    outcome: Outcome | tuple[Entry, Estimate], with_diagnostics: bool, columns: slice = slice(None)
+    outcome: Outcome | tuple[Entry, Estimate], model: str | None, with_diagnostics: bool, columns: slice = slice(None)
 ) -> list[schemas.InputEstimate]:
     """One ``InputEstimate`` per input of ``columns``: the number, its standard error, its verdict, the
     diagnostics when asked for, and the sampler's statistics where it has any."""
     entry, est = outcome[0], outcome[1]
     stats = outcome[2] if isinstance(outcome, Outcome) else None
     log_px, std_err = floats(est.log_px[columns]), floats(est.std_err[columns])
-    verdicts = verdicts_out(est.verdicts[columns])
+    verdicts = verdicts_out(est.verdicts[columns], model)
     diagnostics: list[schemas.Diagnostics | None] = (
         list(diagnostics_out(est.diagnostics, entry.spec.k, columns)) if with_diagnostics else [None] * len(log_px)
     )

@@ -89,9 +89,9 @@ class EstimatorSpec:
         return f"{self.name}:{self.k}" + (f":{self.order}" if self.is_jackknife else "")
 
 
-def _integers(parts: list[str], what: str, text: str) -> list[int]:
+def _integers(parts: list[str], what: str, text: str, form: str) -> list[int]:
     if not all(re.fullmatch(r"[0-9]{1,12}", p) for p in parts):
-        raise ValueError(f"{what} {text!r}: expected whole numbers after the name")
+        raise ValueError(f"{what} {text!r}: expected {form}, with whole numbers after the name")
     return [int(p) for p in parts]
 
 
@@ -101,7 +101,7 @@ def parse_spec(text: str) -> EstimatorSpec:
     name, *rest = text.strip().split(":")
     if name not in ESTIMATORS or not 1 <= len(rest) <= (2 if name == "jvi" else 1):
         raise ValueError(f"estimator {text!r}: expected NAME:K (elbo, iwae) or jvi:K:ORDER")
-    numbers = _integers(rest, "estimator", text)
+    numbers = _integers(rest, "estimator", text, "NAME:K (elbo, iwae) or jvi:K:ORDER")
     return EstimatorSpec(name, *numbers)  # type: ignore[arg-type]
 
 
@@ -158,7 +158,7 @@ class Sampler:
             raise ValueError(f"sampler {cls.name} takes at most {len(fields)} arguments, got {len(args)}")
         values: dict[str, Any] = {}
         for f, text in zip(fields, args, strict=False):
-            values[f.name] = _integers([text], f"sampler {cls.name} {f.name}", text)[0] if f.type == "int" else text
+            values[f.name] = _integers([text], f"sampler {cls.name}", text, f"a number for {f.name}")[0] if f.type == "int" else text
         return cls.from_settings(values)
 
     @classmethod
@@ -275,18 +275,23 @@ class Cost(NamedTuple):
 
 @dataclass(frozen=True)
 class Plan:
-    """Estimators with their samplers; entries are distinct and keep their order."""
+    """Estimators with their samplers, in order. The same entry twice is allowed (a comparison shows
+    common random numbers that way); whoever names results by entry (job columns) asks ``repeated``."""
 
     entries: tuple[Entry, ...]
 
     def __post_init__(self) -> None:
         if not self.entries:
             raise ValueError("a plan needs at least one estimator")
-        seen = set()
+
+    def repeated(self) -> Entry | None:
+        """The first entry that appears twice, if any."""
+        seen: set[Entry] = set()
         for e in self.entries:
             if e in seen:
-                raise ValueError(f"the plan names {e} twice")
+                return e
             seen.add(e)
+        return None
 
     @classmethod
     def of(cls, *entries: Entry | EstimatorSpec | str, sampler: Sampler | None = None) -> Plan:

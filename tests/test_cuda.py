@@ -12,7 +12,8 @@ import torch
 
 from logpx.estimators import EstimatorSpec, estimate
 from logpx.io import load_checkpoint
-from logpx.samplers import AISConfig, ais
+from logpx.plan import AIS
+from logpx.samplers import ais
 
 from .app.conftest import make_client, wait_ready
 from .models.samplers.test_ais import poor_encoder_model
@@ -43,8 +44,8 @@ def test_ais_on_cuda_recovers_exact_evidence() -> None:
     with torch.no_grad():
         x = model.sample_x(torch.randn(6, model.latent_dim, generator=g, device="cuda", dtype=torch.float64), g)
         exact = model.exact_log_px(x)
-        result = ais(model, x, 64, AISConfig(steps=2000, leapfrog=5), g)
-    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler="ais")
+        result = ais(model, x, 64, AIS(steps=2000, leapfrog=5), g)
+    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler=AIS())
     error = (est.log_px - exact).cpu()
     assert (error.abs() <= 3 * est.std_err.cpu()).all(), (error, est.std_err)
 
@@ -87,7 +88,7 @@ def test_same_seed_same_answer_on_cuda(clients) -> None:  # type: ignore[no-unty
 
 def test_ais_over_http_on_cuda(clients) -> None:  # type: ignore[no-untyped-def]
     gpu, _ = clients
-    out = _evidence(gpu, "iwae", sampler="ais", steps="200", k="16")
+    out = _evidence(gpu, "iwae", sampler=AIS(), steps="200", k="16")
     result = out["results"][0]
     assert math.isfinite(result["log_px"]) and result["verdict"]["level"] in {"reliable", "caution", "unreliable"}
 

@@ -60,7 +60,7 @@ def chunk_work(
         generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))
         xd = apply_binarization(torch.from_numpy(x[start:stop]), binarization, generator).to(entry.device)
         outcomes = run_plan(model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check)
-        per_entry = [presenter.input_estimates(o, with_diagnostics=True) for o in outcomes]
+        per_entry = [presenter.input_estimates(o, entry.name, with_diagnostics=True) for o in outcomes]
         return [
             {
                 "index": start + i,

@@ -23,7 +23,7 @@ from ..config import Settings
 from ..errors import InsufficientStorage, InvalidInput, PayloadTooLarge, TooManyJobs, UnsupportedMediaType
 from ..inputs import inputs_from_json, plan_binarization
 from ..limits import check_plan
-from ..plans import estimator_in, plan_in, sampler_in, sampler_out
+from ..plans import estimator_in, plan_in, require_distinct, sampler_in, sampler_out
 from ..registry import ModelEntry, ModelRegistry
 from ..schemas import CompareEstimatorIn, SamplerIn
 from ..usecases import latent_model
@@ -91,10 +91,8 @@ def _form_plan(form: Any) -> tuple[Plan, JobOptions]:
                 f"estimators[{i}]: {exc}", field=f"estimators[{i}]", limit="NAME:K[:ORDER][@SAMPLER]"
             ) from None
         entries.append(entry if "@" in text else Entry(entry.spec, sampler))
-    try:
-        plan = Plan(tuple(entries))
-    except ValueError as exc:
-        raise InvalidInput(f"estimators: {exc}", field="estimators", limit="distinct estimators") from None
+    plan = Plan(tuple(entries))
+    require_distinct(plan)
     return plan, _options(plan, field["seed"] or 0, field["binarize"] or None)
 
 
@@ -125,7 +123,7 @@ async def read_submission(request: Request, registry: ModelRegistry, settings: S
             )
         entry = registry.get_ready(req.model)
         fields = [f"estimators[{i}]" for i in range(len(req.estimators))]
-        plan = plan_in([(f, e, e.sampler) for f, e in zip(fields, req.estimators, strict=True)])
+        plan = plan_in([(f, e, e.sampler) for f, e in zip(fields, req.estimators, strict=True)], distinct=True)
         x = await asyncio.to_thread(inputs_from_json, req.inputs, req.scale, entry.model.input_shape)
         labels = None
         if req.labels is not None:

@@ -46,7 +46,7 @@ async def evidence(
 ) -> EvidenceResponse:
     """Estimate log p(x) for a JSON batch of inputs, with standard errors and diagnostics."""
     plan = plan_in([("estimator", body.estimator, body.sampler)])
-    check_plan(settings, plan, len(body.inputs), ["estimator"])
+    check_plan(settings, plan, len(body.inputs), ["estimator"], sampler_fields=["sampler"])
     x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
     out = await evidence_case.evidence(
         entry, worker, settings, x, plan.entries[0], body.seed, body.binarize, body.diagnostics

@@ -112,7 +112,7 @@ async def infer(
     spec = parse_estimator({"name": params.estimator, "k": params.k, "order": params.order}, "parameters")
     plan = Plan((entry_in(spec, params.sampler, "parameters"),))
     # The cheap check first: the declared batch x k against the budget, before a value is touched.
-    check_plan(settings, plan, batch, ["parameters"], inputs_field="inputs[0].shape")
+    check_plan(settings, plan, batch, ["parameters"], inputs_field="inputs[0].shape", sampler_fields=["sampler"])
     scale = params.scale or ("byte" if tensor.datatype == "UINT8" else "unit")
     x = await asyncio.to_thread(_decode, tensor.data, batch, size, scale, input_shape)
     seed = params.seed

@@ -48,7 +48,7 @@ async def bdmc(
             presenter.floats(lower.std_err),
             presenter.floats(upper_se),
             presenter.floats(result.forward.acceptance),
-            presenter.verdicts_out(lower.verdicts),
+            presenter.verdicts_out(lower.verdicts, entry.name),
             strict=True,
         )
         inputs = [

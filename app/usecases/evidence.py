@@ -52,7 +52,7 @@ async def evidence(
     def finish(est: Estimate, columns: slice) -> _Evidence:
         return _Evidence(
             presenter.estimator_out(plan_entry, est.num_subsets),
-            presenter.input_estimates((plan_entry, est), with_diagnostics, columns),
+            presenter.input_estimates((plan_entry, est), entry.name, with_diagnostics, columns),
         )
 
     work: BatchItem[Estimate, _Evidence] | Callable[[TaskContext], _Evidence]
@@ -86,7 +86,7 @@ async def evidence(
             )
             return _Evidence(
                 presenter.estimator_out(plan_entry, outcome.estimate.num_subsets),
-                presenter.input_estimates(outcome, with_diagnostics),
+                presenter.input_estimates(outcome, entry.name, with_diagnostics),
             )
 
         work = run
@@ -146,7 +146,7 @@ async def compare(
                 diff_to_reference=presenter.floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
                 mean_over_inputs=finite_or_none(s.mean_over_inputs),
                 sd_over_inputs=finite_or_none(s.sd_over_inputs),
-                verdicts=presenter.verdicts_out(est.verdicts),
+                verdicts=presenter.verdicts_out(est.verdicts, entry.name),
             )
         )
     return CompareResponse(

@@ -62,7 +62,7 @@ async def predict(
             jv = estimate(per_draw, jvi_spec, discrete=True, flag_nonfinite=True, check_fn=ctx.check, sampler=draws)
             iwae_v, jvi_v, se = presenter.floats(iw.log_px), presenter.floats(jv.log_px), presenter.floats(jv.std_err)
             diagnostics = presenter.diagnostics_out(iw.diagnostics, k) if with_diagnostics else [None] * x.shape[0]
-            verdicts = presenter.verdicts_out(jv.verdicts)
+            verdicts = presenter.verdicts_out(jv.verdicts, entry.name)
             loglik = [
                 LogLikelihood(
                     label=labels[i],

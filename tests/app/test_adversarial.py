@@ -179,12 +179,12 @@ def test_mutated_images_never_500(hostile: TestClient) -> None:
 
 
 def test_every_500_carries_the_request_id(hostile: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from logpx.app import service
+    from logpx.app.usecases import evidence
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(service, "evidence", broken)
+    monkeypatch.setattr(evidence, "evidence", broken)
     r = hostile.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE]}, headers={"X-Request-ID": "abc123"})
     assert r.status_code == 500 and r.headers["x-request-id"] == "abc123"
     assert r.json()["detail"] == "the server failed to handle this request; see its log" and "Traceback" not in r.text

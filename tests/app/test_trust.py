@@ -135,11 +135,12 @@ def test_the_advice_names_the_model_and_its_rerun_is_a_request_the_service_takes
     with make_client(checkpoint_dir, deadline_s=0.5) as short:
         wait_ready(short)
         assert_problem(short.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], **rerun}), 504, "deadline_s")
-    # AIS's own advice ("more chains or steps") names no exact request; the model's name is filled in.
+    # AIS's own advice is a plan too: 100 chains where k-hat could not judge 8, on the same schedule.
     ais = client.post(
         "/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 8}, "sampler": AIS}
     ).json()["results"][0]["verdict"]
-    assert ais["rerun"] is None and "POST /v1/models/tiny/bdmc" in ais["advice"]
+    assert ais["rerun"]["estimator"] == {"name": "iwae", "k": 100, "order": None}
+    assert ais["rerun"]["sampler"]["steps"] == AIS["steps"] and "POST /v1/models/tiny/bdmc" in ais["advice"]
     # On the client's own log-weights there is no model to name and no request to send.
     spread = [[float(3 * i % 17)] for i in range(40)]
     own = client.post("/v1/estimate", json={"log_weights": spread, "estimators": [{"name": "elbo"}]}).json()

@@ -102,7 +102,8 @@ def test_ais_agrees_with_quadrature_where_khat_says_importance_sampling_fails() 
     steps) agrees with quadrature within 3 of its own standard errors."""
     from logpx.estimators import EstimatorSpec, estimate
     from logpx.io import read_idx
-    from logpx.samplers import AISConfig, ais
+    from logpx.plan import AIS
+    from logpx.samplers import ais
 
     model = load_checkpoint(ROOT / "checkpoints" / "vae2d-iwae50.safetensors").model
     images = read_idx(ROOT / "tests" / "data" / "mnist-valid200" / "valid200-images-idx3-ubyte.gz")
@@ -113,8 +114,8 @@ def test_ais_agrees_with_quadrature_where_khat_says_importance_sampling_fails() 
         iw = estimate(lw, EstimatorSpec("iwae", 100_000), discrete=True)
         assert (iw.diagnostics.khat > 0.7).all(), iw.diagnostics.khat
         assert all(v.level == "unreliable" for v in iw.verdicts), iw.verdicts
-        result = ais(model, x, 32, AISConfig(steps=1000, leapfrog=10), torch.Generator().manual_seed(0))
-    est = estimate(result.log_w, EstimatorSpec("iwae", 32), discrete=True, sampler="ais")
+        result = ais(model, x, 32, AIS(steps=1000, leapfrog=10), torch.Generator().manual_seed(0))
+    est = estimate(result.log_w, EstimatorSpec("iwae", 32), discrete=True, sampler=AIS())
     assert ((est.log_px - quad).abs() <= 3 * est.std_err).all(), (est.log_px - quad, est.std_err)
 
 

@@ -10,7 +10,8 @@ import torch
 
 from logpx.estimators import EstimatorSpec, estimate, log_mean_exp
 from logpx.families import LinearGaussian, LinearGaussianConfig
-from logpx.samplers import AISConfig, ais, bdmc, reverse_ais, schedule, simulate
+from logpx.plan import AIS
+from logpx.samplers import ais, bdmc, reverse_ais, schedule, simulate
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +50,8 @@ def test_ais_recovers_exact_evidence_where_iwae_is_biased(model_and_data) -> Non
     with torch.no_grad():
         iw = estimate(model.log_weights(x, 1000, torch.Generator().manual_seed(2)), EstimatorSpec("iwae", 1000))
         assert (iw.log_px - exact).mean() < -1, iw.log_px - exact  # the bias AIS must remove
-        result = ais(model, x, 64, AISConfig(steps=2000, leapfrog=5), torch.Generator().manual_seed(3))
-    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler="ais")
+        result = ais(model, x, 64, AIS(steps=2000, leapfrog=5), torch.Generator().manual_seed(3))
+    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler=AIS())
     error = est.log_px - exact
     assert (error.abs() <= 3 * est.std_err).all(), (error, est.std_err)
     assert (error.abs() <= 0.05).all(), error
@@ -60,16 +61,16 @@ def test_ais_recovers_exact_evidence_where_iwae_is_biased(model_and_data) -> Non
 @pytest.mark.parametrize(
     "config",
     [
-        AISConfig(steps=500, leapfrog=5, schedule="linear"),
-        AISConfig(steps=500, leapfrog=5, schedule="geometric"),
-        AISConfig(steps=4000, leapfrog=5, init="prior"),
+        AIS(steps=500, leapfrog=5, schedule="linear"),
+        AIS(steps=500, leapfrog=5, schedule="geometric"),
+        AIS(steps=4000, leapfrog=5, init="prior"),
     ],
 )
-def test_every_schedule_and_start_is_consistent(model_and_data, config: AISConfig) -> None:  # type: ignore[no-untyped-def]
+def test_every_schedule_and_start_is_consistent(model_and_data, config: AIS) -> None:  # type: ignore[no-untyped-def]
     model, x, exact = model_and_data
     with torch.no_grad():
         result = ais(model, x[:3], 32, config, torch.Generator().manual_seed(4))
-    est = estimate(result.log_w, EstimatorSpec("iwae", 32), sampler="ais")
+    est = estimate(result.log_w, EstimatorSpec("iwae", 32), sampler=AIS())
     error = est.log_px - exact[:3]
     assert (error.abs() <= 3 * est.std_err + 0.02).all(), (config, error, est.std_err)
 
@@ -77,9 +78,7 @@ def test_every_schedule_and_start_is_consistent(model_and_data, config: AISConfi
 def test_same_seed_same_answer(model_and_data) -> None:  # type: ignore[no-untyped-def]
     model, x, _ = model_and_data
     with torch.no_grad():
-        a, b = (
-            ais(model, x[:2], 4, AISConfig(steps=20, leapfrog=3), torch.Generator().manual_seed(9)) for _ in range(2)
-        )
+        a, b = (ais(model, x[:2], 4, AIS(steps=20, leapfrog=3), torch.Generator().manual_seed(9)) for _ in range(2))
     assert torch.equal(a.log_w, b.log_w) and torch.equal(a.step_size, b.step_size)
 
 
@@ -88,7 +87,7 @@ def test_bdmc_brackets_the_exact_evidence_and_its_gap_shrinks_with_steps(model_a
     gaps = []
     for steps in (5, 400):
         with torch.no_grad():
-            result = bdmc(model, 16, 16, AISConfig(steps=steps, leapfrog=5), torch.Generator().manual_seed(5))
+            result = bdmc(model, 16, 16, AIS(steps=steps, leapfrog=5), torch.Generator().manual_seed(5))
             exact = model.exact_log_px(result.x)
         lower, upper = result.lower - exact, result.upper - exact
         se = math.sqrt(16)
@@ -104,7 +103,7 @@ def test_reverse_ais_from_the_posterior_is_an_upper_bound_estimate(model_and_dat
     model, _, _ = model_and_data
     with torch.no_grad():
         x, z = simulate(model, 4, torch.Generator().manual_seed(6))
-        rev = reverse_ais(model, x, z, 64, AISConfig(steps=300, leapfrog=5), torch.Generator().manual_seed(7))
+        rev = reverse_ais(model, x, z, 64, AIS(steps=300, leapfrog=5), torch.Generator().manual_seed(7))
         exact = model.exact_log_px(x)
     upper = -log_mean_exp(-rev.log_w, dim=0)
     se = estimate(-rev.log_w, EstimatorSpec("iwae", 64)).std_err
@@ -117,11 +116,9 @@ def test_chunked_chains_keep_the_estimate(model_and_data) -> None:  # type: igno
     model, x, exact = model_and_data
     budget = 3 * model.elements_per_sample() * x.shape[0] * 5  # 5 chains per chunk
     with torch.no_grad():
-        result = ais(
-            model, x, 32, AISConfig(steps=300, leapfrog=5), torch.Generator().manual_seed(8), max_elements=budget
-        )
+        result = ais(model, x, 32, AIS(steps=300, leapfrog=5), torch.Generator().manual_seed(8), max_elements=budget)
     assert result.log_w.shape == (32, x.shape[0])
-    est = estimate(result.log_w, EstimatorSpec("iwae", 32), sampler="ais")
+    est = estimate(result.log_w, EstimatorSpec("iwae", 32), sampler=AIS())
     assert ((est.log_px - exact).abs() <= 3 * est.std_err + 0.05).all(), (est.log_px - exact, est.std_err)
 
 
@@ -135,8 +132,8 @@ def test_both_layers_of_a_two_layer_vae_are_annealed_together() -> None:
         reference = estimate(
             model.log_weights(x, 200_000, torch.Generator().manual_seed(1)), EstimatorSpec("iwae", 200_000)
         )
-        result = ais(model, x, 64, AISConfig(steps=300, leapfrog=5), torch.Generator().manual_seed(2))
-    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler="ais", discrete=True)
+        result = ais(model, x, 64, AIS(steps=300, leapfrog=5), torch.Generator().manual_seed(2))
+    est = estimate(result.log_w, EstimatorSpec("iwae", 64), sampler=AIS(), discrete=True)
     assert (reference.diagnostics.khat < 0.5).all(), reference.diagnostics.khat
     error = est.log_px - reference.log_px
     assert (error.abs() <= 3 * (est.std_err**2 + reference.std_err**2).sqrt() + 0.01).all(), (error, est.std_err)

@@ -10,7 +10,8 @@ import torch
 
 from logpx.estimators import EstimatorSpec, estimate
 from logpx.io import binarize_sample, load_checkpoint, read_idx
-from logpx.samplers import AISConfig, ais
+from logpx.plan import AIS
+from logpx.samplers import ais
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -26,10 +27,10 @@ def test_two_ais_runs_agree_and_lie_above_iwae_5000() -> None:
     with torch.no_grad():
         runs = [
             estimate(
-                ais(model, x, 16, AISConfig(steps=200, leapfrog=10), torch.Generator().manual_seed(s)).log_w,
+                ais(model, x, 16, AIS(steps=200, leapfrog=10), torch.Generator().manual_seed(s)).log_w,
                 spec,
                 discrete=True,
-                sampler="ais",
+                sampler=AIS(),
             )
             for s in (1, 2)
         ]
