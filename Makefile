@@ -5,7 +5,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 BIN := $(VENV)/bin
 
-.PHONY: venv test serve bench image compose-images clean
+.PHONY: venv test test-fast serve bench image compose-images clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: venv
 	@{ command -v podman && command -v runc && command -v debootstrap; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -q podman runc debootstrap || { apt-get update -q && apt-get install -y -q podman runc debootstrap; }; } >/dev/null 2>&1; } || echo "podman not installed: the image test will skip"
 	$(BIN)/python -m pytest -q
+
+# The fast lane while working: every test but those marked slow (statistical runs, the shipped checkpoints'
+# cards, the browser, the image and compose builds, real servers); `make test` runs them all.
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
 
 serve: venv
 	LOGPX_HOST=$(HOST) LOGPX_PORT=$(PORT) $(BIN)/logpx serve

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import math
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image
 
+from logpx.app.config import Settings
+from logpx.app.main import create_app
 from logpx.families.bbb import BayesMLP, BBBConfig
 from logpx.families.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from logpx.families.vae import VAE, VAEConfig
@@ -75,3 +80,47 @@ def png_bytes(array: np.ndarray, mode: str = "L", fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, mode=mode if mode != "L" else None).save(buf, format=fmt)
     return buf.getvalue()
+
+
+def poor_encoder_model(input_dim: int = 60, latent: int = 3, seed: int = 0) -> LinearGaussian:
+    """float64, encoder mean shrunk to 90% of the posterior's, its scale 1.5 times too wide."""
+    g = torch.Generator().manual_seed(seed)
+    model = LinearGaussian(LinearGaussianConfig(input_dim=input_dim, latent=latent)).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(input_dim, latent, generator=g, dtype=torch.float64) * 0.3)
+        model.bias.copy_(torch.rand(input_dim, generator=g, dtype=torch.float64))
+        model.log_noise.fill_(math.log(0.1))
+        post_map, post_cov = model.exact_posterior()
+        model.enc_weight.copy_(0.9 * post_map)
+        model.enc_bias.copy_(-0.9 * post_map @ model.bias)
+        model.enc_log_sigma.copy_(0.5 * torch.log(torch.diagonal(post_cov)) + math.log(1.5))
+    return model.eval()
+
+
+def make_client(checkpoint_dir: Path, **overrides: object) -> TestClient:
+    """A client of the app; its job store is a fresh SQLite file unless ``data_dir`` or ``database_url`` is given."""
+    if "data_dir" not in overrides and "database_url" not in overrides:
+        overrides["data_dir"] = Path(tempfile.mkdtemp(prefix="logpx-data-"))
+    return TestClient(create_app(Settings(checkpoint_dir=checkpoint_dir, **overrides)), raise_server_exceptions=False)
+
+
+def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/v2/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "service never became ready"
+        time.sleep(0.02)
+
+
+IMAGE = (digit_image() / 255.0).reshape(-1).tolist()
+IMAGE_28 = (digit_image(1) / 255.0).tolist()
+
+
+def assert_problem(r, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert "Traceback" not in r.text and "/work" not in r.text and "/tmp" not in r.text
+    if field is not None:
+        assert body.get("field") == field, body
+    return body

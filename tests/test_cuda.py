@@ -15,8 +15,7 @@ from logpx.io import load_checkpoint
 from logpx.plan import AIS
 from logpx.samplers import ais
 
-from .app.conftest import make_client, wait_ready
-from .models.samplers.test_ais import poor_encoder_model
+from .helpers import make_client, poor_encoder_model, wait_ready
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch here")
 

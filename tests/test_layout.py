@@ -15,6 +15,7 @@ PUBLIC = {
     "logpx.samplers",
     "logpx.training",
     "logpx.evaluation",
+    "logpx.plan",
 }
 # The installed name of each repository folder (pyproject.toml, [tool.setuptools] package-dir).
 INSTALLED = {"models": "logpx", "app": "logpx.app"}
@@ -33,6 +34,24 @@ def _imports(path: Path) -> list[str]:
             module = ".".join([*base, *([node.module] if node.module else [])])
             out += [module] if node.module else [f"{module}.{alias.name}" for alias in node.names]
     return out
+
+
+def test_the_plan_and_the_core_know_no_http() -> None:
+    """The plan and the estimator core (verdicts and their advice included) name no URL, route or server."""
+    for path in [ROOT / "models" / "plan.py", *(ROOT / "models" / "estimators").glob("*.py")]:
+        text = path.read_text()
+        assert "/v1/" not in text and "POST " not in text and "{name}" not in text, path.name
+        assert not any(m.startswith(("fastapi", "httpx", "logpx.app")) for m in _imports(path)), path.name
+
+
+def test_no_test_module_imports_another_or_a_conftest() -> None:
+    """Shared test code lives in helper modules (tests/helpers.py and the like), never in a test or conftest."""
+    for path in (ROOT / "tests").rglob("*.py"):
+        for module in _imports(path):
+            last = module.rsplit(".", 1)[-1]
+            assert not (module.startswith("tests") and (last.startswith("test_") or last == "conftest")), (
+                f"{path.relative_to(ROOT)} imports {module}"
+            )
 
 
 def test_estimators_import_no_family_io_or_app() -> None:

@@ -58,10 +58,11 @@ def run_plan(
 ) -> list[Outcome]:
     """Every entry of ``plan`` on ``x`` ``[B, input_dim]`` (on the model's device), in the plan's order.
     Samplers draw in the order they first appear, from ``generator``: the same generator state gives the
-    same outcomes."""
+    same outcomes. Runs without autograd (AIS enables it inside, for its gradients only)."""
     draws: dict[object, Draw] = {}
-    for sampler, k in plan.draws().items():
-        draws[sampler] = draw(sampler, model, x, k, generator, max_elements=max_elements, check_fn=check)
+    with torch.no_grad():  # estimates are numbers, not graphs; AIS turns gradients on where it needs them
+        for sampler, k in plan.draws().items():
+            draws[sampler] = draw(sampler, model, x, k, generator, max_elements=max_elements, check_fn=check)
     return [
         estimate_entry(e, draws[e.sampler].log_w, discrete=model.discrete, stats=draws[e.sampler].stats, check_fn=check)
         for e in plan.entries

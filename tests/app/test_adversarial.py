@@ -23,8 +23,7 @@ from logpx.app.worker import BatchItem, DeviceWorker
 from logpx.io import save_checkpoint
 from tests.helpers import DATASET, TRAINING, digit_image, linear_gaussian, png_bytes, write_checkpoints
 
-from .conftest import make_client, wait_ready
-from .test_api import IMAGE, assert_problem
+from ..helpers import IMAGE, assert_problem, make_client, wait_ready
 
 LOGPX = str(Path(sys.executable).with_name("logpx"))
 

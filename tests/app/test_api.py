@@ -10,22 +10,17 @@ from fastapi.testclient import TestClient
 
 from logpx.io.checkpoint import load_checkpoint
 
-from ..helpers import digit_image, linear_gaussian, png_bytes, sample_linear_gaussian
-from .conftest import make_client, wait_ready
-
-IMAGE = (digit_image() / 255.0).reshape(-1).tolist()
-IMAGE_28 = (digit_image(1) / 255.0).tolist()
-
-
-def assert_problem(r, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    assert "Traceback" not in r.text and "/work" not in r.text and "/tmp" not in r.text
-    if field is not None:
-        assert body.get("field") == field, body
-    return body
+from ..helpers import (
+    IMAGE,
+    IMAGE_28,
+    assert_problem,
+    digit_image,
+    linear_gaussian,
+    make_client,
+    png_bytes,
+    sample_linear_gaussian,
+    wait_ready,
+)
 
 
 def test_health(client: TestClient) -> None:

@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from logpx import EstimatorSpec, estimate
 from logpx.app.worker import BatchItem, finish_batch
 
-from ..helpers import digit_image
-from .conftest import make_client, wait_ready
+from ..helpers import digit_image, make_client, wait_ready
 
 IMAGES = [(digit_image(i) / 255.0).reshape(-1).tolist() for i in range(3)]
 

@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import save_file
 from torch import nn
 
-from .conftest import make_client, wait_ready
+from ..helpers import make_client, wait_ready
 
 LOGPX = str(Path(sys.executable).with_name("logpx"))
 NAMES = {

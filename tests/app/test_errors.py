@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from ..helpers import digit_image, png_bytes
-from .conftest import make_client, wait_ready
-from .test_api import IMAGE, assert_problem
+from ..helpers import IMAGE, assert_problem, digit_image, make_client, png_bytes, wait_ready
 
 EVIDENCE = "/v1/models/tiny/evidence"
 IMAGES = "/v1/models/tiny/evidence/images"

@@ -13,7 +13,7 @@ from safetensors.numpy import save
 
 from logpx.estimators import EstimatorSpec, estimate
 
-from .test_api import assert_problem
+from ..helpers import assert_problem
 
 LOG_W = -90 + 3 * torch.randn(200, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 SPECS = [

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from logpx.app.jobs.runner import chunk_seed
 
-from .conftest import make_client, wait_ready
+from ..helpers import make_client, wait_ready
 
 MODEL = "tiny"  # tests/helpers.py: a one-layer VAE on 784 Bernoulli pixels
 TERMINAL = {"succeeded", "failed", "cancelled"}

@@ -6,8 +6,7 @@ import math
 
 from fastapi.testclient import TestClient
 
-from ..helpers import digit_image, png_bytes
-from .test_api import IMAGE, assert_problem
+from ..helpers import IMAGE, assert_problem, digit_image, png_bytes
 
 
 def test_predict_probabilities_and_entropy_split(client: TestClient) -> None:

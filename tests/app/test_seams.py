@@ -15,7 +15,7 @@ from logpx.families import FAMILIES, LinearGaussian, register_family
 from logpx.io import Checkpoint, save_checkpoint
 from tests.helpers import DATASET, TRAINING, linear_gaussian, png_bytes, tiny_bbb
 
-from .conftest import make_client, wait_ready
+from ..helpers import make_client, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_rgb_models_take_rgb_uploads_channels_first(tmp_path: Path) -> None:
 def test_training_state_beside_a_checkpoint_is_skipped_not_failed(tmp_path: Path) -> None:
     """`logpx train --out DIR/mine.safetensors` leaves mine.state.safetensors (for --resume) in DIR: found by
     running the image on a directory `logpx train` had written."""
-    from .conftest import make_client, wait_ready
+    from ..helpers import make_client, wait_ready
 
     save_checkpoint(tmp_path / "mine.safetensors", linear_gaussian(), training=TRAINING, dataset=DATASET)
     (tmp_path / "mine.state.safetensors").write_bytes(b"optimiser state")

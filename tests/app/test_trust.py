@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from .conftest import make_client, wait_ready
-from .test_api import IMAGE, assert_problem
+from ..helpers import IMAGE, assert_problem, make_client, wait_ready
 
 AIS = {"name": "ais", "steps": 30, "leapfrog": 3}
 

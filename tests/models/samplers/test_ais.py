@@ -9,26 +9,13 @@ import pytest
 import torch
 
 from logpx.estimators import EstimatorSpec, estimate, log_mean_exp
-from logpx.families import LinearGaussian, LinearGaussianConfig
+from logpx.families import LinearGaussian
 from logpx.plan import AIS
 from logpx.samplers import ais, bdmc, reverse_ais, schedule, simulate
 
+from ...helpers import poor_encoder_model
+
 pytestmark = pytest.mark.slow
-
-
-def poor_encoder_model(input_dim: int = 60, latent: int = 3, seed: int = 0) -> LinearGaussian:
-    """float64, encoder mean shrunk to 90% of the posterior's, its scale 1.5 times too wide."""
-    g = torch.Generator().manual_seed(seed)
-    model = LinearGaussian(LinearGaussianConfig(input_dim=input_dim, latent=latent)).double()
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(input_dim, latent, generator=g, dtype=torch.float64) * 0.3)
-        model.bias.copy_(torch.rand(input_dim, generator=g, dtype=torch.float64))
-        model.log_noise.fill_(math.log(0.1))
-        post_map, post_cov = model.exact_posterior()
-        model.enc_weight.copy_(0.9 * post_map)
-        model.enc_bias.copy_(-0.9 * post_map @ model.bias)
-        model.enc_log_sigma.copy_(0.5 * torch.log(torch.diagonal(post_cov)) + math.log(1.5))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
