@@ -33,7 +33,7 @@ __all__ = ["BatchItem", "DeviceWorker", "TaskContext", "TaskResult", "finish_bat
 
 T = TypeVar("T")
 DISCONNECT_POLL_S = 0.25  # how often a waiting request asks whether its client is still there
-# The current request's "has the client gone?" check; set by app.deps for every inference request.
+# The current request's "has the client gone?" check; set by logpx.app.deps for every inference request.
 client_gone: ContextVar[Callable[[], Awaitable[bool]] | None] = ContextVar("client_gone", default=None)
 E = TypeVar("E")
 log = logging.getLogger("logpx")
@@ -148,7 +148,7 @@ class DeviceWorker:
 
     async def submit(self, work: Callable[[TaskContext], T] | BatchItem[Any, T], deadline_s: float) -> TaskResult[T]:
         """Queue ``work`` and wait for it. While waiting, the client's connection is watched (through
-        ``client_gone``, set per request by ``app.deps``): a client that has left has its task cancelled,
+        ``client_gone``, set per request by ``logpx.app.deps``): a client that has left has its task cancelled,
         so that it is dropped from the queue, or stops at its next check if it is running."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[TaskResult[T]] = loop.create_future()

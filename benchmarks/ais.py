@@ -20,13 +20,11 @@ import torch
 
 from logpx.families import LatentVariableModel
 from logpx.io import load_checkpoint
-from logpx.plan import AIS
+from logpx.plan import AIS, AIS_TUNE_CHAINS
 from logpx.runtime import keep_freed_memory
 from logpx.samplers import ais
 
 from .machine import RESULTS_DIR, machine_info, timed_together
-
-TUNE_CHAINS = 8  # models.samplers.ais.ais's default tuning pass
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -49,8 +47,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     # Gradient evaluations of one ais() call: tuning and estimating passes, one initial evaluation each,
     # then (T - 1) transitions of L + 1 evaluations.
     evals_per_pass = 1 + (config.steps - 1) * (config.leapfrog + 1)
-    chain_evals = (TUNE_CHAINS + args.chains) * args.batch * evals_per_pass
-    z = torch.randn(args.chains + TUNE_CHAINS, args.batch, model.latent_dim, generator=g, device=args.device)
+    chain_evals = (AIS_TUNE_CHAINS + args.chains) * args.batch * evals_per_pass
+    z = torch.randn(args.chains + AIS_TUNE_CHAINS, args.batch, model.latent_dim, generator=g, device=args.device)
 
     def run_ais() -> None:
         with torch.no_grad():
@@ -71,14 +69,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "checkpoint": Path(args.checkpoint).name,
         "batch": args.batch,
         "chains": args.chains,
-        "tune_chains": TUNE_CHAINS,
+        "tune_chains": AIS_TUNE_CHAINS,
         "steps": args.steps,
         "leapfrog": args.leapfrog,
         "times": times,
         "us_per_chain_gradient_eval": {name: 1e6 * v for name, v in per_eval.items()},
         "us_per_chain_step_ais": 1e6
         * times["ais"]["median_s"]
-        / ((TUNE_CHAINS + args.chains) * args.batch * (args.steps - 1)),
+        / ((AIS_TUNE_CHAINS + args.chains) * args.batch * (args.steps - 1)),
         "ratio_ais_to_forward_backward": ratio,
     }
     m = result["machine"]
@@ -86,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         f"machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {args.device}"
     )
     print(
-        f"{Path(args.checkpoint).name}: {args.batch} inputs x ({args.chains} + {TUNE_CHAINS} tuning) chains, "
+        f"{Path(args.checkpoint).name}: {args.batch} inputs x ({args.chains} + {AIS_TUNE_CHAINS} tuning) chains, "
         f"{args.steps} steps, leapfrog {args.leapfrog}"
     )
     print(

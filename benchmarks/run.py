@@ -32,7 +32,9 @@ from torch import nn
 from logpx import EstimatorSpec, estimate
 from logpx.families.layers import chunk_elements
 from logpx.io.checkpoint import load_checkpoint
+from logpx.plan import Plan
 from logpx.runtime import keep_freed_memory
+from logpx.samplers import run_plan
 from tests.local_server import LocalServer
 
 from .load import closed_loop
@@ -211,10 +213,11 @@ def http_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         x = torch.tensor(large["inputs"], device=args.device)
         g = torch.Generator(device=args.device)  # noise drawn where the model runs, as the server does
 
-        def in_process() -> None:
+        plan = Plan.of(EstimatorSpec("iwae", k_large))
+
+        def in_process() -> None:  # the library's spine, as the server runs it for this request
             g.manual_seed(0)
-            with torch.inference_mode():
-                estimate(model.log_weights(x, k_large, generator=g).double(), EstimatorSpec("iwae", k_large))
+            run_plan(model, x, plan, g)
 
         server_compute: list[float] = []
         with httpx.Client(base_url=server.url, timeout=600) as http:
@@ -330,7 +333,7 @@ def main() -> None:
     parser.add_argument(
         "--default-allocator",
         action="store_true",
-        help="leave glibc's allocator as it is (to measure what models.runtime.keep_freed_memory buys)",
+        help="leave glibc's allocator as it is (to measure what logpx.runtime.keep_freed_memory buys)",
     )
     args = parser.parse_args()
     if not args.default_allocator:

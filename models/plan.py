@@ -158,7 +158,9 @@ class Sampler:
             raise ValueError(f"sampler {cls.name} takes at most {len(fields)} arguments, got {len(args)}")
         values: dict[str, Any] = {}
         for f, text in zip(fields, args, strict=False):
-            values[f.name] = _integers([text], f"sampler {cls.name}", text, f"a number for {f.name}")[0] if f.type == "int" else text
+            values[f.name] = (
+                _integers([text], f"sampler {cls.name}", text, f"a number for {f.name}")[0] if f.type == "int" else text
+            )
         return cls.from_settings(values)
 
     @classmethod

@@ -1,7 +1,7 @@
 """The use cases of the data plane, one module per endpoint family: from a decoded input and a checked
 ``Plan`` to a response. Model work goes to the device worker as a task; every number comes from the library
 (``logpx.samplers.run_plan``, the estimators, their verdicts) and reaches the client through
-``app.presenter``. What a model can do is asked of its type, never of its family's name.
+``logpx.app.presenter``. What a model can do is asked of its type, never of its family's name.
 
 Every request's randomness comes from one generator on the model's device, seeded by the request."""
 

@@ -62,7 +62,7 @@ def jvi(
     ----------
     log_w : ``[k, B]`` float tensor with k > order.
     order : m, 1 <= m < k.
-    exact_budget : see ``models.estimators.jackknife.check_exact``: orders of 3 and more enumerate their
+    exact_budget : see ``logpx.estimators.jackknife.check_exact``: orders of 3 and more enumerate their
         subsets, and ``NotExact`` (a ``ValueError``) is raised where that is over the budget.
     loo : ``leave_one_out(log_w)``, if already computed (shared with the jackknife variance).
 

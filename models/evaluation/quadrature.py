@@ -6,7 +6,7 @@ fast for smooth, rapidly decaying integrands once the spacing resolves the poste
 into finding where the posterior is: a coarse grid over the prior's bulk (the window) locates every
 cell within ``keep_nats`` of the largest log-joint, whatever the encoder believes, and a fine grid over
 that region, widened by ``expand``, integrates. Checking convergence in resolution (``n``) and window
-(``expand``) is the caller's (see tests/models/test_quadrature.py).
+(``expand``) is the caller's (see tests/models/evaluation/test_quadrature.py).
 """
 
 from __future__ import annotations

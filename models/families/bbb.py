@@ -8,7 +8,7 @@ i of M carries KL weight pi_i = 2^(M-i) / (2^M - 1) (eq. (9)) or 1/M.
 
 What the service asks of it is the posterior predictive log p(y | x, D) = log E_q p(y | x, w), a log of a
 Monte Carlo mean over k weight samples: ``log_likelihoods`` returns the per-sample terms ``[k, B]``,
-to which the IWAE and JVI estimators of ``models.estimators`` apply unchanged.
+to which the IWAE and JVI estimators of ``logpx.estimators`` apply unchanged.
 """
 
 from __future__ import annotations

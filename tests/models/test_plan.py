@@ -59,7 +59,7 @@ def test_canonical_text(text: str, printed: str) -> None:
     "text", ["iwae", "iwae:ten", "jvi:10:1:2", "iwae:10@", "iwae:10@mcmc", "iwae:10@ais:-5", "iwae:10@ais:1:2:sideways"]
 )
 def test_bad_text_is_a_value_error_naming_it(text: str) -> None:
-    with pytest.raises(ValueError, match="expected|unknown|sampler"):
+    with pytest.raises(ValueError, match=r"expected|unknown|sampler"):
         Entry.parse(text)
 
 
