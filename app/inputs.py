@@ -18,7 +18,7 @@ from fastapi import UploadFile
 from PIL import Image
 from pydantic import ValidationError
 
-from logpx.io import binarize_sample, binarize_threshold
+from logpx.io import binarize_per_input, binarize_sample, binarize_threshold
 
 from .errors import InvalidInput, UnsupportedMediaType
 from .schemas import Binarization, EstimatorIn, SamplerIn
@@ -196,15 +196,23 @@ async def decode_inputs(
     return inputs_from_json(inputs, scale, input_shape, field)
 
 
-def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed: int, default: str) -> Binarization:
+def plan_binarization(
+    x: torch.Tensor, likelihood: str, method: str | None, seed: int, default: str, protocol_seed: int
+) -> Binarization:
     """Decide and validate the request's binarisation (``default``: the checkpoint's); a Bernoulli
-    model never silently scores non-binary data. ``apply_binarization`` does the work, on the worker."""
+    model never silently scores non-binary data. ``apply_binarization`` does the work, on the worker.
+
+    ``sample`` is the checkpoint's protocol: Bernoulli draws that are a function of each input and
+    ``protocol_seed``, never of the request's ``seed``, batch, route or job chunk; ``resample`` (asked for
+    by name only) draws them afresh from the request's ``seed``, for whoever wants that variability."""
     if method is None:
         method = default
     if method == "threshold":
         return Binarization(method="threshold", threshold=THRESHOLD)
     if method == "sample":
-        return Binarization(method="sample", seed=seed)
+        return Binarization(method="sample", seed=protocol_seed)
+    if method == "resample":
+        return Binarization(method="resample", seed=seed)
     if likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
         raise InvalidInput(
             "binarize='none' but the inputs are not all 0 or 1, and this model has a Bernoulli likelihood; "
@@ -216,10 +224,14 @@ def plan_binarization(x: torch.Tensor, likelihood: str, method: str | None, seed
 
 
 def apply_binarization(x: torch.Tensor, plan: Binarization, generator: torch.Generator) -> torch.Tensor:
-    """``x`` binarised as planned; ``sample`` draws from ``generator`` (before the model's noise)."""
+    """``x`` binarised as planned: ``sample`` by each input's own draws (``plan.seed``, the protocol's);
+    ``resample`` from ``generator``, the request's (before the model's noise)."""
     if plan.method == "threshold":
         return binarize_threshold(x, THRESHOLD if plan.threshold is None else plan.threshold)
     if plan.method == "sample":
+        assert plan.seed is not None
+        return binarize_per_input(x, plan.seed)
+    if plan.method == "resample":
         return binarize_sample(x, generator)
     return x
 

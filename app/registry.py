@@ -48,6 +48,12 @@ class ModelEntry:
         return self.checkpoint.binarize
 
     @property
+    def binarize_seed(self) -> int:
+        """The seed of the checkpoint's binarisation protocol (``sample``)."""
+        assert self.checkpoint is not None, f"model {self.name} is {self.status}"
+        return self.checkpoint.binarize_seed
+
+    @property
     def family(self) -> str | None:
         return self.checkpoint.model.family if self.checkpoint else None
 

@@ -36,7 +36,7 @@ class EstimatorIn(BaseModel):
         return self
 
 
-Binarize = Literal["threshold", "sample", "none"]
+Binarize = Literal["threshold", "sample", "resample", "none"]
 
 
 class SamplerIn(BaseModel):
@@ -118,8 +118,9 @@ class EvidenceRequest(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63, description="Same seed, same request, same answer")
     binarize: Binarize | None = Field(
         None,
-        description="Bernoulli models: 'sample' (Bernoulli(x) draws with the seed: the default, the protocol the "
-        "shipped models were evaluated with) or 'threshold' (x > 0.5); "
+        description="Bernoulli models: 'sample' (the default: Bernoulli(x) draws that are a function of each input "
+        "and the checkpoint's protocol seed, the same whatever the request's seed), 'resample' (fresh draws from the "
+        "request's seed), or 'threshold' (x > 0.5); "
         "'none' only for inputs that are already 0/1 or for models with a continuous likelihood (their default)",
     )
     diagnostics: bool = Field(True, description="Include the variance diagnostics per input")
@@ -160,9 +161,13 @@ class EstimatorOut(BaseModel):
 
 
 class Binarization(BaseModel):
+    """Which binarisation ran: ``sample`` draws Bernoulli(x) as a function of each input and the
+    checkpoint's protocol ``seed`` (identical in every request, batch, route, job chunk and replica);
+    ``resample`` draws them from the request's ``seed``; ``threshold`` is x > ``threshold``."""
+
     method: Binarize
     threshold: float | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, description="sample: the checkpoint's protocol seed; resample: the request's")
 
 
 class InputEstimate(BaseModel):

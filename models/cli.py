@@ -206,7 +206,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
     rows = []
     summaries = ([out["reference"]] if out["reference"] else []) + out["estimators"]
     for s in summaries:
-        name = str(entry_from_request(s["estimator"]))
+        e = s["estimator"]
+        name = (
+            f"{e['name']}-{e['k']}"
+            + (f" (m={e['order']})" if e.get("order") else "")
+            + (f" ais:{e['sampler']['steps']}" if e["sampler"]["name"] == "ais" else "")
+        )
         diff = s["diff_to_reference"]
         levels = [v["level"] for v in s["verdicts"]]
         verdict = ", ".join(f"{levels.count(lv)} {lv}" for lv in ("reliable", "caution", "unreliable") if lv in levels)
@@ -289,7 +294,8 @@ def _job_summary(status: dict[str, Any]) -> None:
     """Each estimator's mean over the inputs done, with its verdict counts: no number without them."""
     print(f"job {status['id']}: {status['state']}, {status['progress']['done']}/{status['progress']['total']} inputs")
     for s in status["summary"]:
-        name = str(entry_from_request(s["estimator"]))
+        e = s["estimator"]
+        name = f"{e['name']}:{e['k']}" + (f":{e['order']}" if e.get("order") else "") + f" ({e['sampler']['name']})"
         mean = (
             "-"
             if s["mean"] is None
@@ -357,7 +363,17 @@ def cmd_job_list(args: argparse.Namespace) -> None:
 
 def cmd_job_cancel(args: argparse.Namespace) -> None:
     with _client(args) as client:
-        print(client.cancel_job(args.id)["state"])
+        status = client.cancel_job(args.id)
+    job, state, done = status["id"], status["state"], status["progress"]["done"]
+    if state == "cancelled":
+        print(f"job {job} cancelled; {done} inputs had finished, and their rows are kept")
+    elif state in ("queued", "running"):
+        print(
+            f"job {job}: cancelling was requested; it stops after the chunk in hand ({done} inputs done so far, "
+            f"their rows kept). `logpx job status {job}` shows when it has."
+        )
+    else:
+        print(f"job {job} had already {state}: nothing to cancel")
 
 
 def _job_parser(sub: Any) -> None:
@@ -388,7 +404,9 @@ def _job_parser(sub: Any) -> None:
     )
     p.add_argument("--labels", default=None, help="a labels file (IDX or .npy), returned in the rows")
     p.add_argument("--seed", type=int, default=0, help="seed (same data, seed and settings: the same rows; default 0)")
-    p.add_argument("--binarize", choices=["threshold", "sample", "none"], default=None, help="default: the model's")
+    p.add_argument(
+        "--binarize", choices=["threshold", "sample", "resample", "none"], default=None, help="default: the model's"
+    )
     p.add_argument("--watch", action="store_true", help="then follow it to the end, as `logpx job watch` does")
     for name, fn, text in (
         ("watch", cmd_job_watch, "follow a job with a progress bar, then print its summary"),
@@ -428,9 +446,9 @@ def _image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (same seed, same answer; default 0)")
     p.add_argument(
         "--binarize",
-        choices=["threshold", "sample", "none"],
+        choices=["threshold", "sample", "resample", "none"],
         default=None,
-        help="how Bernoulli models binarise the images (default: the model's)",
+        help="how Bernoulli models binarise the images (default: the model's, sample: the same draws whatever --seed)",
     )
 
 

@@ -166,12 +166,13 @@ class Sampler:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Sampler:
         """The value for keyword settings (``None`` means the default); ``ValueError`` names a wrong one."""
+        settings = {key: value for key, value in settings.items() if value is not None}
         known = set(cls.setting_names())
         unknown = sorted(set(settings) - known)
         if unknown:
             allowed = ", ".join(sorted(known)) or "no settings"
             raise ValueError(f"{unknown[0]} does not apply to the {cls.name} sampler (it takes {allowed})")
-        return cls(**{k: v for k, v in settings.items() if v is not None})
+        return cls(**settings)
 
 
 @dataclass(frozen=True)

@@ -123,11 +123,8 @@ def test_the_job_commands_end_to_end(checkpoints: Path, tmp_path: Path) -> None:
         assert "iwae:100 (importance)" in out.stdout and "jvi:100:1 (importance)" in out.stdout
         assert "verdicts:" in out.stdout and "mean log p(x) -" in out.stdout
         assert "advice: run AIS instead" in out.stdout  # no number without its verdict, and what to run instead
-        assert (
-            "run:     logpx job submit DATA --model vae1-iwae50 --estimators iwae:100 --sampler ais:1000:10"
-            in out.stdout
-        )
-        assert "certify: logpx bdmc --model vae1-iwae50 --sampler ais:1000:10" in out.stdout
+        assert "run:     logpx job submit DATA --model vae1-iwae50 --estimators iwae:100@ais:1000" in out.stdout
+        assert "certify: logpx bdmc --model vae1-iwae50 --sampler ais:1000" in out.stdout
         assert "200/200" in out.stderr  # the progress bar
         run("results", job, "-o", str(tmp_path / "rows.csv"))
         lines = (tmp_path / "rows.csv").read_text().splitlines()

@@ -235,6 +235,13 @@ class JobStore:
             row = c.execute(jobs.select().where(jobs.c.id == job_id)).first()
         return _job(row) if row is not None else None
 
+    def find(self, prefix: str) -> list[JobRow]:
+        """The jobs whose id starts with ``prefix`` (hex digits, checked by the caller), two at most: one
+        names the job, two say the prefix is ambiguous."""
+        with self.engine.connect() as c:
+            found = c.execute(jobs.select().where(jobs.c.id.startswith(prefix, autoescape=True)).limit(2)).all()
+        return [_job(row) for row in found]
+
     def page(self, limit: int, offset: int, owner: str | None = None) -> tuple[list[JobRow], int]:
         """A page of jobs, newest first, and how many there are in all."""
         where = [] if owner is None else [jobs.c.owner == owner]

@@ -178,7 +178,12 @@ def store_job(store: JobStore, settings: Settings, who: str, sub: Submission) ->
     chunk = min(chunk_size(settings, sub.plan), dataset.x.shape[0])
     check_plan(settings, sub.plan, chunk, sub.fields)  # every chunk within the limits, checked once
     binarization = plan_binarization(
-        torch.from_numpy(dataset.x), model.likelihood, sub.options.binarize, sub.options.seed, sub.entry.binarize
+        torch.from_numpy(dataset.x),
+        model.likelihood,
+        sub.options.binarize,
+        sub.options.seed,
+        sub.entry.binarize,
+        sub.entry.binarize_seed,
     )
     if store.active_count(who) >= settings.max_active_jobs:
         raise TooManyJobs(

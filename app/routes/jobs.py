@@ -62,11 +62,22 @@ async def submit(
     return status(job)
 
 
+MIN_PREFIX = 6  # as git does: any unique prefix of an id names its job (the CLI's progress bar shows 8)
+
+
 async def _job(store: JobStore, job_id: str) -> JobRow:
-    job = await asyncio.to_thread(store.get, job_id) if len(job_id) == 32 and job_id.isalnum() else None
-    if job is None:
+    """The job named by its id or a unique prefix of it (hex, at least ``MIN_PREFIX`` characters)."""
+    if not (MIN_PREFIX <= len(job_id) <= 32 and all(c in "0123456789abcdef" for c in job_id)):
+        raise JobNotFound(
+            f"no job with id {job_id!r} (an id is 32 hex digits; a unique prefix of {MIN_PREFIX} or more will do)",
+            field="id",
+        )
+    matches = await asyncio.to_thread(store.find, job_id)
+    if len(matches) > 1:
+        raise JobNotFound(f"{job_id!r} is the prefix of more than one job id: give more of it", field="id")
+    if not matches:
         raise JobNotFound(f"no job with id {job_id!r}", field="id")
-    return job
+    return matches[0]
 
 
 @router.get("", response_model=JobList, responses=ERRORS)
@@ -91,8 +102,8 @@ async def get_job(job_id: str, store: StoreDep) -> JobStatus:
 async def cancel_job(job_id: str, store: StoreDep) -> JobStatus:
     """Cancel: a queued job at once, a running one after the chunk in hand (its finished rows are kept).
     A finished job is left as it is."""
-    await _job(store, job_id)
-    job = await asyncio.to_thread(store.cancel, job_id)
+    found = await _job(store, job_id)
+    job = await asyncio.to_thread(store.cancel, found.id)
     assert job is not None
     return status(job)
 
@@ -101,7 +112,7 @@ async def cancel_job(job_id: str, store: StoreDep) -> JobStatus:
 async def job_events(job_id: str, store: StoreDep) -> StreamingResponse:
     """Server-Sent Events: ``progress`` (the job's status) whenever it changes, then ``end`` once it has
     succeeded, failed or been cancelled."""
-    await _job(store, job_id)
+    job_id = (await _job(store, job_id)).id
 
     async def events() -> AsyncIterator[str]:
         last, quiet = None, 0.0
@@ -154,6 +165,7 @@ async def job_results(
     """One row per finished input, in index order: index, label, and per estimator log p(x), std_err,
     verdict and diagnostics (CSV: the verdict's level, k-hat and ESS). Available while the job runs."""
     job = await _job(store, job_id)
+    job_id = job.id
     names = [str(e) for e in job.plan.entries]
 
     def page(after: int) -> list[str]:

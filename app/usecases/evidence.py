@@ -46,7 +46,7 @@ async def evidence(
     started = time.monotonic()
     model = latent_model(entry)
     generator = request_generator(entry, seed)
-    binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize)
+    binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize, entry.binarize_seed)
     device = entry.device
 
     def finish(est: Estimate, columns: slice) -> _Evidence:
@@ -118,7 +118,7 @@ async def compare(
     started = time.monotonic()
     model = latent_model(entry)
     generator = request_generator(entry, seed)
-    binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize)
+    binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize, entry.binarize_seed)
 
     def work(ctx: TaskContext) -> tuple[torch.Tensor, list[Estimate]]:
         values = torch.empty(len(plan), replicates, x.shape[0], dtype=torch.float64)

@@ -32,7 +32,7 @@ async def posterior(
             limit="latent_dim 2",
         )
     generator = request_generator(entry, req.seed)
-    binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed, entry.binarize)
+    binarization = plan_binarization(x, model.likelihood, req.binarize, req.seed, entry.binarize, entry.binarize_seed)
 
     def work(ctx: TaskContext) -> PosteriorResponse:
         grid = posterior_grid(

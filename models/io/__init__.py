@@ -12,6 +12,7 @@ from .checkpoint import (
 from .convert import convert, load_document, read_state_dict
 from .data import (
     BINARIZE_SEED,
+    binarize_per_input,
     binarize_sample,
     binarize_threshold,
     held_out_count,
@@ -27,6 +28,7 @@ __all__ = [
     "TRAINING_STATE_SUFFIX",
     "Checkpoint",
     "CheckpointError",
+    "binarize_per_input",
     "binarize_sample",
     "binarize_threshold",
     "convert",

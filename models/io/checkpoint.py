@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..families import Family, build_model
+from .data import BINARIZE_SEED
 
 __all__ = [
     "FORMAT_VERSION",
@@ -55,11 +56,18 @@ class Checkpoint:
     @property
     def binarize(self) -> str:
         """How inputs are made binary by default: the metadata's ``binarize``, else for a Bernoulli
-        model ``sample`` (Bernoulli(x) draws, seeded: the protocol its held-out numbers were measured
-        with), else ``none``."""
+        model ``sample`` (Bernoulli(x) draws, a function of each input and ``binarize_seed``: the protocol
+        its held-out numbers were measured with), else ``none``."""
         default = "sample" if self.model.likelihood == "bernoulli" else "none"
         value = self.metadata.get("binarize", default)
-        return value if value in ("threshold", "sample", "none") else default
+        return value if value in ("threshold", "sample", "resample", "none") else default
+
+    @property
+    def binarize_seed(self) -> int:
+        """The seed of the binarisation protocol (``sample``): the metadata's ``binarize_seed``, else the
+        one the shipped models' held-out numbers were measured with."""
+        value = self.metadata.get("binarize_seed", BINARIZE_SEED)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else BINARIZE_SEED
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -108,8 +108,23 @@ def binarize_threshold(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (x > threshold).to(x.dtype)
 
 
-# The fixed binarisation of held-out data: training's held-out bounds and ``logpx evaluate`` both use it.
+# The binarisation protocol's seed: training's held-out bounds, ``logpx evaluate`` and the service (for a
+# checkpoint that states no ``binarize_seed`` of its own) all binarise with it.
 BINARIZE_SEED = 12345
+
+
+def binarize_per_input(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Pixels in [0, 1] to {0, 1} by Bernoulli(x) draws that are a function of each input and ``seed``
+    alone: row i's uniforms come from a generator seeded by ``seed`` and a hash of row i's float32 values.
+    The same image is binarised the same way in any batch, request, route, job chunk or replica, and
+    whatever seed its estimator draws with (the literature binarises a test set once)."""
+    rows = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    out = np.empty(rows.shape, dtype=np.float32)
+    for i, row in enumerate(rows):
+        digest = np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), dtype=np.uint32)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *digest.tolist()])))
+        out[i] = rng.random(row.shape[0], dtype=np.float32) < row
+    return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
 
 def binarize_sample(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

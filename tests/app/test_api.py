@@ -8,6 +8,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from logpx.io import binarize_per_input
 from logpx.io.checkpoint import load_checkpoint
 
 from ..helpers import (
@@ -47,7 +48,8 @@ def test_evidence_flat_and_nested_inputs(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["estimator"]["order"] == 2 and [s["method"] for s in out["estimator"]["subsets"]] == ["exact", "exact"]
-    assert out["binarization"] == {"method": "sample", "threshold": None, "seed": 3}  # the checkpoint's protocol
+    # The checkpoint's protocol: draws that are a function of each input and its seed, not the request's.
+    assert out["binarization"] == {"method": "sample", "threshold": None, "seed": 12345}
     threshold = client.post("/v1/models/tiny/evidence", json={**body, "binarize": "threshold"}).json()
     assert threshold["binarization"] == {"method": "threshold", "threshold": 0.5, "seed": None}
     assert out["seed"] == 3 and len(out["results"]) == 2
@@ -64,7 +66,7 @@ def test_evidence_is_deterministic_in_the_seed(client: TestClient) -> None:
     c = client.post("/v1/models/tiny/evidence", json={**body, "seed": 12}).json()
     assert a["results"] == b["results"]
     assert a["results"][0]["log_px"] != c["results"][0]["log_px"]
-    assert a["binarization"] == {"method": "sample", "threshold": None, "seed": 11}
+    assert a["binarization"] == {"method": "sample", "threshold": None, "seed": 12345}  # the protocol's, not 11
 
 
 def test_evidence_matches_the_library_on_the_same_draw(client: TestClient, checkpoint_dir) -> None:  # type: ignore[no-untyped-def]
@@ -72,8 +74,8 @@ def test_evidence_matches_the_library_on_the_same_draw(client: TestClient, check
     from logpx import EstimatorSpec, estimate
 
     model = load_checkpoint(checkpoint_dir / "tiny.safetensors").model
-    g = torch.Generator().manual_seed(5)
-    x = (torch.rand(1, 784, generator=g) < torch.tensor([IMAGE])).float()  # binarised by sampling, then the noise
+    x = binarize_per_input(torch.tensor([IMAGE]), 12345)  # the checkpoint's protocol, a function of the image
+    g = torch.Generator().manual_seed(5)  # the request's seed governs the estimator's draws alone
     with torch.inference_mode():
         want = estimate(model.log_weights(x, 50, g).double(), EstimatorSpec("jvi", 50, 1)).log_px.item()
     got = client.post(

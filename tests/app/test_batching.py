@@ -77,7 +77,11 @@ def test_dynamic_batching_coalesces_and_keeps_each_answer(checkpoint_dir, estima
         if diagnostics:
             assert g["diagnostics"].keys() == w["diagnostics"].keys()
             for name, value in w["diagnostics"].items():
-                assert g["diagnostics"][name] == pytest.approx(value, rel=1e-3, abs=1e-6), name
+                # k-hat is a fit to the largest weights: a last-bit change in them moves it by up to 1e-3,
+                # far under its own Monte Carlo error (about 0.05 at these k).
+                assert g["diagnostics"][name] == pytest.approx(value, rel=1e-3, abs=1e-3 if name == "khat" else 1e-6), (
+                    name
+                )
         else:
             assert g["diagnostics"] is None
     passes = float(re.search(r"logpx_batch_requests_count (\S+)", metrics).group(1))

@@ -345,3 +345,14 @@ def test_a_database_that_never_answers_stops_the_service_after_the_wait() -> Non
     with pytest.raises(sa.exc.OperationalError):
         open_store(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=1", wait_s=1.5)
     assert 1.5 <= time.monotonic() - started < 10  # it waited, then gave up
+
+
+def test_a_unique_prefix_names_a_job(client: TestClient) -> None:
+    """The CLI's progress bar shows `job 11a079ea`: that prefix works wherever the id does, as git's do."""
+    job = submit(client, npy(binary_images(2, seed=40))).json()["id"]
+    assert client.get(f"/v1/jobs/{job[:8]}").json()["id"] == job
+    wait(client, job[:8])
+    assert len(rows(client, job[:8])) == 2
+    short = client.get(f"/v1/jobs/{job[:3]}")
+    assert short.status_code == 404 and "unique prefix" in short.json()["detail"]
+    assert client.get(f"/v1/jobs/{'f' * 32}").status_code == 404

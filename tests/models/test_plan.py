@@ -94,3 +94,13 @@ def test_run_plan_uses_common_random_numbers_and_a_bad_input_fails_alone() -> No
     assert math.isnan(float(outcome.estimate.log_px[1])) and outcome.estimate.verdicts[1].level == "unreliable"
     assert "not finite" in outcome.estimate.verdicts[1].reasons[0]
     assert torch.equal(outcome.estimate.log_px[[0, 2]], large.estimate.log_px[[0, 2]])
+
+
+def test_the_api_objects_round_trip_through_the_client_helpers() -> None:
+    """What a response echoes (every sampler setting, null where it does not apply) reads back as the entry."""
+    from logpx.client import entry_from_request, estimator_request
+
+    echo = {"name": "iwae", "k": 50, "order": None, "sampler": {"name": "importance", "steps": None, "init": None}}
+    assert str(entry_from_request(echo)) == "iwae:50"
+    for text in ("jvi:100:2", "iwae:100@ais:1000:5:prior"):
+        assert str(entry_from_request(estimator_request(text))) == text
