@@ -4,19 +4,27 @@ objects that run it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from logpx.estimators import STD_ERR_FORMULAS, Diagnostics, Estimate, khat_threshold
 from logpx.estimators import Verdict as VerdictValue
-from logpx.plan import Entry
-from logpx.samplers import Outcome
+from logpx.plan import Entry, Plan
+from logpx.samplers import Outcome, Speed
 
 from . import schemas
+from .config import Settings
+from .errors import ProblemError
 from .inputs import finite_or_none
+from .limits import check_plan
 from .plans import estimator_in, rerun_out, sampler_out
 
 __all__ = [
+    "NO_MODEL",
     "ZERO_TIMING",
+    "Advising",
     "diagnostics_out",
     "estimator_out",
     "floats",
@@ -32,18 +40,79 @@ def floats(t: torch.Tensor) -> list[float | None]:
     return [finite_or_none(float(v)) for v in t.detach().double().cpu().tolist()]
 
 
-def verdict_out(v: VerdictValue, model: str | None) -> schemas.Verdict:
+@dataclass(frozen=True)
+class Advising:
+    """What it takes to make advice runnable: the ``model`` it names (None: the client's own log-weights,
+    for which logpx has no model), the ``inputs`` it would run on, the model's measured ``speed``, and the
+    request deadline (None: the advice is for a job, which has none) with the ``settings`` whose limits a
+    request must keep."""
+
+    model: str | None
+    inputs: int = 1
+    speed: Speed | None = None
+    deadline_s: float | None = None
+    settings: Settings | None = None
+
+
+NO_MODEL = Advising(None)
+
+
+def _seconds(seconds: float) -> str:
+    return (
+        f"{seconds:.1f} s"
+        if seconds < 100
+        else f"{seconds / 60:.0f} min"
+        if seconds < 7200
+        else f"{seconds / 3600:.1f} h"
+    )
+
+
+def _runnable(rerun: Plan, a: Advising) -> tuple[str, float | None, Literal["request", "job"] | None]:
+    """What the advised plan will cost here, and whether a request can run it or it takes a job."""
+    if a.model is None or a.speed is None:
+        return "", None, None
+    seconds = a.speed.seconds(rerun.cost(a.inputs))
+    inputs = f"{a.inputs} input" + ("s" if a.inputs != 1 else "")
+    if a.deadline_s is None:
+        return f" It takes about {_seconds(seconds)} of compute for the {inputs} here.", seconds, "job"
+    within = seconds <= a.deadline_s
+    if within and a.settings is not None:
+        try:
+            check_plan(a.settings, rerun, a.inputs, ["estimator"], sampler_fields=["sampler"])
+        except ProblemError:
+            within = False
+    if within:
+        return f" It takes about {_seconds(seconds)} here for {inputs}.", seconds, "request"
+    return (
+        f" It takes about {_seconds(seconds)} here for {inputs}, beyond what one request may ({a.deadline_s:g} s "
+        "deadline and the request limits): run it as a job (POST /v1/jobs), which has no deadline.",
+        seconds,
+        "job",
+    )
+
+
+def verdict_out(v: VerdictValue, advising: Advising) -> schemas.Verdict:
     """The verdict as the API states it: its advice plan as the request objects that run it (``rerun``),
-    and where that plan anneals, the endpoint that certifies its setting on ``model`` (None: the client's
-    own log-weights, for which logpx has no model)."""
-    advice = v.advice
-    if model is not None and v.rerun is not None and any(e.sampler.annealed for e in v.rerun.entries):
-        advice += f" (POST /v1/models/{model}/bdmc)"
-    return schemas.Verdict(level=v.level.value, reasons=list(v.reasons), advice=advice, rerun=rerun_out(v.rerun))
+    what that costs here and whether a request or a job can run it, and where the plan anneals, the
+    endpoint that certifies its setting on the model."""
+    advice, seconds, run_as = v.advice, None, None
+    if v.rerun is not None and advising.model is not None:
+        if any(e.sampler.annealed for e in v.rerun.entries):
+            advice += f" (POST /v1/models/{advising.model}/bdmc)."
+        cost, seconds, run_as = _runnable(v.rerun, advising)
+        advice += cost
+    return schemas.Verdict(
+        level=v.level.value,
+        reasons=list(v.reasons),
+        advice=advice,
+        rerun=rerun_out(v.rerun),
+        rerun_seconds=None if seconds is None else round(seconds, 3),
+        rerun_as=run_as,
+    )
 
 
-def verdicts_out(verdicts: list[VerdictValue], model: str | None) -> list[schemas.Verdict]:
-    return [verdict_out(v, model) for v in verdicts]
+def verdicts_out(verdicts: list[VerdictValue], advising: Advising) -> list[schemas.Verdict]:
+    return [verdict_out(v, advising) for v in verdicts]
 
 
 def estimator_out(entry: Entry, num_subsets: tuple[int, ...] = ()) -> schemas.EstimatorOut:
@@ -67,14 +136,14 @@ def diagnostics_out(d: Diagnostics, k: int, columns: slice = slice(None)) -> lis
 
 
 def input_estimates(
-    outcome: Outcome | tuple[Entry, Estimate], model: str | None, with_diagnostics: bool, columns: slice = slice(None)
+    outcome: Outcome | tuple[Entry, Estimate], advising: Advising, with_diagnostics: bool, columns: slice = slice(None)
 ) -> list[schemas.InputEstimate]:
     """One ``InputEstimate`` per input of ``columns``: the number, its standard error, its verdict, the
     diagnostics when asked for, and the sampler's statistics where it has any."""
     entry, est = outcome[0], outcome[1]
     stats = outcome[2] if isinstance(outcome, Outcome) else None
     log_px, std_err = floats(est.log_px[columns]), floats(est.std_err[columns])
-    verdicts = verdicts_out(est.verdicts[columns], model)
+    verdicts = verdicts_out(est.verdicts[columns], advising)
     diagnostics: list[schemas.Diagnostics | None] = (
         list(diagnostics_out(est.diagnostics, entry.spec.k, columns)) if with_diagnostics else [None] * len(log_px)
     )

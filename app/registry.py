@@ -14,9 +14,10 @@ from typing import Literal
 
 import torch
 
-from logpx.families import Family
+from logpx.families import Family, LatentVariableModel
 from logpx.io import TRAINING_STATE_SUFFIX, Checkpoint, CheckpointError, load_checkpoint
 from logpx.runtime import resolve_device
+from logpx.samplers import Speed, measure
 
 from .errors import InvalidInput, ModelNotFound, ModelNotReady
 
@@ -34,6 +35,7 @@ class ModelEntry:
     status: Literal["loading", "ready", "failed"] = "loading"
     reason: str | None = None
     checkpoint: Checkpoint | None = None
+    speed: Speed | None = None  # measured at load, for latent-variable models: what advice costs here
 
     @property
     def model(self) -> Family:
@@ -101,14 +103,14 @@ class ModelRegistry:
         assert entry.path is not None, f"{name} was registered in memory"
         try:
             checkpoint = load_checkpoint(entry.path, self.device)
-            self._warm_up(checkpoint)
+            speed = self._warm_up(checkpoint)
         except CheckpointError as exc:
             entry.status, entry.reason = "failed", str(exc)
         except Exception as exc:  # a bad file must never stop the others from loading
             log.exception("checkpoint %s failed to load", name)
             entry.status, entry.reason = "failed", f"{type(exc).__name__}: could not be loaded"
         else:
-            entry.checkpoint, entry.status, entry.reason = checkpoint, "ready", None
+            entry.checkpoint, entry.speed, entry.status, entry.reason = checkpoint, speed, "ready", None
         log.info("model %s: %s%s", name, entry.status, f" ({entry.reason})" if entry.reason else "")
         return entry
 
@@ -116,19 +118,23 @@ class ModelRegistry:
         """Serve an already built checkpoint under ``name`` (moved to this registry's device and warmed
         up), replacing any entry of that name; no file needed (KServe's ``ModelRepository.update``)."""
         checkpoint.model.to(self.device).eval()
-        self._warm_up(checkpoint)
-        entry = ModelEntry(name, None, self.device, "ready", None, checkpoint)
+        speed = self._warm_up(checkpoint)
+        entry = ModelEntry(name, None, self.device, "ready", None, checkpoint, speed)
         with self._lock:
             self._entries[name] = entry
         return entry
 
-    def _warm_up(self, checkpoint: Checkpoint) -> None:
-        """One tiny pass on the target device, so the first request pays no lazy initialisation."""
+    def _warm_up(self, checkpoint: Checkpoint) -> Speed | None:
+        """One tiny pass on the target device, so the first request pays no lazy initialisation; then, for a
+        latent-variable model, its measured speed (what advice will cost here)."""
+        generator = torch.Generator(device=self.device).manual_seed(0)
         with torch.no_grad():
             try:
-                checkpoint.model.warm_up(torch.Generator(device=self.device).manual_seed(0))
+                checkpoint.model.warm_up(generator)
             except ValueError as exc:
                 raise CheckpointError(str(exc)) from None
+        model = checkpoint.model
+        return measure(model, generator) if isinstance(model, LatentVariableModel) else None
 
     def entries(self) -> list[ModelEntry]:
         with self._lock:

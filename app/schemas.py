@@ -93,6 +93,12 @@ class Verdict(BaseModel):
     rerun: Rerun | None = Field(
         None, description="the advice as request settings, where it names them exactly (else null)"
     )
+    rerun_seconds: float | None = Field(
+        None, description="the expected compute time of rerun on this request's inputs, at this server's measured speed"
+    )
+    rerun_as: Literal["request", "job"] | None = Field(
+        None, description="whether one request can run rerun (within the deadline and limits) or it takes a job"
+    )
 
 
 class SamplerStats(BaseModel):

@@ -89,15 +89,18 @@ def _advice(verdicts: list[dict[str, Any]], model: str, command: Callable[[str, 
     """Every distinct piece of advice, once, under the table: what to run instead, and where the verdict
     names it exactly (a plan, sent as request objects), the command that runs it and the one that
     certifies an AIS setting."""
-    advice: dict[str, dict[str, Any] | None] = {}
+    advice: dict[str, dict[str, Any]] = {}
     for v in verdicts:
         if v["advice"]:
-            advice.setdefault(v["advice"], v.get("rerun"))
-    for text, rerun in advice.items():
+            advice.setdefault(v["advice"], v)
+    for text, v in advice.items():
         print(f"{indent}advice: {text}")
+        rerun = v.get("rerun")
         if rerun:
             entry = entry_from_request(rerun["estimator"], rerun["sampler"])
-            print(f"{indent}  run:     {command(model, entry)}")
+            # What one request cannot finish (the server said so, with its measured speed) runs as a job.
+            run = _job_command(model, entry) if v.get("rerun_as") == "job" else command(model, entry)
+            print(f"{indent}  run:     {run}")
             if entry.sampler.annealed:
                 print(f"{indent}  certify: logpx bdmc --model {model} --sampler {entry.sampler}")
 

@@ -60,6 +60,20 @@ def _estimator(e: EstimatorArg) -> dict[str, Any]:
     return e if isinstance(e, dict) else estimator_request(e)
 
 
+def _estimator_with(estimator: EstimatorArg | None, k: int | None, order: int | None) -> dict[str, Any] | None:
+    """An estimator from the plan's text or the API's object, or from a bare name with ``k`` and ``order``
+    (the keyword form of ``evidence_images`` and the CLI); ``None`` leaves the server's default."""
+    if isinstance(estimator, str) and ":" not in estimator:  # a bare name: elbo, iwae or jvi
+        if k is None:
+            raise TypeError(f"estimator {estimator!r} needs k (or write it as the plan's text, {estimator}:1000)")
+        return {"name": estimator, "k": k, **({"order": order} if order is not None else {})}
+    if k is not None or order is not None:
+        if estimator is None:
+            raise TypeError("k and order go with an estimator name: estimator='iwae', k=1000")
+        raise TypeError("k and order go with a bare estimator name, not with the plan's text or an object")
+    return None if estimator is None else dict(_estimator(estimator))
+
+
 def _sampler(s: SamplerArg) -> dict[str, Any]:
     """A sampler as plan text (``ais:1000:10``), a plan ``Sampler``, or the API's object."""
     if isinstance(s, dict):
@@ -122,17 +136,26 @@ class LogpxClient:
         inputs: Any,
         *,
         estimator: EstimatorArg | None = None,
+        k: int | None = None,
+        order: int | None = None,
+        sampler: SamplerArg | None = None,
         seed: int = 0,
         binarize: str | None = None,
         scale: str = "unit",
         diagnostics: bool = True,
     ) -> dict[str, Any]:
-        """``estimator`` in the plan's text (``iwae:1000``, ``iwae:100@ais:1000``) or as the API's object."""
+        """``inputs`` (lists, a numpy array or a tensor) scored by ``estimator``: the plan's text
+        (``iwae:1000``, ``jvi:1000:1``, ``iwae:100@ais:1000``), the API's object, or a name with ``k`` and
+        ``order`` as ``evidence_images`` and ``logpx score`` take them; ``sampler`` (``"ais:1000"``) for an
+        estimator that names none. The server's defaults where nothing is given."""
         body: dict[str, Any] = {"inputs": _as_lists(inputs), "seed": seed, "scale": scale, "diagnostics": diagnostics}
-        if estimator:
-            body["estimator"] = _estimator(estimator)
-            if "sampler" in body["estimator"]:
-                body["sampler"] = body["estimator"].pop("sampler")
+        chosen = _estimator_with(estimator, k, order)
+        if chosen:
+            body["estimator"] = chosen
+            if "sampler" in chosen:
+                body["sampler"] = chosen.pop("sampler")
+        if sampler:
+            body["sampler"] = _sampler(sampler)
         if binarize:
             body["binarize"] = binarize
         return self._json(self._http.post(f"/v1/models/{model}/evidence", json=body))
@@ -149,15 +172,18 @@ class LogpxClient:
         binarize: str | None = None,
         sampler: SamplerArg | None = None,
     ) -> dict[str, Any]:
-        """Image files scored by ``estimator`` with ``k`` samples (the server's defaults where ``None``);
-        ``sampler`` such as ``"ais:1000"`` or ``{"name": "ais", "steps": 1000}``."""
+        """Image files scored by ``estimator`` (a name with ``k`` and ``order``, or the plan's text such as
+        ``iwae:100@ais:1000``; the server's defaults where ``None``); ``sampler`` such as ``"ais:1000"`` or
+        ``{"name": "ais", "steps": 1000}``."""
         form: dict[str, Any] = {"seed": str(seed)}
-        if estimator is not None:
-            form["estimator"] = estimator
-        if k is not None:
-            form["k"] = str(k)
-        if order is not None:
-            form["order"] = str(order)
+        if estimator is not None and ":" in estimator:  # the plan's text, its own k, order and sampler
+            chosen = _estimator_with(estimator, k, order)
+            assert chosen is not None
+            sampler = chosen["sampler"] if sampler is None else sampler
+            estimator, k, order = chosen["name"], chosen["k"], chosen.get("order")
+        for key, value in (("estimator", estimator), ("k", k), ("order", order)):
+            if value is not None:  # each left out takes the server's default
+                form[key] = str(value)
         for key, value in (_sampler(sampler) if sampler else {}).items():
             if key in ("name", "steps", "leapfrog"):  # the form's fields; init and schedule keep their defaults
                 form["sampler" if key == "name" else key] = str(value)

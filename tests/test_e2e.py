@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from logpx.client import LogpxClient
@@ -144,8 +145,6 @@ def test_cli_compares_estimators(server: str) -> None:
 
 def test_cli_predict_and_client_arrays(server: str) -> None:
     """`logpx predict` on two digits with their labels; the client takes numpy arrays as well as lists."""
-    import numpy as np
-
     out = subprocess.run(
         [
             str(Path(sys.executable).with_name("logpx")),
@@ -175,3 +174,30 @@ def test_cli_predict_and_client_arrays(server: str) -> None:
         as_list = client.evidence(MODEL, image.tolist(), estimator={"name": "iwae", "k": 20})
         assert as_array["results"] == as_list["results"]
         assert client.predict("bbb-mlp400", image, k=10)["predictions"][0]["predicted"] in range(10)
+
+
+def test_the_client_takes_the_same_words_everywhere(server: str) -> None:
+    """One set of argument names across the client's methods and the CLI's flags, and the plan's text
+    accepted wherever an estimator or a sampler is (a new user's `evidence(..., k=100)` was a TypeError, and
+    `submit_job(..., estimators=["iwae:100"])` raised `string indices must be integers`)."""
+    image = [[0.0] * 784]
+    with LogpxClient(server) as client:
+        by_keywords = client.evidence(MODEL, image, estimator="iwae", k=20, seed=4)
+        by_text = client.evidence(MODEL, image, estimator="iwae:20", seed=4)
+        by_object = client.evidence(MODEL, image, estimator={"name": "iwae", "k": 20}, seed=4)
+        assert by_keywords["results"] == by_text["results"] == by_object["results"]
+        annealed = client.evidence(MODEL, image, estimator="iwae:4@ais:5:2", seed=4)
+        assert annealed["estimator"]["sampler"] == {
+            "name": "ais", "steps": 5, "leapfrog": 2, "init": "encoder", "schedule": "sigmoid"
+        }  # fmt: skip
+        same = client.evidence(MODEL, image, estimator="iwae", k=4, sampler="ais:5:2", seed=4)
+        assert same["results"] == annealed["results"]
+        images = client.evidence_images(MODEL, DIGITS[:1], estimator="jvi:20:1", seed=4)
+        assert images["estimator"]["name"] == "jvi" and images["estimator"]["k"] == 20
+        compared = client.compare(MODEL, image, ["iwae:10", "jvi:10:1"], reference="iwae:20", replicates=2)
+        assert [s["estimator"]["name"] for s in compared["estimators"]] == ["iwae", "jvi"]
+        job = client.submit_job(MODEL, np.zeros((2, 784)), estimators=["iwae:10", "iwae:4@ais:5"])
+        assert [s["estimator"]["sampler"]["name"] for s in job["summary"]] == ["importance", "ais"]
+        client.cancel_job(job["id"][:8])  # a unique prefix names the job
+        with pytest.raises(TypeError, match="needs k"):
+            client.evidence(MODEL, image, estimator="iwae")

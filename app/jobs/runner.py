@@ -55,12 +55,13 @@ def chunk_work(
     binarization = Binarization.model_validate(job.request["binarization"])
     model = latent_model(entry)
     names = [str(e) for e in plan.entries]
+    advice = presenter.Advising(entry.name, job.total, entry.speed)  # for the job's inputs, with no deadline
 
     def work(ctx: TaskContext) -> list[dict[str, Any]]:
         generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))
         xd = apply_binarization(torch.from_numpy(x[start:stop]), binarization, generator).to(entry.device)
         outcomes = run_plan(model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check)
-        per_entry = [presenter.input_estimates(o, entry.name, with_diagnostics=True) for o in outcomes]
+        per_entry = [presenter.input_estimates(o, advice, with_diagnostics=True) for o in outcomes]
         return [
             {
                 "index": start + i,

@@ -8,18 +8,25 @@ Every request's randomness comes from one generator on the model's device, seede
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
 from logpx.families import Classifier, LatentVariableModel
+from logpx.plan import Plan
+from logpx.samplers import fit_within
 
-from ..errors import WrongModelFamily
+from ..config import Settings
+from ..errors import DeadlineExceeded, WrongModelFamily
+from ..presenter import Advising
 from ..registry import ModelEntry
 from ..schemas import Timing
-from ..worker import TaskResult
+from ..worker import BatchItem, DeviceWorker, TaskContext, TaskResult
 
-__all__ = ["classifier", "latent_model", "request_generator", "timing"]
+T = TypeVar("T")
+
+__all__ = ["advising", "classifier", "latent_model", "request_generator", "submit", "timing"]
 
 
 def latent_model(entry: ModelEntry) -> LatentVariableModel:
@@ -48,6 +55,44 @@ def classifier(entry: ModelEntry) -> Classifier:
 def request_generator(entry: ModelEntry, seed: int) -> torch.Generator:
     """The request's one source of randomness, on the model's device; torch's global RNG is never used."""
     return torch.Generator(device=entry.device).manual_seed(seed)
+
+
+def advising(entry: ModelEntry, settings: Settings, inputs: int) -> Advising:
+    """Advice for a request on ``inputs`` of this model, made runnable: its cost at the model's measured speed
+    against the request deadline and limits."""
+    return Advising(entry.name, inputs, entry.speed, settings.deadline_s, settings)
+
+
+async def submit(
+    worker: DeviceWorker,
+    work: Callable[[TaskContext], T] | BatchItem[Any, T],
+    settings: Settings,
+    entry: ModelEntry,
+    plan: Plan,
+    inputs: int,
+    replicates: int = 1,
+) -> TaskResult[T]:
+    """The request's task on the worker; a 504 says what the plan costs here and what would fit: a job
+    (no deadline), or the same plan scaled down to finish within the deadline."""
+    try:
+        return await worker.submit(work, settings.deadline_s)
+    except DeadlineExceeded as exc:
+        if entry.speed is None:
+            raise
+        seconds = entry.speed.seconds(plan.cost(inputs, replicates))
+        fit = fit_within(plan, entry.speed, inputs * replicates, 0.8 * settings.deadline_s)
+        way_out = f" or scale it to fit: {fit}" if fit is not None else ""
+        raise DeadlineExceeded(
+            f"{exc.detail}: {plan} on {inputs} input(s) x {replicates} replicate(s) needs about {seconds:.0f} s of "
+            f"compute at this server's measured speed, over its {settings.deadline_s:g} s deadline; run it as a job "
+            f"(POST /v1/jobs, no deadline){way_out}",
+            field=exc.field,
+            limit={
+                "deadline_s": settings.deadline_s,
+                "expected_s": round(seconds, 1),
+                "fits": str(fit) if fit else None,
+            },
+        ) from None
 
 
 def timing(result: TaskResult[Any], started: float) -> Timing:

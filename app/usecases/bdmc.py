@@ -16,7 +16,7 @@ from ..plans import sampler_out
 from ..registry import ModelEntry
 from ..schemas import BDMCInput, BDMCResponse
 from ..worker import DeviceWorker, TaskContext
-from . import latent_model, request_generator, timing
+from . import advising, latent_model, request_generator, timing
 
 __all__ = ["bdmc"]
 
@@ -48,7 +48,7 @@ async def bdmc(
             presenter.floats(lower.std_err),
             presenter.floats(upper_se),
             presenter.floats(result.forward.acceptance),
-            presenter.verdicts_out(lower.verdicts, entry.name),
+            presenter.verdicts_out(lower.verdicts, advising(entry, settings, num_inputs)),
             strict=True,
         )
         inputs = [

@@ -18,7 +18,7 @@ from ..inputs import apply_binarization, finite_or_none, plan_binarization
 from ..registry import ModelEntry
 from ..schemas import CompareResponse, EstimatorOut, EstimatorSummary, EvidenceResponse, InputEstimate
 from ..worker import BatchItem, DeviceWorker, TaskContext
-from . import latent_model, request_generator, timing
+from . import advising, latent_model, request_generator, submit, timing
 
 __all__ = ["compare", "evidence"]
 
@@ -48,11 +48,12 @@ async def evidence(
     generator = request_generator(entry, seed)
     binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize, entry.binarize_seed)
     device = entry.device
+    advice = advising(entry, settings, x.shape[0])
 
     def finish(est: Estimate, columns: slice) -> _Evidence:
         return _Evidence(
             presenter.estimator_out(plan_entry, est.num_subsets),
-            presenter.input_estimates((plan_entry, est), entry.name, with_diagnostics, columns),
+            presenter.input_estimates((plan_entry, est), advice, with_diagnostics, columns),
         )
 
     work: BatchItem[Estimate, _Evidence] | Callable[[TaskContext], _Evidence]
@@ -86,11 +87,11 @@ async def evidence(
             )
             return _Evidence(
                 presenter.estimator_out(plan_entry, outcome.estimate.num_subsets),
-                presenter.input_estimates(outcome, entry.name, with_diagnostics),
+                presenter.input_estimates(outcome, advice, with_diagnostics),
             )
 
         work = run
-    result = await worker.submit(work, settings.deadline_s)
+    result = await submit(worker, work, settings, entry, Plan((plan_entry,)), x.shape[0])
     return EvidenceResponse(
         model=entry.name,
         device=device,
@@ -132,7 +133,7 @@ async def compare(
                 first = [o.estimate for o in outcomes]
         return values, first
 
-    result = await worker.submit(work, settings.deadline_s)
+    result = await submit(worker, work, settings, entry, plan, x.shape[0], replicates)
     values, first = result.value
     reference = values[-1] if has_reference else None
     summaries = []
@@ -146,7 +147,7 @@ async def compare(
                 diff_to_reference=presenter.floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
                 mean_over_inputs=finite_or_none(s.mean_over_inputs),
                 sd_over_inputs=finite_or_none(s.sd_over_inputs),
-                verdicts=presenter.verdicts_out(est.verdicts, entry.name),
+                verdicts=presenter.verdicts_out(est.verdicts, advising(entry, settings, x.shape[0])),
             )
         )
     return CompareResponse(

@@ -33,7 +33,7 @@ async def estimate_log_weights(
             out.append(
                 EstimatorResults(
                     estimator=presenter.estimator_out(e, est.num_subsets),
-                    results=presenter.input_estimates((e, est), None, with_diagnostics),
+                    results=presenter.input_estimates((e, est), presenter.NO_MODEL, with_diagnostics),
                 )
             )
         return out

@@ -48,7 +48,7 @@ async def posterior(
             q_mean=grid.q_mean.tolist(),
             q_cov=grid.q_cov.tolist(),
             edge_mass=grid.edge_mass,
-            verdict=presenter.verdict_out(grid_verdict(grid), entry.name),
+            verdict=presenter.verdict_out(grid_verdict(grid), presenter.Advising(entry.name)),
             timing=presenter.ZERO_TIMING,
         )
 

@@ -17,7 +17,7 @@ from ..errors import InvalidInput
 from ..registry import ModelEntry
 from ..schemas import Entropy, LogLikelihood, Prediction, PredictResponse
 from ..worker import DeviceWorker, TaskContext
-from . import classifier, request_generator, timing
+from . import advising, classifier, request_generator, timing
 
 __all__ = ["predict"]
 
@@ -62,7 +62,7 @@ async def predict(
             jv = estimate(per_draw, jvi_spec, discrete=True, flag_nonfinite=True, check_fn=ctx.check, sampler=draws)
             iwae_v, jvi_v, se = presenter.floats(iw.log_px), presenter.floats(jv.log_px), presenter.floats(jv.std_err)
             diagnostics = presenter.diagnostics_out(iw.diagnostics, k) if with_diagnostics else [None] * x.shape[0]
-            verdicts = presenter.verdicts_out(jv.verdicts, entry.name)
+            verdicts = presenter.verdicts_out(jv.verdicts, advising(entry, settings, x.shape[0]))
             loglik = [
                 LogLikelihood(
                     label=labels[i],

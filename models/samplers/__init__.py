@@ -10,6 +10,7 @@ from .bdmc import BDMCResult, BDMCSummary, bdmc, simulate
 from .bdmc import summarize as summarize_bdmc
 from .draw import Draw, draw
 from .run import Outcome, estimate_entry, run_plan
+from .speed import Speed, fit_within, measure
 
 __all__ = [
     "AISResult",
@@ -19,10 +20,13 @@ __all__ = [
     "HMCInfo",
     "HMCState",
     "Outcome",
+    "Speed",
     "ais",
     "bdmc",
     "draw",
     "estimate_entry",
+    "fit_within",
+    "measure",
     "reverse_ais",
     "run_plan",
     "schedule",

@@ -1,0 +1,95 @@
+"""How long a plan will take on a model, before it runs: the plan's cost (``Plan.cost``) over the model's
+measured speed. Advice uses it to say whether a request can finish within a deadline or should be a job,
+and with what expected time.
+
+Two rates, because an AIS gradient evaluation (forward and backward through the decoder, kept for the
+gradient) costs several forward passes: forward evaluations per second (importance draws) and gradient
+evaluations per second (annealed samplers). ``measure`` times both at the sizes the advice names (one
+input, 100 chains), after a warm-up, so per-call overheads are counted as they will be paid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..families import LatentVariableModel
+from ..plan import AIS, Cost, Entry, Plan
+from .ais import ais
+
+__all__ = ["Speed", "fit_within", "measure"]
+
+CHAINS = 100  # the chains AIS advice names (verdict.MIN_AIS_CHAINS): time the sampler at that size
+DRAWS = 1000  # importance draws per input of a typical request
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Model evaluations per second on one device: forward passes and gradient evaluations."""
+
+    forward_per_s: float
+    gradient_per_s: float
+
+    def seconds(self, cost: Cost) -> float:
+        """The expected compute time of work of this ``cost``."""
+        return (cost.evaluations - cost.gradient_evals) / self.forward_per_s + cost.gradient_evals / self.gradient_per_s
+
+
+def measure(model: LatentVariableModel, generator: torch.Generator) -> Speed:
+    """Time ``DRAWS`` importance draws and a short AIS run of ``CHAINS`` chains on one zero input on the
+    model's device (a few tenths of a second on a CPU). A second measurement of each is kept, so that lazy
+    initialisation is not counted."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    x = torch.zeros(1, model.input_dim, device=device, dtype=dtype)
+    sampler = AIS(steps=3, leapfrog=5)
+
+    def timed(run: object) -> float:
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            run()  # type: ignore[operator]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - start)
+        return max(best, 1e-6)
+
+    with torch.no_grad():
+        forward = timed(lambda: model.log_weights(x, DRAWS, generator))
+        gradient = timed(lambda: ais(model, x, CHAINS, sampler, generator))
+    return Speed(DRAWS / forward, sampler.evaluations(CHAINS) / gradient)
+
+
+def fit_within(plan: Plan, speed: Speed, inputs: int, seconds: float) -> Plan | None:
+    """The plan with its work halved (AIS temperatures first, then samples or chains, never below
+    ``MIN_K``) until it is expected to finish within ``seconds`` on ``inputs``; None if nothing fits."""
+    current = plan
+    while speed.seconds(current.cost(inputs)) > seconds:
+        smaller = _halved(current)
+        if smaller is None:
+            return None
+        current = smaller
+    return current
+
+
+MIN_K = 2  # every estimator needs two samples for a standard error
+
+
+def _halved(plan: Plan) -> Plan | None:
+    entries = []
+    changed = False
+    for e in plan.entries:
+        sampler, spec = e.sampler, e.spec
+        if isinstance(sampler, AIS) and sampler.steps > 1:
+            sampler = dataclasses.replace(sampler, steps=sampler.steps // 2)
+        elif spec.k // 2 >= max(MIN_K, spec.order + 1):
+            spec = dataclasses.replace(spec, k=spec.k // 2)
+        else:
+            entries.append(e)
+            continue
+        changed = True
+        entries.append(Entry(spec, sampler))
+    return Plan(tuple(entries)) if changed else None

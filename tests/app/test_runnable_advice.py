@@ -1,0 +1,59 @@
+"""Advice must be runnable (issue: the advised `logpx score ... --sampler ais:1000:10` answered `504 Compute
+deadline exceeded` after 2 min 15 s, with no way out named). Every rerun comes with what it costs at this
+server's measured speed and whether a request or a job can run it; a 504 names a job and a setting that fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from logpx.cli import _advice
+from logpx.plan import Plan
+from logpx.samplers import Speed, fit_within
+
+from ..helpers import IMAGE, assert_problem, make_client, wait_ready
+
+ELBO = {"inputs": [IMAGE], "estimator": {"name": "elbo", "k": 30}}
+
+
+def test_fit_within_halves_the_work_until_it_fits() -> None:
+    speed = Speed(forward_per_s=1e6, gradient_per_s=1e4)
+    plan = Plan.parse("iwae:100@ais:1000")
+    assert speed.seconds(plan.cost(2)) == pytest.approx(2 * (100 + 8) * 1000 * 11 / 1e4)
+    fit = fit_within(plan, speed, inputs=2, seconds=60)
+    assert fit is not None and speed.seconds(fit.cost(2)) <= 60
+    assert str(fit) == "iwae:100@ais:250"  # steps halved twice: 237.6 s -> 118.8 s -> 59.4 s
+    assert fit_within(Plan.parse("iwae:2"), speed, inputs=1, seconds=1e-9) is None
+
+
+def test_every_rerun_says_what_it_costs_here(checkpoint_dir: Path) -> None:
+    with make_client(checkpoint_dir) as client:
+        wait_ready(client)
+        verdict = client.post("/v1/models/tiny/evidence", json=ELBO).json()["results"][0]["verdict"]
+    assert verdict["rerun"] is not None and verdict["rerun_seconds"] > 0
+    assert verdict["rerun_as"] in ("request", "job") and "It takes about" in verdict["advice"]
+
+
+def test_advice_beyond_the_deadline_is_a_job_and_a_504_names_what_fits(checkpoint_dir: Path) -> None:
+    with make_client(checkpoint_dir, deadline_s=0.5) as client:
+        wait_ready(client)
+        verdict = client.post("/v1/models/tiny/evidence", json=ELBO).json()["results"][0]["verdict"]
+        assert verdict["rerun_as"] == "job" and "run it as a job (POST /v1/jobs)" in verdict["advice"]
+        # Sent as a request anyway, it stops at the deadline, and the 504 says what to do instead.
+        problem = assert_problem(
+            client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], **verdict["rerun"]}), 504, "deadline_s"
+        )
+    assert "run it as a job" in problem["detail"] and problem["limit"]["deadline_s"] == 0.5
+    assert problem["limit"]["expected_s"] > 0.4
+    if problem["limit"]["fits"] is not None:  # a setting this server expects to finish within the deadline
+        assert Plan.parse(problem["limit"]["fits"]).entries[0].sampler.steps < 1000
+
+
+def test_the_cli_prints_the_job_command_when_a_request_cannot_run_it(capsys: pytest.CaptureFixture[str]) -> None:
+    rerun = {"estimator": {"name": "iwae", "k": 100}, "sampler": {"name": "ais", "steps": 1000, "leapfrog": 10}}
+    verdict = {"advice": "run AIS instead ...", "rerun": rerun, "rerun_as": "job", "rerun_seconds": 900.0}
+    _advice([verdict], "vae1-iwae50", lambda model, entry: f"logpx score IMAGE... --model {model} ({entry})")
+    out = capsys.readouterr().out
+    assert "run:     logpx job submit DATA --model vae1-iwae50 --estimators iwae:100@ais:1000" in out
+    assert "certify: logpx bdmc --model vae1-iwae50 --sampler ais:1000" in out
