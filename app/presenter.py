@@ -5,7 +5,6 @@ objects that run it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -29,6 +28,7 @@ __all__ = [
     "estimator_out",
     "floats",
     "input_estimates",
+    "rerun_costs",
     "verdict_out",
     "verdicts_out",
 ]
@@ -67,48 +67,50 @@ def _seconds(seconds: float) -> str:
     )
 
 
-def _runnable(rerun: Plan, a: Advising) -> tuple[str, float | None, Literal["request", "job"] | None]:
-    """What the advised plan will cost here, and whether a request can run it or it takes a job."""
+def _runnable(rerun: Plan, a: Advising) -> schemas.RerunCost | None:
+    """What the advised plan costs here, and whether one request can run it or it takes a job."""
     if a.model is None or a.speed is None:
-        return "", None, None
+        return None
     seconds = a.speed.seconds(rerun.cost(a.inputs))
     inputs = f"{a.inputs} input" + ("s" if a.inputs != 1 else "")
-    if a.deadline_s is None:
-        return f" It takes about {_seconds(seconds)} of compute for the {inputs} here.", seconds, "job"
-    within = seconds <= a.deadline_s
+    within = a.deadline_s is not None and seconds <= a.deadline_s
     if within and a.settings is not None:
         try:
             check_plan(a.settings, rerun, a.inputs, ["estimator"], sampler_fields=["sampler"])
         except ProblemError:
             within = False
     if within:
-        return f" It takes about {_seconds(seconds)} here for {inputs}.", seconds, "request"
-    return (
-        f" It takes about {_seconds(seconds)} here for {inputs}, beyond what one request may ({a.deadline_s:g} s "
-        "deadline and the request limits): run it as a job (POST /v1/jobs), which has no deadline.",
-        seconds,
-        "job",
+        note = f"{rerun} takes about {_seconds(seconds)} here for {inputs}: one request runs it"
+    else:
+        note = (
+            f"{rerun} takes about {_seconds(seconds)} here for {inputs}, beyond what one request may (the "
+            f"{a.deadline_s:g} s deadline and the request limits): run it as a job (POST /v1/jobs), which has no deadline"
+        )
+    request = rerun_out(rerun)
+    assert request is not None
+    return schemas.RerunCost(
+        plan=str(rerun),
+        rerun=request,
+        seconds=round(seconds, 3),
+        run_as="request" if within else "job",
+        note=note,
     )
+
+
+def rerun_costs(verdicts: list[VerdictValue], advising: Advising) -> list[schemas.RerunCost]:
+    """Each distinct rerun the verdicts advise, once, with what it costs here and how to run it."""
+    plans = list(dict.fromkeys(v.rerun for v in verdicts if v.rerun is not None))
+    return [cost for plan in plans if (cost := _runnable(plan, advising)) is not None]
 
 
 def verdict_out(v: VerdictValue, advising: Advising) -> schemas.Verdict:
     """The verdict as the API states it: its advice plan as the request objects that run it (``rerun``),
-    what that costs here and whether a request or a job can run it, and where the plan anneals, the
-    endpoint that certifies its setting on the model."""
-    advice, seconds, run_as = v.advice, None, None
-    if v.rerun is not None and advising.model is not None:
-        if any(e.sampler.annealed for e in v.rerun.entries):
-            advice += f" (POST /v1/models/{advising.model}/bdmc)."
-        cost, seconds, run_as = _runnable(v.rerun, advising)
-        advice += cost
-    return schemas.Verdict(
-        level=v.level.value,
-        reasons=list(v.reasons),
-        advice=advice,
-        rerun=rerun_out(v.rerun),
-        rerun_seconds=None if seconds is None else round(seconds, 3),
-        rerun_as=run_as,
-    )
+    and where that plan anneals, the endpoint that certifies its setting on the model. The same on any
+    server: what the rerun costs here is stated beside the verdicts (``rerun_costs``)."""
+    advice = v.advice
+    if v.rerun is not None and advising.model is not None and any(e.sampler.annealed for e in v.rerun.entries):
+        advice += f" (POST /v1/models/{advising.model}/bdmc)"
+    return schemas.Verdict(level=v.level.value, reasons=list(v.reasons), advice=advice, rerun=rerun_out(v.rerun))
 
 
 def verdicts_out(verdicts: list[VerdictValue], advising: Advising) -> list[schemas.Verdict]:

@@ -93,12 +93,19 @@ class Verdict(BaseModel):
     rerun: Rerun | None = Field(
         None, description="the advice as request settings, where it names them exactly (else null)"
     )
-    rerun_seconds: float | None = Field(
-        None, description="the expected compute time of rerun on this request's inputs, at this server's measured speed"
+
+
+class RerunCost(BaseModel):
+    """What a verdict's ``rerun`` costs on this server for the request's inputs, and how to run it: the
+    verdicts themselves stay the same on any machine; this is this server's estimate."""
+
+    plan: str = Field(description="The rerun in the plan's text (docs/estimators.md), e.g. iwae:100@ais:1000")
+    rerun: Rerun
+    seconds: float = Field(description="Expected compute time on this request's inputs, at the model's measured speed")
+    run_as: Literal["request", "job"] = Field(
+        description="request: one request finishes it within the deadline and limits; job: POST /v1/jobs (no deadline)"
     )
-    rerun_as: Literal["request", "job"] | None = Field(
-        None, description="whether one request can run rerun (within the deadline and limits) or it takes a job"
-    )
+    note: str = Field(description="The same in words")
 
 
 class SamplerStats(BaseModel):
@@ -197,6 +204,9 @@ class EvidenceResponse(BaseModel):
     binarization: Binarization
     seed: int
     results: list[InputEstimate]
+    reruns: list[RerunCost] = Field(
+        default_factory=list, description="What each distinct rerun the verdicts advise costs here, and how to run it"
+    )
     timing: Timing
 
 
@@ -243,6 +253,9 @@ class CompareResponse(BaseModel):
     binarization: Binarization
     reference: EstimatorSummary | None
     estimators: list[EstimatorSummary]
+    reruns: list[RerunCost] = Field(
+        default_factory=list, description="What each distinct rerun the verdicts advise costs here, and how to run it"
+    )
     timing: Timing
 
 

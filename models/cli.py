@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
 from .client import LogpxClient, LogpxError, entry_from_request
-from .plan import Entry, Importance, Sampler, parse_sampler
+from .plan import Entry, Importance, Plan, Sampler, parse_sampler
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -85,10 +85,18 @@ def _job_command(model: str, rerun: Entry) -> str:
     return f"logpx job submit DATA --model {model} --estimators {rerun}"
 
 
-def _advice(verdicts: list[dict[str, Any]], model: str, command: Callable[[str, Entry], str], indent: str = "") -> None:
+def _advice(
+    verdicts: list[dict[str, Any]],
+    model: str,
+    command: Callable[[str, Entry], str],
+    indent: str = "",
+    reruns: list[dict[str, Any]] | None = None,
+) -> None:
     """Every distinct piece of advice, once, under the table: what to run instead, and where the verdict
     names it exactly (a plan, sent as request objects), the command that runs it and the one that
-    certifies an AIS setting."""
+    certifies an AIS setting. ``reruns``: the server's word on what each costs there; one that a request
+    cannot finish is printed as the job that runs it, with its expected time."""
+    costs = {r["plan"]: r for r in reruns or []}
     advice: dict[str, dict[str, Any]] = {}
     for v in verdicts:
         if v["advice"]:
@@ -98,9 +106,12 @@ def _advice(verdicts: list[dict[str, Any]], model: str, command: Callable[[str, 
         rerun = v.get("rerun")
         if rerun:
             entry = entry_from_request(rerun["estimator"], rerun["sampler"])
-            # What one request cannot finish (the server said so, with its measured speed) runs as a job.
-            run = _job_command(model, entry) if v.get("rerun_as") == "job" else command(model, entry)
+            cost = costs.get(str(Plan((entry,))))
+            # What one request cannot finish (the server said so, from its measured speed) runs as a job.
+            run = _job_command(model, entry) if cost and cost["run_as"] == "job" else command(model, entry)
             print(f"{indent}  run:     {run}")
+            if cost:
+                print(f"{indent}  cost:    {cost['note']}")
             if entry.sampler.annealed:
                 print(f"{indent}  certify: logpx bdmc --model {model} --sampler {entry.sampler}")
 
@@ -192,7 +203,7 @@ def cmd_score(args: argparse.Namespace) -> None:
             [Path(path).name, r["log_px"], r["std_err"], d.get("ess"), d.get("khat"), _verdict_text(r["verdict"])]
         )
     print(_table(["image", "log_px", "std_err", "ess", "khat", "verdict"], rows))
-    _advice([r["verdict"] for r in out["results"]], out["model"], _score_command)
+    _advice([r["verdict"] for r in out["results"]], out["model"], _score_command, reruns=out.get("reruns"))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -223,7 +234,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         )
     print(f"model {out['model']}: {len(args.images)} images, {out['replicates']} replicates, common random numbers")
     print(_table(["estimator", "mean log_px", "sd", "diff to reference", "verdicts"], rows))
-    _advice([v for s in summaries for v in s["verdicts"]], out["model"], _score_command)
+    _advice([v for s in summaries for v in s["verdicts"]], out["model"], _score_command, reruns=out.get("reruns"))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

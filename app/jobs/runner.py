@@ -55,7 +55,9 @@ def chunk_work(
     binarization = Binarization.model_validate(job.request["binarization"])
     model = latent_model(entry)
     names = [str(e) for e in plan.entries]
-    advice = presenter.Advising(entry.name, job.total, entry.speed)  # for the job's inputs, with no deadline
+    # Rows are results, the same on any replica and after any restart: their advice names the model and the
+    # plan to run, never a time measured on this machine.
+    advice = presenter.Advising(entry.name)
 
     def work(ctx: TaskContext) -> list[dict[str, Any]]:
         generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))

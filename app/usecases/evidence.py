@@ -10,13 +10,13 @@ import torch
 
 from logpx.estimators import Estimate, summarize_replicates
 from logpx.plan import Entry, Importance, Plan
-from logpx.samplers import estimate_entry, run_plan
+from logpx.samplers import Outcome, estimate_entry, run_plan
 
 from .. import presenter
 from ..config import Settings
 from ..inputs import apply_binarization, finite_or_none, plan_binarization
 from ..registry import ModelEntry
-from ..schemas import CompareResponse, EstimatorOut, EstimatorSummary, EvidenceResponse, InputEstimate
+from ..schemas import CompareResponse, EstimatorOut, EstimatorSummary, EvidenceResponse, InputEstimate, RerunCost
 from ..worker import BatchItem, DeviceWorker, TaskContext
 from . import advising, latent_model, request_generator, submit, timing
 
@@ -29,6 +29,7 @@ class _Evidence:
 
     estimator: EstimatorOut
     results: list[InputEstimate]
+    reruns: list[RerunCost]
 
 
 async def evidence(
@@ -50,10 +51,11 @@ async def evidence(
     device = entry.device
     advice = advising(entry, settings, x.shape[0])
 
-    def finish(est: Estimate, columns: slice) -> _Evidence:
+    def finish(est: Estimate, columns: slice, outcome: Outcome | None = None) -> _Evidence:
         return _Evidence(
             presenter.estimator_out(plan_entry, est.num_subsets),
-            presenter.input_estimates((plan_entry, est), advice, with_diagnostics, columns),
+            presenter.input_estimates(outcome or (plan_entry, est), advice, with_diagnostics, columns),
+            presenter.rerun_costs(est.verdicts[columns], advice),
         )
 
     work: BatchItem[Estimate, _Evidence] | Callable[[TaskContext], _Evidence]
@@ -85,10 +87,7 @@ async def evidence(
             (outcome,) = run_plan(
                 model, xd, Plan((plan_entry,)), generator, max_elements=settings.max_elements, check=ctx.check
             )
-            return _Evidence(
-                presenter.estimator_out(plan_entry, outcome.estimate.num_subsets),
-                presenter.input_estimates(outcome, advice, with_diagnostics),
-            )
+            return finish(outcome.estimate, slice(None), outcome)
 
         work = run
     result = await submit(worker, work, settings, entry, Plan((plan_entry,)), x.shape[0])
@@ -99,6 +98,7 @@ async def evidence(
         binarization=binarization,
         seed=seed,
         results=result.value.results,
+        reruns=result.value.reruns,
         timing=timing(result, started),
     )
 
@@ -158,5 +158,6 @@ async def compare(
         binarization=binarization,
         reference=summaries[-1] if has_reference else None,
         estimators=summaries[: len(summaries) - has_reference],
+        reruns=presenter.rerun_costs([v for est in first for v in est.verdicts], advising(entry, settings, x.shape[0])),
         timing=timing(result, started),
     )

@@ -30,16 +30,20 @@ def test_fit_within_halves_the_work_until_it_fits() -> None:
 def test_every_rerun_says_what_it_costs_here(checkpoint_dir: Path) -> None:
     with make_client(checkpoint_dir) as client:
         wait_ready(client)
-        verdict = client.post("/v1/models/tiny/evidence", json=ELBO).json()["results"][0]["verdict"]
-    assert verdict["rerun"] is not None and verdict["rerun_seconds"] > 0
-    assert verdict["rerun_as"] in ("request", "job") and "It takes about" in verdict["advice"]
+        out = client.post("/v1/models/tiny/evidence", json=ELBO).json()
+    (cost,) = out["reruns"]  # the one rerun the verdict advises, with this server's estimate of it
+    assert cost["rerun"] == out["results"][0]["verdict"]["rerun"] and cost["plan"] == "iwae:100@ais:1000"
+    assert cost["seconds"] > 0 and cost["run_as"] in ("request", "job") and "takes about" in cost["note"]
+    # The verdict itself carries no time measured here: the same verdict on any server.
+    assert "takes about" not in out["results"][0]["verdict"]["advice"]
 
 
 def test_advice_beyond_the_deadline_is_a_job_and_a_504_names_what_fits(checkpoint_dir: Path) -> None:
     with make_client(checkpoint_dir, deadline_s=0.5) as client:
         wait_ready(client)
-        verdict = client.post("/v1/models/tiny/evidence", json=ELBO).json()["results"][0]["verdict"]
-        assert verdict["rerun_as"] == "job" and "run it as a job (POST /v1/jobs)" in verdict["advice"]
+        out = client.post("/v1/models/tiny/evidence", json=ELBO).json()
+        verdict, (cost,) = out["results"][0]["verdict"], out["reruns"]
+        assert cost["run_as"] == "job" and "run it as a job (POST /v1/jobs)" in cost["note"]
         # Sent as a request anyway, it stops at the deadline, and the 504 says what to do instead.
         problem = assert_problem(
             client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], **verdict["rerun"]}), 504, "deadline_s"
@@ -52,8 +56,12 @@ def test_advice_beyond_the_deadline_is_a_job_and_a_504_names_what_fits(checkpoin
 
 def test_the_cli_prints_the_job_command_when_a_request_cannot_run_it(capsys: pytest.CaptureFixture[str]) -> None:
     rerun = {"estimator": {"name": "iwae", "k": 100}, "sampler": {"name": "ais", "steps": 1000, "leapfrog": 10}}
-    verdict = {"advice": "run AIS instead ...", "rerun": rerun, "rerun_as": "job", "rerun_seconds": 900.0}
-    _advice([verdict], "vae1-iwae50", lambda model, entry: f"logpx score IMAGE... --model {model} ({entry})")
+    verdict = {"advice": "run AIS instead ...", "rerun": rerun}
+    cost = {"plan": "iwae:100@ais:1000", "run_as": "job", "seconds": 900.0, "note": "about 15 min here: a job"}
+    _advice(
+        [verdict], "vae1-iwae50", lambda model, entry: f"logpx score IMAGE... --model {model} ({entry})", reruns=[cost]
+    )
     out = capsys.readouterr().out
     assert "run:     logpx job submit DATA --model vae1-iwae50 --estimators iwae:100@ais:1000" in out
+    assert "cost:    about 15 min here: a job" in out
     assert "certify: logpx bdmc --model vae1-iwae50 --sampler ais:1000" in out
