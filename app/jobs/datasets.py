@@ -55,10 +55,48 @@ def _gunzip(data: bytes, max_bytes: int, field: str) -> bytes:
     return out
 
 
+# What a broken member raises inside zipfile: a bad CRC or header (BadZipFile), an unknown compression method
+# (NotImplementedError), an encrypted member (RuntimeError), a stream that ends or lies (EOFError, zlib.error).
+_MEMBER_ERRORS = (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error, ValueError, OSError)
+
+
+class _Members:
+    """A zip's members read within one budget of inflated bytes: a member's declared size is a claim, not a
+    bound, so each read asks the decompressor for at most what is left of the budget (zipfile inflates no
+    further than asked), and one byte more than declared or than the budget is refused."""
+
+    def __init__(self, archive: zipfile.ZipFile, budget: int, field: str) -> None:
+        self.archive, self.left, self.field = archive, budget, field
+
+    def read(self, name: str) -> bytes:
+        info = self.archive.getinfo(name)
+        limit = min(info.file_size, self.left)
+        try:
+            with self.archive.open(info) as stream:
+                out = stream.read(limit + 1)
+        except _MEMBER_ERRORS as exc:
+            raise InvalidInput(
+                f"{self.field}: member {name!r} cannot be read ({type(exc).__name__}: {exc})",
+                field=self.field,
+                limit="a zip of .png or .npy members, stored or deflated, not encrypted",
+            ) from None
+        if len(out) > limit:
+            raise PayloadTooLarge(
+                f"{self.field}: member {name!r} inflates past "
+                + (
+                    f"its declared {info.file_size} bytes" if limit == info.file_size else f"the {self.left} bytes left"
+                ),
+                field=self.field,
+                limit=limit,
+            )
+        self.left -= len(out)
+        return out
+
+
 def _zip_members(data: bytes, max_bytes: int, max_members: int, field: str) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except (*_MEMBER_ERRORS, IndexError) as exc:
         raise InvalidInput(f"{field}: not a readable zip file ({exc})", field=field, limit="zip") from None
     members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > max_members:
@@ -111,10 +149,11 @@ def decode_dataset(
         source, array = "npy", _npy(data, field)
     elif data[:4] == ZIP_MAGIC:
         archive = _zip_members(data, max_bytes, max_inputs + 1, field)
+        members = _Members(archive, max_bytes, field)
         names = sorted(m.filename for m in archive.infolist() if not m.is_dir())
         if names and all(n.endswith(".npy") for n in names):
             source = "npz"
-            arrays = {n[:-4]: _npy(archive.read(n), f"{field}:{n}") for n in names}
+            arrays = {n[:-4]: _npy(members.read(n), f"{field}:{n}") for n in names}
             key = next((k for k in ("inputs", "x", "images") if k in arrays), None)
             if key is None:
                 raise InvalidInput(
@@ -135,7 +174,7 @@ def decode_dataset(
                 )
             if len(pngs) > max_inputs:
                 raise PayloadTooLarge(f"{field}: {len(pngs)} inputs, over {max_inputs}", field=field, limit=max_inputs)
-            x = images_from_files([("image/png", archive.read(n)) for n in pngs], input_shape, field).numpy()
+            x = images_from_files([("image/png", members.read(n)) for n in pngs], input_shape, field).numpy()
             return Dataset(x, None, source)
     else:
         source = "idx"
