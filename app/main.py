@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker.start()
         # Migrates the schema to the newest; waits for a database that is still starting.
         store = await asyncio.to_thread(open_store, settings.store_url, settings.job_store_wait_s)
-        runner = JobRunner(store, registry, worker, settings)
+        runner = JobRunner(store, registry, worker, settings, app_metrics)
         app.state.registry, app.state.worker, app.state.jobs, app.state.runner = registry, worker, store, runner
         # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.
         loading = asyncio.create_task(asyncio.to_thread(registry.load_all))

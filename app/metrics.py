@@ -43,6 +43,14 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge("logpx_queue_depth", "Requests waiting per device", ["device"], registry=self.registry)
+        self.job_runner_healthy = Gauge(
+            "logpx_job_runner_healthy",
+            "1 while the job runner runs and its store answers, else 0",
+            registry=self.registry,
+        )
+        self.job_store_errors = Counter(
+            "logpx_job_store_errors_total", "Job-store calls that failed (each retry counts)", registry=self.registry
+        )
         self.cuda_memory = Gauge(
             "logpx_cuda_memory_allocated_bytes",
             "torch.cuda.memory_allocated per device",

@@ -293,6 +293,7 @@ class ModelDetail(ModelSummary):
 class Health(BaseModel):
     status: str
     models: dict[str, str] | None = None
+    jobs: str | None = Field(None, description="What is wrong with the job runner or its store (null: nothing)")
 
 
 # Open Inference Protocol (KServe v2) subset.

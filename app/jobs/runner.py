@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from .. import presenter
 from ..config import Settings
 from ..errors import ModelNotFound, ModelNotReady, ProblemError
 from ..inputs import apply_binarization
+from ..metrics import Metrics
 from ..registry import ModelEntry, ModelRegistry
 from ..schemas import Binarization
 from ..usecases import latent_model, request_generator
@@ -38,6 +39,7 @@ from .store import JobRow, JobStore
 __all__ = ["JobRunner", "chunk_seed"]
 
 log = logging.getLogger("logpx")
+T = TypeVar("T")
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -100,42 +102,122 @@ def add_to_summary(summary: dict[str, Any], names: list[str], rows: list[dict[st
     return out
 
 
-class JobRunner:
-    """Runs one job at a time in this process; ``wake()`` after a job is created."""
+# Pauses between attempts of a job-store write that failed (a full disk, a database failover, a lock held too
+# long): about 15 s in all, a job's lease, before the job is failed with the store's reason.
+STORE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
-    def __init__(self, store: JobStore, registry: ModelRegistry, worker: DeviceWorker, settings: Settings) -> None:
-        self.store, self.registry, self.worker, self.settings = store, registry, worker, settings
+
+class StoreFailed(Exception):
+    """A job-store call that failed on every retry; the message is the store's last reason."""
+
+
+class _GaveUp(Exception):
+    """Not even a job's failure could be recorded: the job is left to its lease."""
+
+
+class JobRunner:
+    """Runs one job at a time in this process; ``wake()`` after a job is created.
+
+    It survives any error: a store write is retried with backoff, then the job fails with the store's
+    reason; if even that cannot be written, the job's lease runs out and it is taken up again later, from
+    its last committed chunk. ``health()`` says whether the runner is running and its store answering."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        registry: ModelRegistry,
+        worker: DeviceWorker,
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store, self.registry, self.worker, self.settings, self.metrics = store, registry, worker, settings, metrics
         self.replica = uuid.uuid4().hex  # this process, as lease holder
         self._wake = asyncio.Event()
         self._current: str | None = None
+        self._running = False
+        self._store_error: str | None = None  # the last store call's error, None once one succeeds
+        self.backoff_s: tuple[float, ...] = STORE_BACKOFF_S
 
     def wake(self) -> None:
         self._wake.set()
 
+    def health(self) -> str | None:
+        """None while the runner runs and its store answers; else what is wrong, in words."""
+        if not self._running:
+            return "the job runner is not running"
+        if self._store_error is not None:
+            return f"the job store is failing: {self._store_error}"
+        return None
+
+    def _store_ok(self) -> None:
+        self._store_error = None
+        if self.metrics is not None:
+            self.metrics.job_runner_healthy.set(1)
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self._store_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        if self.metrics is not None:
+            self.metrics.job_store_errors.inc()
+            self.metrics.job_runner_healthy.set(0)
+
+    async def _store(self, call: Callable[..., T], *args: Any, retry: bool = True) -> T:
+        """A store call off the event loop, retried with backoff; ``StoreFailed`` after the last try."""
+        pauses = self.backoff_s if retry else ()
+        for pause in (*pauses, None):
+            try:
+                result = await asyncio.to_thread(call, *args)
+            except Exception as exc:
+                self._store_failed(exc)
+                log.warning("job store: %s failed (%s)%s", call.__name__, exc, "" if pause is None else ", retrying")
+                if pause is None:
+                    raise StoreFailed(self._store_error) from exc
+                await asyncio.sleep(pause)
+            else:
+                self._store_ok()
+                return result
+        raise AssertionError("unreachable")
+
     async def run_forever(self) -> None:
-        while not self.registry.loaded:  # a job's model must be known before its job can run or fail
-            await asyncio.sleep(0.1)
-        while True:
-            try:
-                job = await asyncio.to_thread(self.store.claim_next, self.replica, self.settings.job_lease_s)
-            except Exception:  # the database is away: keep serving requests, try again later
-                log.exception("job store: claiming a job failed")
-                job = None
-            if job is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_s)
-                continue
-            self._current = job.id
-            try:
-                await self._run(job)
-            finally:
-                self._current = None
+        self._running = True
+        try:
+            while not self.registry.loaded:  # a job's model must be known before its job can run or fail
+                await asyncio.sleep(0.1)
+            while True:
+                try:
+                    job = await self._store(self.store.claim_next, self.replica, self.settings.job_lease_s, retry=False)
+                except StoreFailed:  # the database is away: keep serving requests, try again later
+                    job = None
+                if job is None:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_s)
+                    continue
+                self._current = job.id
+                try:
+                    await self._run(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # not even the failure could be written: the lease runs out, the job resumes
+                    log.warning("job %s: left to its lease after store errors", job.id, exc_info=True)
+                    await asyncio.sleep(self.backoff_s[-1] if self.backoff_s else 0)
+                finally:
+                    self._current = None
+        finally:
+            self._running = False
+            if self.metrics is not None:
+                self.metrics.job_runner_healthy.set(0)
 
     async def stop(self) -> None:
         """Give back the lease of the job in hand, so that a restart or another replica takes it at once."""
         if self._current is not None:
-            await asyncio.to_thread(self.store.release, self._current, self.replica)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.release, self._current, self.replica)
+
+    async def _fail(self, job: JobRow, reason: str) -> None:
+        try:
+            await self._store(self.store.finish, job.id, self.replica, "failed", reason)
+        except StoreFailed as exc:
+            raise _GaveUp(str(exc)) from exc
 
     async def _run(self, job: JobRow) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(job.id))
@@ -143,9 +225,9 @@ class JobRunner:
             try:
                 entry = self.registry.get_ready(job.model)
             except (ModelNotFound, ModelNotReady) as exc:  # every checkpoint has been tried: this one is not served
-                await asyncio.to_thread(self.store.finish, job.id, self.replica, "failed", exc.detail)
+                await self._fail(job, exc.detail)
                 return
-            x, labels = from_stored(*await asyncio.to_thread(self.store.dataset_bytes, job.dataset))
+            x, labels = from_stored(*await self._store(self.store.dataset_bytes, job.dataset))
             plan = job.plan  # parsed once per run, not per chunk: it was checked when the job was accepted
             names = [str(e) for e in plan.entries]
             log.info("job %s: running from input %d of %d", job.id, job.done, job.total)
@@ -154,8 +236,7 @@ class JobRunner:
                 work = chunk_work(entry, self.settings, job, plan, x, labels, job.done)
                 rows = (await self.worker.submit_background(work, self.settings.deadline_s)).value
                 summary = add_to_summary(job.summary, names, rows)
-                outcome = await asyncio.to_thread(
-                    self.store.commit_chunk,
+                args = (
                     job,
                     self.replica,
                     job.done,
@@ -164,20 +245,23 @@ class JobRunner:
                     time.monotonic() - started,
                     self.settings.job_lease_s,
                 )
+                outcome = await self._store(self.store.commit_chunk, *args)
                 if outcome != "ok":
                     log.info("job %s: %s after input %d", job.id, outcome, job.done)
                     return
                 job = replace(job, done=job.done + len(rows), summary=summary)
             log.info("job %s: succeeded", job.id)
+        except _GaveUp:
+            raise
+        except StoreFailed as exc:
+            await self._fail(job, f"the job store failed on every retry: {exc}")
         except ProblemError as exc:
-            await asyncio.to_thread(self.store.finish, job.id, self.replica, "failed", exc.detail)
+            await self._fail(job, exc.detail)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("job %s failed", job.id)
-            await asyncio.to_thread(
-                self.store.finish, job.id, self.replica, "failed", "internal error while running; see the server log"
-            )
+            await self._fail(job, "internal error while running; see the server log")
         finally:
             heartbeat.cancel()
 

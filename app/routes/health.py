@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..deps import RegistryDep
@@ -16,9 +16,12 @@ async def live() -> Health:
 
 
 @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
-async def ready(registry: RegistryDep) -> JSONResponse:
-    """200 once every checkpoint has been tried and at least one is loaded, on its device and warmed up."""
+async def ready(registry: RegistryDep, request: Request) -> JSONResponse:
+    """200 once every checkpoint has been tried and at least one is loaded, on its device and warmed up,
+    and while the job runner runs and its store answers (``jobs`` says what is wrong otherwise)."""
+    jobs = request.app.state.runner.health()
+    ok = registry.ready and jobs is None
     body = Health(
-        status="ready" if registry.ready else "not ready", models={e.name: e.status for e in registry.entries()}
+        status="ready" if ok else "not ready", models={e.name: e.status for e in registry.entries()}, jobs=jobs
     )
-    return JSONResponse(body.model_dump(), status_code=200 if registry.ready else 503)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -25,7 +25,7 @@ from ..helpers import (
 
 
 def test_health(client: TestClient) -> None:
-    assert client.get("/v2/health/live").json() == {"status": "live", "models": None}
+    assert client.get("/v2/health/live").json() == {"status": "live", "models": None, "jobs": None}
     ready = client.get("/v2/health/ready")
     assert ready.status_code == 200
     assert ready.json()["models"] == {"broken": "failed", "lg": "ready", "tiny": "ready", "tinybbb": "ready"}
