@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         # An empty token must not silently turn authentication off: unset the variable for that.
         if value is not None and not value.strip():
             raise ValueError("LOGPX_API_TOKEN is set but empty or blank; unset it to run without authentication")
+        # A token a header can never carry would lock every client out: a secret file's trailing newline, or
+        # characters beyond printable ASCII (HTTP headers are bytes; clients encode them differently).
+        if value is not None and (value != value.strip() or not all(" " < c <= "~" for c in value)):
+            raise ValueError(
+                "LOGPX_API_TOKEN must be printable ASCII with no spaces or surrounding whitespace (a secret file's "
+                "trailing newline counts); strip it"
+            )
         return value
 
     @model_validator(mode="after")

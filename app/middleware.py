@@ -53,7 +53,13 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        given = _header(scope, b"x-request-id")
+        # A client's id is echoed and logged only if it is a sane one: short, printable, no spaces.
+        request_id = (
+            given
+            if given and len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable() and " " not in given
+            else uuid.uuid4().hex
+        )
         scope.setdefault("state", {})["log"] = {}
         status_holder = {"status": 500}
         overflow = {"hit": False, "replaced": False}
@@ -143,6 +149,9 @@ class RequestGuard:
             return message
 
         return wrapped
+
+
+MAX_REQUEST_ID = 128  # characters of a client-chosen X-Request-ID; a longer one is replaced by our own
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -126,6 +126,8 @@ def _to_rows(array: np.ndarray, input_shape: tuple[int, ...], field: str) -> np.
 def _label_array(array: np.ndarray, count: int | None, field: str) -> np.ndarray:
     if array.ndim != 1 or array.dtype.kind not in "ui":
         raise InvalidInput(f"{field}: labels must be one integer per input", field=field, limit="[N] integers")
+    if array.dtype.kind == "u" and array.size and int(array.max()) >= 2**63:  # would wrap to a negative int64
+        raise InvalidInput(f"{field}: label {int(array.max())} is over 2^63 - 1", field=field, limit=2**63 - 1)
     if count is not None and array.shape[0] != count:
         raise InvalidInput(f"{field}: {array.shape[0]} labels for {count} inputs", field=field, limit=count)
     return array.astype(np.int64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +33,9 @@ class JobRequest(JobOptions):
     model: str
     inputs: list[Image] = Field(min_length=1)
     scale: Literal["unit", "byte"] = "unit"
-    labels: list[int] | None = Field(None, description="One integer label per input, returned in the rows")
+    labels: list[Annotated[int, Field(ge=-(2**63), lt=2**63)]] | None = Field(
+        None, description="One integer label per input (64-bit), returned in the rows"
+    )
 
 
 class DatasetInfo(BaseModel):

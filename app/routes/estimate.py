@@ -93,9 +93,9 @@ def _binary(kind: str, body: bytes) -> torch.Tensor:
         raise
     except Exception:  # numpy and safetensors raise many types for malformed files
         raise InvalidInput(f"body: not a readable {kind} array", field="body", limit=kind) from None
-    if array is None or array.dtype not in (np.float32, np.float64):
+    if array is None or array.dtype.kind != "f" or array.dtype.itemsize not in (4, 8):
         raise InvalidInput("body: the array must be float32 or float64", field="body", limit=["float32", "float64"])
-    return _array(array, "body")
+    return _array(array.astype(array.dtype.newbyteorder("=")), "body")  # either byte order, as the file says
 
 
 def _plan(

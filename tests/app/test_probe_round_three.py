@@ -1,0 +1,51 @@
+"""Low-severity classes from the third adversarial probe: each a case of our own, each failing before its fix."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from logpx.app.config import Settings
+
+from ..helpers import IMAGE
+
+
+@pytest.mark.parametrize("token", ["s3cret\n", " s3cret", "sé cret", "s3 cret"])
+def test_a_token_no_client_could_send_refuses_to_start(token: str) -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        Settings(api_token=token)
+
+
+def test_a_huge_request_id_is_not_echoed(client: TestClient) -> None:
+    sent = "x" * 60_000
+    r = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE]}, headers={"X-Request-ID": sent})
+    assert r.status_code == 200 and len(r.headers["x-request-id"]) == 32
+    kept = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE]}, headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["x-request-id"] == "abc-123"
+
+
+def test_labels_out_of_int64_range_are_a_422(client: TestClient) -> None:
+    body = {"model": "tiny", "inputs": [IMAGE], "labels": [2**64 - 1], "estimators": [{"name": "iwae", "k": 10}]}
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 422 and "labels" in r.text, r.text
+    data, labels = io.BytesIO(), io.BytesIO()
+    np.save(data, np.zeros((1, 784), dtype=np.uint8))
+    np.save(labels, np.array([2**64 - 1], dtype=np.uint64))  # wrapped to -1 before
+    files = {"data": ("x.npy", data.getvalue()), "labels": ("y.npy", labels.getvalue())}
+    r = client.post("/v1/jobs", data={"model": "tiny", "estimators": ["iwae:10"]}, files=files)
+    assert r.status_code == 422 and r.json()["field"] == "labels", r.text
+
+
+def test_big_endian_log_weights_are_read_as_what_they_are(client: TestClient) -> None:
+    log_w = np.random.default_rng(0).normal(-90, 2, size=(50, 3))
+    answers = []
+    for dtype in ("<f8", ">f8", ">f4"):
+        buffer = io.BytesIO()
+        np.save(buffer, log_w.astype(dtype))
+        r = client.post("/v1/estimate", content=buffer.getvalue(), headers={"content-type": "application/x-npy"})
+        assert r.status_code == 200, (dtype, r.text)
+        answers.append(r.json()["estimators"][0]["results"][0]["log_px"])
+    assert answers[0] == answers[1] and answers[2] == pytest.approx(answers[0], abs=1e-4)
