@@ -22,6 +22,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProblemError",
     "ServerSaturated",
+    "StoreUnavailable",
     "TooManyJobs",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -120,6 +121,12 @@ class InsufficientStorage(ProblemError):
     """507: the job store holds as many data-set bytes as it may."""
 
     status, title = 507, "Insufficient storage"
+
+
+class StoreUnavailable(ProblemError):
+    """503: the job store does not answer (a database away, a lock held too long): try again later."""
+
+    status, title = 503, "Job store unavailable"
 
 
 class Unauthorized(ProblemError):

@@ -14,13 +14,21 @@ import torch
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.datastructures import UploadFile
 
 from logpx.estimators import DEFAULT_SPEC
 from logpx.plan import Entry, Plan
 
 from ..config import Settings
-from ..errors import InsufficientStorage, InvalidInput, PayloadTooLarge, TooManyJobs, UnsupportedMediaType
+from ..errors import (
+    InsufficientStorage,
+    InvalidInput,
+    PayloadTooLarge,
+    StoreUnavailable,
+    TooManyJobs,
+    UnsupportedMediaType,
+)
 from ..inputs import inputs_from_json, plan_binarization
 from ..limits import check_plan
 from ..plans import estimator_in, plan_in, require_distinct, sampler_in, sampler_out
@@ -171,6 +179,24 @@ def chunk_size(settings: Settings, plan: Plan) -> int:
 
 
 def store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -> JobRow:
+    """Check the job as a whole, then store it with its data set; a store that is full is a 507, one that
+    does not answer a 503, never a 500 (nothing was accepted)."""
+    try:
+        return _store_job(store, settings, who, sub)
+    except sa_exc.OperationalError as exc:
+        reason = str(exc.orig) if exc.orig is not None else str(exc)
+        if "full" in reason.lower() or "no space" in reason.lower():
+            raise InsufficientStorage(
+                f"the job store is full ({reason.splitlines()[0][:200]}); nothing was accepted", field="data"
+            ) from None
+        raise StoreUnavailable(
+            f"the job store does not answer ({reason.splitlines()[0][:200]}); nothing was accepted, try again later",
+            field="data",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        ) from None
+
+
+def _store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -> JobRow:
     """Check the job as a whole before it is accepted (every chunk within the request limits, the data set
     suited to the model's likelihood under its binarisation), then store it with its data set."""
     model = latent_model(sub.entry)

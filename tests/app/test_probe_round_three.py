@@ -49,3 +49,21 @@ def test_big_endian_log_weights_are_read_as_what_they_are(client: TestClient) ->
         assert r.status_code == 200, (dtype, r.text)
         answers.append(r.json()["estimators"][0]["results"][0]["log_px"])
     assert answers[0] == answers[1] and answers[2] == pytest.approx(answers[0], abs=1e-4)
+
+
+@pytest.mark.parametrize(("reason", "status"), [("database or disk is full", 507), ("database is locked", 503)])
+def test_a_store_that_cannot_take_a_job_is_a_507_or_503_not_a_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, reason: str, status: int
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO datasets", {}, Exception(reason))
+
+    monkeypatch.setattr(client.app.state.jobs, "put_dataset", refuse)  # type: ignore[attr-defined]
+    data = io.BytesIO()
+    np.save(data, np.random.default_rng(7).integers(0, 256, (1, 784), dtype=np.uint8))
+    r = client.post(
+        "/v1/jobs", data={"model": "tiny", "estimators": ["iwae:10"]}, files={"data": ("x.npy", data.getvalue())}
+    )
+    assert r.status_code == status and r.json()["field"] == "data" and reason in r.json()["detail"], r.text
