@@ -150,8 +150,9 @@ async def estimate(
     """Every requested estimator, with standard errors, diagnostics and verdicts, on your log-weights."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json" or kind.endswith("+json"):
-        try:
-            body = EstimateRequest.model_validate(await request.json())
+        raw = await request.body()
+        try:  # megabytes of numbers: parsed and validated off the event loop, which serves everyone else
+            body = await asyncio.to_thread(EstimateRequest.model_validate_json, raw)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         log_w = await asyncio.to_thread(_array, body.log_weights, "log_weights")  # megabytes of numbers: off the loop
