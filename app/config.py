@@ -27,7 +27,12 @@ class Settings(BaseSettings):
         "nothing, for use behind nginx only",
     )
     max_header_bytes: int = Field(64 * 1024, ge=4096, description="Largest request head (line and headers) with h11")
-    limit_concurrency: int = Field(256, ge=8, description="Open connections and requests at once; beyond, 503")
+    limit_concurrency: int = Field(
+        256, ge=8, description="Requests in flight at once, health checks aside (they always answer); beyond, 503"
+    )
+    max_event_streams: int = Field(
+        64, ge=1, description="Job event streams open at once, within limit_concurrency; beyond, 503 (poll instead)"
+    )
     timeout_keep_alive_s: int = Field(5, ge=1, description="Idle keep-alive connections are closed after this")
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)")

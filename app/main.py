@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = await asyncio.to_thread(open_store, settings.store_url, settings.job_store_wait_s)
         runner = JobRunner(store, registry, worker, settings, app_metrics)
         app.state.registry, app.state.worker, app.state.jobs, app.state.runner = registry, worker, store, runner
+        app.state.event_streams = {"open": 0}  # job event streams open now (routes/jobs.py caps them)
         # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.
         loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
         running = asyncio.create_task(runner.run_forever())
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
         api_token=settings.api_token,
         metrics=app_metrics,
+        limit_concurrency=settings.limit_concurrency,
     )
     logging.getLogger("logpx").setLevel(settings.log_level.upper())
     return app

@@ -41,8 +41,11 @@ class RequestGuard:
         api_token: str | None,
         metrics: Metrics,
         max_upload_bytes: int | None = None,
+        limit_concurrency: int | None = None,
     ) -> None:
         self.app = app
+        self.limit_concurrency = limit_concurrency
+        self.in_flight = 0  # requests this process is handling, health checks aside
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes or max_body_bytes  # a job's data set: POST /v1/jobs
         self.api_token = api_token
@@ -95,11 +98,29 @@ class RequestGuard:
                     headers={"WWW-Authenticate": "Bearer"},
                 )(scope, receive, send_raw)
                 return
+            # Health checks always answer, whatever holds the other slots (event streams, slow uploads): a
+            # liveness probe that saw 503 would restart the service and its jobs.
+            counted = not path.startswith(HEALTH_PREFIX)
+            if counted and self.limit_concurrency is not None and self.in_flight >= self.limit_concurrency:
+                await problem_response(
+                    503,
+                    "Server saturated",
+                    f"{self.in_flight} requests in flight, the limit {self.limit_concurrency}; retry shortly",
+                    limit=self.limit_concurrency,
+                    headers={"Retry-After": "1"},
+                )(scope, receive, send_raw)
+                return
             declared = _header(scope, b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 await self._too_large(scope, receive, send_raw, limit)
                 return
-            await self.app(scope, self._limited(receive, overflow, limit), send_wrapped)
+            if counted:
+                self.in_flight += 1
+            try:
+                await self.app(scope, self._limited(receive, overflow, limit), send_wrapped)
+            finally:
+                if counted:
+                    self.in_flight -= 1
         except _BodyTooLarge:
             if not overflow["replaced"]:
                 overflow["replaced"] = True
@@ -151,6 +172,7 @@ class RequestGuard:
         return wrapped
 
 
+HEALTH_PREFIX = "/v2/health/"
 MAX_REQUEST_ID = 128  # characters of a client-chosen X-Request-ID; a longer one is replaced by our own
 
 

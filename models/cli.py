@@ -31,6 +31,7 @@ from .client import LogpxClient, LogpxError, entry_from_request
 from .plan import Entry, Importance, Plan, Sampler, parse_sampler
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+HEALTH_HEADROOM = 32  # connections uvicorn admits beyond the app's own limit, for the health checks
 
 
 class CommandError(Exception):
@@ -165,7 +166,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=10,
         http=settings.http,
         h11_max_incomplete_event_size=settings.max_header_bytes,
-        limit_concurrency=settings.limit_concurrency,
+        # uvicorn answers a plain 503 beyond its own limit, before the app: leave room over the app's limit
+        # (RequestGuard) so that health checks, which the app never refuses, get through.
+        limit_concurrency=settings.limit_concurrency + HEALTH_HEADROOM,
         timeout_keep_alive=settings.timeout_keep_alive_s,
     )
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..deps import RegistryDep, SettingsDep
-from ..errors import JobNotFound
+from ..errors import JobNotFound, ServerSaturated
 from ..jobs.present import status
 from ..jobs.runner import JobRunner
 from ..jobs.schemas import JobList, JobStatus
@@ -109,12 +109,28 @@ async def cancel_job(job_id: str, store: StoreDep) -> JobStatus:
 
 
 @router.get("/{job_id}/events", responses=ERRORS, response_class=StreamingResponse)
-async def job_events(job_id: str, store: StoreDep) -> StreamingResponse:
+async def job_events(job_id: str, store: StoreDep, request: Request, settings: SettingsDep) -> StreamingResponse:
     """Server-Sent Events: ``progress`` (the job's status) whenever it changes, then ``end`` once it has
     succeeded, failed or been cancelled."""
     job_id = (await _job(store, job_id)).id
+    streams = request.app.state.event_streams
+    if streams["open"] >= settings.max_event_streams:
+        raise ServerSaturated(
+            f"{streams['open']} event streams are open, the limit {settings.max_event_streams}; poll GET /v1/jobs/{job_id} "
+            "instead, or retry",
+            limit=settings.max_event_streams,
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
 
     async def events() -> AsyncIterator[str]:
+        streams["open"] += 1  # counted while the stream runs, given back however it ends
+        try:
+            async for event in _events():
+                yield event
+        finally:
+            streams["open"] -= 1
+
+    async def _events() -> AsyncIterator[str]:
         last, quiet = None, 0.0
         while True:
             job = await asyncio.to_thread(store.get, job_id)
