@@ -10,8 +10,10 @@ stops renewing, and another takes the job over from its last committed chunk onc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -79,6 +81,14 @@ results = sa.Table(
 )
 
 
+class QuotaExceeded(Exception):
+    """The owner has ``active`` queued or running jobs already."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} active jobs")
+        self.active = active
+
+
 @dataclass(frozen=True)
 class DatasetRow:
     sha256: str
@@ -138,6 +148,8 @@ class JobStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # SQLite serves one process (replicas use PostgreSQL): a lock here makes a quota's count and insert atomic.
+        self._quota_lock = threading.Lock()
         if url.startswith("sqlite"):
             database = sa.engine.make_url(url).database
             if database and database != ":memory:":
@@ -204,10 +216,29 @@ class JobStore:
     # Jobs --------------------------------------------------------------------------------------------
 
     def create_job(
-        self, owner: str, model: str, dataset: str, plan: Plan, request: dict[str, Any], total: int, chunk_size: int
+        self,
+        owner: str,
+        model: str,
+        dataset: str,
+        plan: Plan,
+        request: dict[str, Any],
+        total: int,
+        chunk_size: int,
+        max_active: int | None = None,
     ) -> JobRow:
+        """A new queued job; with ``max_active``, ``QuotaExceeded`` if ``owner`` has that many queued or
+        running already. The count and the insert are one step: concurrent submissions cannot overshoot."""
         job_id = uuid.uuid4().hex
-        with self.engine.begin() as c:
+        with self._quota_lock, self.engine.begin() as c:
+            if max_active is not None:
+                if c.dialect.name == "postgresql":  # replicas: one submitter per owner at a time, database-wide
+                    key = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:7], "big")
+                    c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+                active = c.execute(
+                    sa.select(sa.func.count()).select_from(jobs).where(jobs.c.owner == owner, jobs.c.state.in_(ACTIVE))
+                ).scalar_one()
+                if active >= max_active:
+                    raise QuotaExceeded(int(active))
             c.execute(
                 jobs.insert().values(
                     id=job_id,
@@ -251,11 +282,6 @@ class JobStore:
             ).all()
             total = c.execute(sa.select(sa.func.count()).select_from(jobs).where(*where)).scalar_one()
         return [_job(r) for r in rows], int(total)
-
-    def active_count(self, owner: str) -> int:
-        with self.engine.connect() as c:
-            q = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.owner == owner, jobs.c.state.in_(ACTIVE))
-            return int(c.execute(q).scalar_one())
 
     def cancel(self, job_id: str) -> JobRow | None:
         """Ask a job to stop: a queued one is cancelled at once, a running one at its next chunk."""

@@ -37,15 +37,17 @@ from ..schemas import CompareEstimatorIn, SamplerIn
 from ..usecases import latent_model
 from .datasets import Dataset, decode_dataset, decode_labels, to_stored
 from .schemas import DatasetInfo, JobOptions, JobRequest
-from .store import JobRow, JobStore
+from .store import JobRow, JobStore, QuotaExceeded
 
 __all__ = ["Submission", "owner", "read_submission", "store_job"]
 
 
-def owner(request: Request) -> str:
-    """Jobs are counted per API token (its hash; the token itself is never stored)."""
-    header = request.headers.get("authorization", "")
-    return hashlib.sha256(header.encode()).hexdigest()[:32] if header else "anonymous"
+def owner(settings: Settings) -> str:
+    """Whose quota a job counts against. The service knows one identity per token it accepts: with
+    ``LOGPX_API_TOKEN`` set, every request that got past the guard is that token's (however its header was
+    spelled); without one, every request is the same anonymous client (a header proves nothing then)."""
+    token = settings.api_token
+    return hashlib.sha256(token.encode()).hexdigest()[:32] if token else "anonymous"
 
 
 def _validation_error(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -> RequestValidationError:
@@ -211,12 +213,6 @@ def _store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -
         sub.entry.binarize,
         sub.entry.binarize_seed,
     )
-    if store.active_count(who) >= settings.max_active_jobs:
-        raise TooManyJobs(
-            f"this token has {settings.max_active_jobs} queued or running jobs; wait for one or cancel one",
-            field="Authorization",
-            limit=settings.max_active_jobs,
-        )
     sha, data, labels = to_stored(dataset)
     size = len(data) + len(labels or b"")
     if not store.has_dataset(sha) and store.stored_bytes() + size > settings.max_store_bytes:
@@ -233,4 +229,13 @@ def _store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -
         "binarization": binarization.model_dump(mode="json"),
         "dataset": info.model_dump(),
     }
-    return store.create_job(who, sub.entry.name, sha, sub.plan, request, int(dataset.x.shape[0]), chunk)
+    try:
+        return store.create_job(
+            who, sub.entry.name, sha, sub.plan, request, int(dataset.x.shape[0]), chunk, settings.max_active_jobs
+        )
+    except QuotaExceeded:
+        raise TooManyJobs(
+            f"this token has {settings.max_active_jobs} queued or running jobs; wait for one or cancel one",
+            field="Authorization",
+            limit=settings.max_active_jobs,
+        ) from None

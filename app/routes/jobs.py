@@ -56,7 +56,7 @@ async def submit(
     with the job and its ``Location``."""
     submission = await read_submission(request, registry, settings)
     request.state.log.update(model=submission.entry.name)
-    job = await asyncio.to_thread(store_job, store, settings, owner(request), submission)
+    job = await asyncio.to_thread(store_job, store, settings, owner(settings), submission)
     runner.wake()
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return status(job)

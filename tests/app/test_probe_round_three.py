@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from logpx.app.config import Settings
 
-from ..helpers import IMAGE
+from ..helpers import IMAGE, make_client, wait_ready
 
 
 @pytest.mark.parametrize("token", ["s3cret\n", " s3cret", "sé cret", "s3 cret"])
@@ -67,3 +69,28 @@ def test_a_store_that_cannot_take_a_job_is_a_507_or_503_not_a_500(
         "/v1/jobs", data={"model": "tiny", "estimators": ["iwae:10"]}, files={"data": ("x.npy", data.getvalue())}
     )
     assert r.status_code == status and r.json()["field"] == "data" and reason in r.json()["detail"], r.text
+
+
+def test_the_job_quota_is_per_identity_and_atomic(checkpoint_dir: Path) -> None:
+    """Other spellings of the same token, or any header when no token is set, share one quota; and
+    concurrent submissions cannot overshoot it (the count and the insert are one step)."""
+    data = io.BytesIO()
+    np.save(data, np.zeros((200, 784), dtype=np.uint8))
+    form = {"model": "tiny", "estimators": ["iwae:64@ais:2000"]}  # long enough to stay active
+
+    def submit(c: TestClient, headers: dict[str, str]) -> int:
+        return c.post("/v1/jobs", data=form, files={"data": ("x.npy", data.getvalue())}, headers=headers).status_code
+
+    with make_client(checkpoint_dir, api_token="s3cret", max_active_jobs=1) as c:
+        wait_ready(c)
+        assert submit(c, {"Authorization": "Bearer s3cret"}) == 202
+        assert submit(c, {"Authorization": "bearer   s3cret"}) == 429  # the same token, another spelling
+    with make_client(checkpoint_dir, max_active_jobs=1) as c:  # no token: a header proves nothing
+        wait_ready(c)
+        assert submit(c, {}) == 202
+        assert submit(c, {"Authorization": "Bearer anything"}) == 429
+    with make_client(checkpoint_dir, max_active_jobs=2) as c:
+        wait_ready(c)
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: submit(c, {}), range(8)))
+        assert sorted(codes) == [202, 202] + [429] * 6, codes
