@@ -95,6 +95,7 @@ class _Task:
     ctx: TaskContext
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.monotonic)
+    counted: bool = True  # holds a place in queue_depth until the worker takes it or its client leaves
 
 
 class _Wake:
@@ -172,6 +173,7 @@ class DeviceWorker:
                 return future.result()
             if await gone():
                 future.cancel()
+                self._release(task)  # its place goes to the next request now, not when the worker reaches it
                 raise ClientDisconnected("the client closed the connection; its work was stopped")
 
     async def submit_background(self, work: Callable[[TaskContext], T], deadline_s: float) -> TaskResult[T]:
@@ -190,9 +192,15 @@ class DeviceWorker:
         """The next item of the queue (``queue.Empty`` if none comes); a request taken no longer waits."""
         item = self._queue.get(block, timeout)
         if isinstance(item, _Task):
-            with self._waiting_lock:
-                self._waiting -= 1
+            self._release(item)
         return item
+
+    def _release(self, task: _Task) -> None:
+        """``task`` no longer waits: its place in ``queue_depth`` is free (once, whoever releases it first)."""
+        with self._waiting_lock:
+            if task.counted:
+                task.counted = False
+                self._waiting -= 1
 
     def _next(self, timeout: float | None = None, *, background: bool = False) -> _Task | _Wake | None:
         if self._backlog:

@@ -1,10 +1,13 @@
-"""Event streams cannot take the server (issue: one client holding about 255 `/events` streams made every
-request, both health checks included, a plain-text 503, and a liveness probe would then restart the service
-and its jobs). Streams are capped below the request limit, and health checks are never refused."""
+"""What holds the server's places gives them back: event streams are capped below the request limit and
+health checks are never refused (issue: one client holding about 255 `/events` streams made every request,
+both health checks included, a plain-text 503); a queued request whose client has gone frees its queue place
+at once (it kept it until the worker reached it, and everyone else got 503 meanwhile)."""
 
 from __future__ import annotations
 
 import io
+import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -41,3 +44,21 @@ def test_streams_at_their_cap_leave_requests_and_health_checks_answered(tmp_path
         with http.stream("GET", f"/v1/jobs/{job}/events") as again:
             assert again.status_code == 200
         http.delete(f"/v1/jobs/{job}")
+
+
+def test_a_queued_request_whose_client_left_frees_its_place(tmp_path: Path) -> None:
+    checkpoints = write_checkpoints(tmp_path / "checkpoints")
+    slow = {"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 16}, "sampler": {"name": "ais", "steps": 9000}}
+    quick = {"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 10}}
+    env = {"LOGPX_QUEUE_DEPTH": "1", "LOGPX_DEVICE": "cpu"}
+    with LocalServer(checkpoints, env=env) as server, ThreadPoolExecutor(1) as pool:
+        running = pool.submit(httpx.post, f"{server.url}/v1/models/tiny/evidence", json=slow, timeout=8.0)
+        time.sleep(0.5)  # the worker has taken it: the queue is empty, one place
+        with pytest.raises(httpx.TimeoutException):  # queued behind it, then its client gives up
+            httpx.post(f"{server.url}/v1/models/tiny/evidence", json=slow, timeout=1.0)
+        time.sleep(0.6)  # the server notices within its 0.25 s disconnect poll
+        # The place is free again while the first request still runs: this one is queued, not refused.
+        r = httpx.post(f"{server.url}/v1/models/tiny/evidence", json=quick, timeout=30)
+        assert r.status_code == 200, r.text
+        with pytest.raises(httpx.TimeoutException):
+            running.result()
