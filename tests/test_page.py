@@ -52,9 +52,11 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _open(browser: Any, url: str) -> tuple[Any, list[str], list[str]]:
-    """A page on ``url`` that records console errors and every request leaving the server."""
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+def _open(browser: Any, url: str, *, enforce_csp: bool = True) -> tuple[Any, list[str], list[str]]:
+    """A page on ``url`` that records console errors (a Content-Security-Policy violation is one) and every
+    request leaving the server. ``enforce_csp=False`` for a test that drives the page with
+    ``wait_for_function``, which Playwright evaluates as a string: the page's own policy forbids that."""
+    page = browser.new_context(viewport={"width": 1200, "height": 900}, bypass_csp=not enforce_csp).new_page()
     errors: list[str] = []
     outside: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -82,7 +84,7 @@ def _canvas_has_ink(page: Any, selector: str) -> bool:
 
 def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Path) -> None:
     with LocalServer(checkpoints, env={"LOGPX_DEVICE": "cpu"}) as server:
-        page, errors, outside = _open(browser, server.url)
+        page, errors, outside = _open(browser, server.url, enforce_csp=False)
         page.wait_for_selector("#models-table tbody tr")
         page.click("#models-table tbody tr:first-child")
         page.wait_for_selector("#card-chart canvas")

@@ -94,3 +94,13 @@ def test_the_job_quota_is_per_identity_and_atomic(checkpoint_dir: Path) -> None:
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(lambda _: submit(c, {}), range(8)))
         assert sorted(codes) == [202, 202] + [429] * 6, codes
+
+
+def test_the_pages_say_what_may_run_in_them(client: TestClient) -> None:
+    for path, inline in (("/", False), ("/docs", True)):
+        r = client.get(path)
+        policy = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+        assert ("'unsafe-inline'" in policy.split("script-src")[1].split(";")[0]) is inline
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+    assert client.get("/v2/health/live").headers["x-content-type-options"] == "nosniff"
