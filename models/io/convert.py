@@ -6,6 +6,7 @@ example for the PyTorch examples VAE."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,27 @@ __all__ = ["convert", "load_document", "read_state_dict"]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The named tensors of a safetensors file or of a ``.pt`` state dict (tensors only)."""
+    """The named tensors of a safetensors file or of a ``.pt`` state dict (tensors only). Anything else is
+    one ``CheckpointError`` line: never a traceback, and never torch's suggestion to load with
+    ``weights_only=False`` (that runs whatever code the file holds)."""
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as f:
-            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        except Exception as exc:  # safetensors raises its own error types for a malformed header
+            raise CheckpointError(f"{path.name}: not a readable safetensors file ({type(exc).__name__})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path.name}: refused: it holds Python objects besides tensors, which only a loader that runs code "
+            "could read. Save the weights alone: torch.save(model.state_dict(), 'weights.pt'), or as safetensors"
+        ) from None
+    except Exception as exc:  # a truncated or foreign file: zip, EOF and runtime errors of many kinds
+        raise CheckpointError(
+            f"{path.name}: not a readable PyTorch state dict ({type(exc).__name__}); send a .pt state dict or "
+            ".safetensors (a .pt2 exported program is not read: its loader can run code)"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path.name}: expected a state dict of tensors (model.state_dict())")
     return dict(state)
@@ -36,14 +53,18 @@ def convert(
     """Write ``out`` from ``weights``; ``names`` maps each logpx tensor name to the user's, ``spec`` is
     ``{"family": ..., "arch": {...}, "input_shape": [...]}``. ``CheckpointError`` names every tensor that
     is missing from the map, absent from the file, left over, or of the wrong shape."""
+    if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
+        raise CheckpointError("the name map must be an object of logpx tensor name -> your tensor name, both strings")
+    if not isinstance(spec, dict):
+        raise CheckpointError("the architecture file must be an object with 'family', 'arch' and 'input_shape'")
     for key in ("family", "arch"):
         if key not in spec:
             raise CheckpointError(f"the architecture file needs {key!r} (and optionally 'input_shape')")
     try:
         with torch.device("meta"):
             skeleton = build_model(spec["family"], spec["arch"], spec.get("input_shape"))
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
+    except (ValueError, TypeError, KeyError) as exc:  # an architecture of the wrong kinds of values
+        raise CheckpointError(f"the architecture: {exc}") from None
     expected = {name: list(t.shape) for name, t in skeleton.state_dict().items()}
     state = read_state_dict(weights)
     problems = []
@@ -71,5 +92,11 @@ def load_document(path: Path, what: str) -> Any:
     try:
         text = path.read_text()
         return yaml.safe_load(text) if path.suffix in {".yaml", ".yml"} else json.loads(text)
-    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise CheckpointError(f"{what} {path.name}: {exc}") from None
+    except yaml.constructor.ConstructorError:
+        raise CheckpointError(
+            f"{what} {path.name}: YAML tags that build Python objects are not read (loading them can run code); "
+            "write plain YAML or JSON"
+        ) from None
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{what} {path.name}: {first}") from None

@@ -112,3 +112,47 @@ def test_a_name_map_that_does_not_fit_is_one_clear_line(converted) -> None:  # t
     assert "does not cover ['scale.bias', 'scale.weight']" in out.stderr
     assert "fc3.weight has shape [400, 20], mu.weight needs [20, 400]" in out.stderr
     assert "nothing maps: ['fc21.weight', 'fc22.bias', 'fc22.weight']" in out.stderr
+
+
+class _Payload:
+    """Unpickling this would run a command: what a hostile `.pt` holds."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, ("touch /tmp/logpx-pwned",))
+
+
+def test_hostile_and_broken_files_are_one_line_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In process (one cold CLI start is tested above): every bad input to `logpx convert` is a single
+    `error:` line, exit status 1, no traceback, nothing executed, and never torch's advice to load with
+    weights_only=False."""
+    from logpx.cli import main
+
+    names, arch = tmp_path / "names.json", tmp_path / "arch.json"
+    names.write_text(json.dumps(NAMES))
+    arch.write_text(json.dumps(ARCH))
+    torch.save({"fc1.weight": _Payload()}, tmp_path / "pickle.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"\x80\x04not a pickle at all")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\xff" * 64)
+    (tmp_path / "program.pt2").write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "tag.yaml").write_text("!!python/object/apply:os.system ['touch /tmp/logpx-pwned']")
+    weights = tmp_path / "garbage.pt"
+    cases = [
+        [str(tmp_path / "pickle.pt"), "--names", str(names), "--arch", str(arch)],
+        [str(weights), "--names", str(names), "--arch", str(arch)],
+        [str(tmp_path / "garbage.safetensors"), "--names", str(names), "--arch", str(arch)],
+        [str(tmp_path / "program.pt2"), "--names", str(names), "--arch", str(arch)],
+        [str(weights), "--names", str(tmp_path / "binary.json"), "--arch", str(arch)],
+        [str(weights), "--names", str(tmp_path / "list.json"), "--arch", str(arch)],
+        [str(weights), "--names", str(names), "--arch", str(tmp_path / "tag.yaml")],
+    ]
+    for argv in cases:
+        with pytest.raises(SystemExit) as exit_:
+            main(["convert", *argv, "--out", str(tmp_path / "out.safetensors")])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+        assert "Traceback" not in err and "weights_only" not in err, err
+    assert not Path("/tmp/logpx-pwned").exists() and not (tmp_path / "out.safetensors").exists()
