@@ -114,10 +114,32 @@ class Submission:
         self.entry, self.plan, self.fields, self.options, self.dataset = entry, plan, fields, options, dataset
 
 
+async def _json_body(request: Request, settings: Settings) -> bytes:
+    """A JSON job body, at most ``LOGPX_MAX_BODY_BYTES`` (as a request's): parsed, every number becomes a
+    Python object 20-30 times its text, so the upload limit is for data-set files, whose arrays stay compact."""
+    limit = settings.max_body_bytes
+    too_large = PayloadTooLarge(
+        f"body: a JSON job body is at most {limit} bytes; send a larger data set as a file (multipart: IDX, "
+        ".npy, .npz or a zip of PNGs)",
+        field="body",
+        limit=limit,
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def read_submission(request: Request, registry: ModelRegistry, settings: Settings) -> Submission:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
-        body = await request.body()
+        body = await _json_body(request, settings)
         try:
             raw = await asyncio.to_thread(orjson.loads, body)
             req = JobRequest.model_validate(raw)
