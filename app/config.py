@@ -81,12 +81,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Largest POST /v1/jobs body (413 above)")
     max_job_inputs: int = Field(100_000, ge=1, description="Most inputs in one job's data set")
     max_active_jobs: int = Field(8, ge=1, description="Queued and running jobs per API token (429 above)")
-    max_store_bytes: int = Field(4 * 1024**3, ge=1024, description="Data-set bytes the job store may hold (507 above)")
+    max_store_bytes: int = Field(
+        4 * 1024**3, ge=1024, description="Bytes the job store may hold: data sets and result rows (507 above)"
+    )
     job_chunk_evals: int = Field(
         50_000,
         ge=1,
         description="Model evaluations per job chunk (inputs x samples, x AIS steps x (leapfrog + 1)): how long a "
         "request may wait behind a job",
+    )
+    job_retention_s: float = Field(
+        30 * 24 * 3600.0,
+        ge=0,
+        description="Finished jobs, their rows and data sets no other job uses are deleted this long after they end (0: kept)",
     )
     job_lease_s: float = Field(
         15.0, gt=0, description="A job's lease: another replica takes it over this long after its holder dies"

@@ -16,6 +16,7 @@ __all__ = [
     "DeadlineExceeded",
     "InsufficientStorage",
     "InvalidInput",
+    "JobActive",
     "JobNotFound",
     "ModelNotFound",
     "ModelNotReady",
@@ -121,6 +122,12 @@ class InsufficientStorage(ProblemError):
     """507: the job store holds as many data-set bytes as it may."""
 
     status, title = 507, "Insufficient storage"
+
+
+class JobActive(ProblemError):
+    """409: the job is queued or running, so it cannot be deleted."""
+
+    status, title = 409, "Job still active"
 
 
 class StoreUnavailable(ProblemError):

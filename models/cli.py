@@ -393,6 +393,12 @@ def cmd_job_cancel(args: argparse.Namespace) -> None:
         print(f"job {job} had already {state}: nothing to cancel")
 
 
+def cmd_job_delete(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        client.delete_job(args.id)
+    print(f"job {args.id} deleted, with its result rows")
+
+
 def _job_parser(sub: Any) -> None:
     jobs = sub.add_parser(
         "job",
@@ -429,6 +435,7 @@ def _job_parser(sub: Any) -> None:
         ("watch", cmd_job_watch, "follow a job with a progress bar, then print its summary"),
         ("status", cmd_job_status, "print a job's state, progress and per-estimator summary"),
         ("cancel", cmd_job_cancel, "cancel a job (a running one stops after its current chunk)"),
+        ("delete", cmd_job_delete, "delete a finished job, its rows, and its data set if no other job uses it"),
     ):
         p = jobs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.set_defaults(fn=fn)

@@ -290,6 +290,12 @@ class LogpxClient:
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._json(self._http.delete(f"/v1/jobs/{job_id}"))
 
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job, its result rows, and its data set if no other job uses it."""
+        response = self._http.delete(f"/v1/jobs/{job_id}", params={"purge": "true"})
+        if response.status_code != 204:
+            self._json(response)  # raises LogpxError with the problem
+
     def job_events(self, job_id: str) -> Iterator[dict[str, Any]]:
         """The job's status each time it changes, from its Server-Sent Events stream, until it ends."""
         with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:

@@ -105,6 +105,7 @@ def add_to_summary(summary: dict[str, Any], names: list[str], rows: list[dict[st
 # Pauses between attempts of a job-store write that failed (a full disk, a database failover, a lock held too
 # long): about 15 s in all, a job's lease, before the job is failed with the store's reason.
 STORE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+SWEEP_S = 60.0  # how often an idle runner looks for finished jobs past their retention
 
 
 class StoreFailed(Exception):
@@ -136,6 +137,7 @@ class JobRunner:
         self._current: str | None = None
         self._running = False
         self._store_error: str | None = None  # the last store call's error, None once one succeeds
+        self._swept = -float("inf")  # when finished jobs past their retention were last deleted
         self.backoff_s: tuple[float, ...] = STORE_BACKOFF_S
 
     def wake(self) -> None:
@@ -188,6 +190,7 @@ class JobRunner:
                 except StoreFailed:  # the database is away: keep serving requests, try again later
                     job = None
                 if job is None:
+                    await self._sweep()
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_s)
@@ -206,6 +209,21 @@ class JobRunner:
             self._running = False
             if self.metrics is not None:
                 self.metrics.job_runner_healthy.set(0)
+
+    async def _sweep(self) -> None:
+        """Delete finished jobs past ``LOGPX_JOB_RETENTION_S`` (with their rows and unused data sets), at most
+        every ``SWEEP_S``, when there is nothing to run. A failure waits for the next sweep."""
+        retention = self.settings.job_retention_s
+        now = time.monotonic()
+        if not retention or now - self._swept < SWEEP_S:
+            return
+        self._swept = now
+        try:
+            for job_id in await self._store(self.store.expired, time.time() - retention, retry=False):
+                await self._store(self.store.delete, job_id, retry=False)
+                log.info("job %s: deleted, %g s after it ended (LOGPX_JOB_RETENTION_S)", job_id, retention)
+        except StoreFailed:
+            pass
 
     async def stop(self) -> None:
         """Give back the lease of the job in hand, so that a restart or another replica takes it at once."""

@@ -61,6 +61,7 @@ jobs = sa.Table(
     sa.Column("done", sa.Integer, nullable=False),
     sa.Column("chunk_size", sa.Integer, nullable=False),
     sa.Column("compute_s", sa.Float, nullable=False),
+    sa.Column("result_bytes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("cancel", sa.Boolean, nullable=False),
@@ -111,6 +112,7 @@ class JobRow:
     done: int
     chunk_size: int
     compute_s: float
+    result_bytes: int
     summary: dict[str, Any]
     error: str | None
     cancel: bool
@@ -210,8 +212,35 @@ class JobStore:
         return bytes(row.data), (bytes(row.labels) if row.labels is not None else None)
 
     def stored_bytes(self) -> int:
+        """Data sets and result rows: what ``LOGPX_MAX_STORE_BYTES`` bounds."""
         with self.engine.connect() as c:
-            return int(c.execute(sa.select(sa.func.coalesce(sa.func.sum(datasets.c.size_bytes), 0))).scalar_one())
+            data = c.execute(sa.select(sa.func.coalesce(sa.func.sum(datasets.c.size_bytes), 0))).scalar_one()
+            rows = c.execute(sa.select(sa.func.coalesce(sa.func.sum(jobs.c.result_bytes), 0))).scalar_one()
+        return int(data) + int(rows)
+
+    def delete(self, job_id: str) -> bool:
+        """Delete a finished job with its result rows, and its data set if no other job uses it; False (and
+        nothing deleted) if the job is queued or running."""
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(jobs.c.state, jobs.c.dataset).where(jobs.c.id == job_id)).first()
+            if row is None or row.state not in TERMINAL:
+                return False
+            c.execute(results.delete().where(results.c.job_id == job_id))
+            c.execute(jobs.delete().where(jobs.c.id == job_id))
+            if c.execute(sa.select(jobs.c.id).where(jobs.c.dataset == row.dataset).limit(1)).first() is None:
+                c.execute(datasets.delete().where(datasets.c.sha256 == row.dataset))
+        return True
+
+    def expired(self, before: float, limit: int = 100) -> list[str]:
+        """Finished jobs that ended before ``before`` (a retention cut-off), oldest first."""
+        with self.engine.connect() as c:
+            q = (
+                sa.select(jobs.c.id)
+                .where(jobs.c.state.in_(TERMINAL), jobs.c.finished < before)
+                .order_by(jobs.c.finished)
+                .limit(limit)
+            )
+            return [r.id for r in c.execute(q)]
 
     # Jobs --------------------------------------------------------------------------------------------
 
@@ -348,13 +377,15 @@ class JobStore:
             ).one()
             if current.lease_owner != replica or current.done != start or current.state != "running":
                 return "lost"
+            texts = [json.dumps(r, allow_nan=False) for r in rows]
             c.execute(
                 results.insert(),
-                [{"job_id": job.id, "idx": r["index"], "row": json.dumps(r, allow_nan=False)} for r in rows],
+                [{"job_id": job.id, "idx": r["index"], "row": t} for r, t in zip(rows, texts, strict=True)],
             )
             finished = stop >= job.total
             values: dict[str, Any] = {
                 "done": stop,
+                "result_bytes": jobs.c.result_bytes + sum(len(t) for t in texts),
                 "summary": json.dumps(summary, allow_nan=False),
                 "compute_s": jobs.c.compute_s + compute_s,
                 "lease_expires": time.time() + lease_s,

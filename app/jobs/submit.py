@@ -202,6 +202,11 @@ def chunk_size(settings: Settings, plan: Plan) -> int:
     return max(1, min(fit, settings.max_batch, settings.max_batch_k // cost.samples))
 
 
+# A result row's bytes, for the store's admission check: measured on the shipped models' rows, an estimator's
+# cell with its diagnostics, verdict and advice is 0.9-1 KB (16 estimators: 14.8 KB a row), the row itself ~30 B.
+ROW_BYTES, ESTIMATE_BYTES = 64, 1000
+
+
 def store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -> JobRow:
     """Check the job as a whole, then store it with its data set; a store that is full is a 507, one that
     does not answer a 503, never a 500 (nothing was accepted)."""
@@ -236,10 +241,14 @@ def _store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -
         sub.entry.binarize_seed,
     )
     sha, data, labels = to_stored(dataset)
-    size = len(data) + len(labels or b"")
-    if not store.has_dataset(sha) and store.stored_bytes() + size > settings.max_store_bytes:
+    size = 0 if store.has_dataset(sha) else len(data) + len(labels or b"")
+    rows = int(dataset.x.shape[0]) * (ROW_BYTES + ESTIMATE_BYTES * len(sub.plan))
+    held = store.stored_bytes()
+    if held + size + rows > settings.max_store_bytes:
         raise InsufficientStorage(
-            f"the job store holds data sets up to {settings.max_store_bytes} bytes; this one needs {size} more",
+            f"the job store holds {held} of its {settings.max_store_bytes} bytes (data sets and result rows); this job "
+            f"needs about {size + rows} more ({size} for its data set, {rows} for its results): delete finished jobs "
+            "(DELETE /v1/jobs/ID?purge=true, `logpx job delete ID`) or raise LOGPX_MAX_STORE_BYTES",
             field="data",
             limit=settings.max_store_bytes,
         )

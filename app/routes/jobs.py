@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..deps import RegistryDep, SettingsDep
-from ..errors import JobNotFound, ServerSaturated
+from ..errors import JobActive, JobNotFound, ServerSaturated
 from ..jobs.present import status
 from ..jobs.runner import JobRunner
 from ..jobs.schemas import JobList, JobStatus
@@ -98,10 +98,25 @@ async def get_job(job_id: str, store: StoreDep) -> JobStatus:
     return status(await _job(store, job_id))
 
 
-@router.delete("/{job_id}", response_model=JobStatus, responses=ERRORS)
-async def cancel_job(job_id: str, store: StoreDep) -> JobStatus:
+@router.delete("/{job_id}", response_model=JobStatus, responses={**ERRORS, **problem_responses(409)})
+async def cancel_job(
+    job_id: str,
+    store: StoreDep,
+    purge: Annotated[
+        bool, Query(description="Delete a finished job with its rows (and its data set if unused)")
+    ] = False,
+) -> Response | JobStatus:
     """Cancel: a queued job at once, a running one after the chunk in hand (its finished rows are kept).
-    A finished job is left as it is."""
+    A finished job is left as it is. With ``purge=true``: delete a finished job, its rows, and its data set
+    if no other job uses it (204; 409 while it is queued or running)."""
+    if purge:
+        found = await _job(store, job_id)
+        if not await asyncio.to_thread(store.delete, found.id):
+            raise JobActive(
+                f"job {found.id} is {found.state}: cancel it first (DELETE without purge); it stops after its chunk",
+                field="id",
+            )
+        return Response(status_code=204)
     found = await _job(store, job_id)
     job = await asyncio.to_thread(store.cancel, found.id)
     assert job is not None

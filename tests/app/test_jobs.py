@@ -356,3 +356,47 @@ def test_a_unique_prefix_names_a_job(client: TestClient) -> None:
     short = client.get(f"/v1/jobs/{job[:3]}")
     assert short.status_code == 404 and "unique prefix" in short.json()["detail"]
     assert client.get(f"/v1/jobs/{'f' * 32}").status_code == 404
+
+
+def test_result_rows_count_against_the_store_and_finished_jobs_can_be_deleted(checkpoint_dir: Path) -> None:
+    """Rows were not counted (16 estimators: 14.8 KB a row, 1.5 GB for 100,000 inputs) and jobs could not be
+    deleted. Now a job whose rows would not fit is a 507 that says what to delete, deleting a finished job gives
+    its rows and unused data set back, and an active one cannot be deleted."""
+    data = npy(binary_images(30, seed=60))
+    with make_client(checkpoint_dir, max_store_bytes=100_000) as c:
+        wait_ready(c)
+        store = c.app.state.jobs  # type: ignore[attr-defined]
+        first = submit(c, data, estimators=["iwae:20"])
+        assert first.status_code == 202, first.text
+        job = first.json()["id"]
+        wait(c, job)
+        held = store.stored_bytes()
+        assert held > 30 * 500  # the rows count now, not only the data set
+        # A data set (24 KB) and 30 inputs x 2 estimators of rows (about 62 KB) beside what is held: over 100 KB.
+        refused = submit(c, npy(binary_images(30, seed=61)), estimators=["iwae:20", "jvi:20:1"])
+        _problem(refused, 507, "data", "delete finished jobs")
+        assert c.delete(f"/v1/jobs/{job}?purge=true").status_code == 204
+        assert c.get(f"/v1/jobs/{job}").status_code == 404 and store.stored_bytes() == 0
+        assert submit(c, npy(binary_images(30, seed=61)), estimators=["iwae:20", "jvi:20:1"]).status_code == 202
+    with make_client(checkpoint_dir) as c:
+        wait_ready(c)
+        long = submit(c, npy(binary_images(50, seed=62)), estimators=["iwae:64@ais:2000"]).json()["id"]
+        _problem(c.delete(f"/v1/jobs/{long}?purge=true"), 409, "id", "cancel it first")
+        c.delete(f"/v1/jobs/{long}")
+        wait(c, long)
+        assert c.delete(f"/v1/jobs/{long}?purge=true").status_code == 204
+
+
+def test_finished_jobs_past_their_retention_are_deleted(checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from logpx.app.jobs import runner
+
+    monkeypatch.setattr(runner, "SWEEP_S", 0.0)  # sweep whenever idle, not once a minute
+    with make_client(checkpoint_dir, job_retention_s=0.3, job_poll_s=0.05) as c:
+        wait_ready(c)
+        job = submit(c, npy(binary_images(2, seed=63)), estimators=["iwae:20"]).json()["id"]
+        assert wait(c, job)["state"] == "succeeded"
+        deadline = time.monotonic() + 10
+        while c.get(f"/v1/jobs/{job}").status_code != 404:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert c.app.state.jobs.stored_bytes() == 0  # type: ignore[attr-defined]  # rows and data set went with it
