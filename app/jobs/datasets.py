@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ..inputs import check_values, images_from_files
 __all__ = ["Dataset", "decode_dataset", "decode_labels", "from_stored", "to_stored"]
 
 NPY_MAGIC = b"\x93NUMPY"
+IDX_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}  # IDX type codes: bytes per value
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -40,19 +42,61 @@ class Dataset:
     source: str
 
 
-def _gunzip(data: bytes, max_bytes: int, field: str) -> bytes:
+HEAD_BYTES = 4096  # enough of a decompressed stream to read an IDX or .npy header
+
+
+def declared_size(head: bytes) -> int | None:
+    """The whole size an IDX or ``.npy`` file declares in its first bytes (header and values), else None."""
+    if len(head) >= 4 and head[:2] == b"\0\0" and head[2] in IDX_ITEMSIZE and len(head) >= 4 + 4 * head[3]:
+        shape = struct.unpack(f">{head[3]}I", head[4 : 4 + 4 * head[3]])
+        return 4 + 4 * head[3] + math.prod(shape) * IDX_ITEMSIZE[head[2]]
+    if head[:6] == NPY_MAGIC:
+        stream = io.BytesIO(head)
+        try:
+            version = np.lib.format.read_magic(stream)
+            shape, _, dtype = np.lib.format._read_array_header(stream, version)
+        except Exception:  # a header cut short or malformed: no size to trust
+            return None
+        return stream.tell() + math.prod(shape) * dtype.itemsize
+    return None
+
+
+def _gunzip(data: bytes, max_bytes: int, field: str) -> bytearray:
+    """Inflate a gzip upload no further than what its content declares: the IDX or ``.npy`` header in its
+    first bytes gives the whole size, which must be within ``max_bytes``; one byte more is refused. Memory is
+    then the declared size, never what a bomb would expand to."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(data, max_bytes + 1)
+        out = inflater.decompress(data, HEAD_BYTES)
+        declared = declared_size(out)
+        if declared is None:
+            raise InvalidInput(
+                f"{field}: a gzip upload must hold an IDX file or a .npy array", field=field, limit=["idx.gz", "npy.gz"]
+            )
+        if declared > max_bytes:
+            raise PayloadTooLarge(f"{field}: declares {declared} bytes, over {max_bytes}", field=field, limit=max_bytes)
+        whole = bytearray(declared)  # filled in place: no list of pieces joined into a second copy
+        size = min(len(out), declared)
+        whole[:size] = out[:size]
+        size = len(out)
+        while size <= declared and not inflater.eof:
+            chunk = inflater.decompress(inflater.unconsumed_tail, min(declared + 1 - size, 1 << 20))
+            if not chunk and not inflater.unconsumed_tail:
+                break
+            if size + len(chunk) <= declared:
+                whole[size : size + len(chunk)] = chunk
+            size += len(chunk)
     except zlib.error as exc:
         raise InvalidInput(
             f"{field}: gzip data is corrupt ({exc})", field=field, limit="a complete gzip file"
         ) from None
-    if len(out) > max_bytes:
-        raise PayloadTooLarge(f"{field}: expands to over {max_bytes} bytes", field=field, limit=max_bytes)
-    if not inflater.eof:
+    if size > declared:
+        raise PayloadTooLarge(
+            f"{field}: expands past the {declared} bytes its header declares", field=field, limit=declared
+        )
+    if not inflater.eof or size < declared:
         raise InvalidInput(f"{field}: gzip data ends early", field=field, limit="a complete gzip file")
-    return out
+    return whole
 
 
 # What a broken member raises inside zipfile: a bad CRC or header (BadZipFile), an unknown compression method
@@ -119,8 +163,29 @@ def _to_rows(array: np.ndarray, input_shape: tuple[int, ...], field: str) -> np.
         )
     if array.dtype.kind not in "uif":
         raise InvalidInput(f"{field}: values of type {array.dtype} are not numbers in [0, 1] or bytes", field=field)
-    rows = array.reshape(array.shape[0], -1).astype(np.float64)
-    return check_values(rows, "byte" if array.dtype.kind in "ui" else "unit", field).numpy()  # [0, 1], float32
+    rows = array.reshape(array.shape[0], -1)
+    scale = "byte" if array.dtype.kind in "ui" else "unit"
+    out = np.empty(rows.shape, dtype=np.float32)
+    # Block by block: a float64 copy of the whole data set would be 8 bytes a value beside the 4 kept.
+    for start in range(0, rows.shape[0], CONVERT_ROWS):
+        block = rows[start : start + CONVERT_ROWS].astype(np.float64)
+        try:
+            out[start : start + CONVERT_ROWS] = check_values(block, scale, field).numpy()  # [0, 1], float32
+        except InvalidInput as exc:  # name the input by its place in the whole data set
+            raise _shifted(exc, field, start) from None
+    return out
+
+
+CONVERT_ROWS = 1024  # inputs converted at a time: a few MB of temporaries whatever the data set's size
+
+
+def _shifted(exc: InvalidInput, field: str, start: int) -> InvalidInput:
+    """``exc`` from a block of rows starting at ``start``, its ``field[i]`` renumbered for the whole data set."""
+    if not start or exc.field is None or not exc.field.startswith(f"{field}["):
+        return exc
+    index = int(exc.field[len(field) + 1 : exc.field.index("]")])
+    renamed = f"{field}[{index + start}]"
+    return InvalidInput(exc.detail.replace(exc.field, renamed, 1), field=renamed, limit=exc.limit)
 
 
 def _label_array(array: np.ndarray, count: int | None, field: str) -> np.ndarray:
@@ -210,18 +275,24 @@ def decode_labels(data: bytes, count: int, *, max_bytes: int, field: str = "labe
 def to_stored(dataset: Dataset) -> tuple[str, bytes, bytes | None]:
     """The canonical stored form: ``.npy`` bytes, unsigned bytes where every value is k / 255 (4 times
     smaller), else float32; and the SHA-256 of inputs and labels together, which names the data set."""
-    as_bytes = np.rint(dataset.x * 255)
-    exact = np.array_equal((as_bytes / 255).astype(np.float32), dataset.x)
+    as_bytes = np.empty(dataset.x.shape, dtype=np.uint8)
+    exact = True
+    for start in range(0, dataset.x.shape[0], CONVERT_ROWS):  # block by block, as when the data were read
+        block = dataset.x[start : start + CONVERT_ROWS]
+        rounded = np.rint(block * 255)
+        exact = exact and np.array_equal((rounded / 255).astype(np.float32), block)
+        as_bytes[start : start + CONVERT_ROWS] = rounded
     data = io.BytesIO()
-    np.save(data, as_bytes.astype(np.uint8) if exact else dataset.x.astype(np.float32), allow_pickle=False)
+    np.save(data, as_bytes if exact else dataset.x.astype(np.float32, copy=False), allow_pickle=False)
     labels = None
     if dataset.labels is not None:
         buffer = io.BytesIO()
         np.save(buffer, dataset.labels.astype(np.int64), allow_pickle=False)
         labels = buffer.getvalue()
-    digest = hashlib.sha256(data.getvalue())
+    stored = data.getvalue()
+    digest = hashlib.sha256(stored)
     digest.update(labels or b"no labels")
-    return digest.hexdigest(), data.getvalue(), labels
+    return digest.hexdigest(), stored, labels
 
 
 def from_stored(data: bytes, labels: bytes | None) -> tuple[np.ndarray, np.ndarray | None]:

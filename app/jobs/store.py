@@ -211,12 +211,16 @@ class JobStore:
             row = c.execute(sa.select(datasets.c.data, datasets.c.labels).where(datasets.c.sha256 == sha256)).one()
         return bytes(row.data), (bytes(row.labels) if row.labels is not None else None)
 
+    def data_bytes(self) -> int:
+        """The stored data sets' bytes."""
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(sa.func.coalesce(sa.func.sum(datasets.c.size_bytes), 0))).scalar_one())
+
     def stored_bytes(self) -> int:
         """Data sets and result rows: what ``LOGPX_MAX_STORE_BYTES`` bounds."""
         with self.engine.connect() as c:
-            data = c.execute(sa.select(sa.func.coalesce(sa.func.sum(datasets.c.size_bytes), 0))).scalar_one()
             rows = c.execute(sa.select(sa.func.coalesce(sa.func.sum(jobs.c.result_bytes), 0))).scalar_one()
-        return int(data) + int(rows)
+        return self.data_bytes() + int(rows)
 
     def delete(self, job_id: str) -> bool:
         """Delete a finished job with its result rows, and its data set if no other job uses it; False (and

@@ -127,13 +127,13 @@ def test_rows_equal_direct_requests_on_the_same_draws(client: TestClient) -> Non
 def test_same_data_same_seed_same_rows_and_one_stored_copy(client: TestClient) -> None:
     images = binary_images(6, seed=2)
     store = client.app.state.jobs  # type: ignore[attr-defined]
-    before = store.stored_bytes()
+    before = store.data_bytes()
     a = submit(client, idx_images(images)).json()
-    one_copy = store.stored_bytes()
+    one_copy = store.data_bytes()
     b = submit(client, gzip.compress(idx_images(images))).json()  # the same data set, gzipped
     c = submit(client, npy(images)).json()  # and as .npy
     assert a["dataset"]["sha256"] == b["dataset"]["sha256"] == c["dataset"]["sha256"]
-    assert one_copy - before == len(store.dataset_bytes(a["dataset"]["sha256"])[0]) and store.stored_bytes() == one_copy
+    assert one_copy - before == len(store.dataset_bytes(a["dataset"]["sha256"])[0]) and store.data_bytes() == one_copy
     for job in (a, b, c):
         wait(client, job["id"])
     assert rows(client, a["id"]) == rows(client, b["id"]) == rows(client, c["id"])
@@ -295,10 +295,11 @@ def test_limits(checkpoint_dir: Path) -> None:
     with make_client(checkpoint_dir, max_store_bytes=2048) as c:
         wait_ready(c)
         _problem(submit(c, data), 507, "data")
-    bomb = gzip.compress(b"\0" * (64 * 784 * 8 + 10_000))  # expands beyond the largest acceptable data set
+    # An IDX header declaring more than the largest acceptable data set: refused from its first bytes.
+    bomb = gzip.compress(struct.pack(">BBBBIII", 0, 0, 8, 3, 100_000, 28, 28) + b"\0" * (64 * 784 * 8 + 10_000))
     with make_client(checkpoint_dir, max_job_inputs=64) as c:
         wait_ready(c)
-        _problem(submit(c, bomb), 413, "data", "expands to over")
+        _problem(submit(c, bomb), 413, "data", "declares")
     with make_client(checkpoint_dir, max_active_jobs=1, job_chunk_evals=50) as c:
         wait_ready(c)
         assert submit(c, npy(binary_images(40)), estimators=["iwae:50"]).status_code == 202
