@@ -27,6 +27,7 @@ from ..inputs import check_values, images_from_files
 
 __all__ = ["Dataset", "decode_dataset", "decode_labels", "from_stored", "to_stored"]
 
+Bytes = bytes | bytearray  # an upload as read, or inflated in place
 NPY_MAGIC = b"\x93NUMPY"
 IDX_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}  # IDX type codes: bytes per value
 ZIP_MAGIC = b"PK\x03\x04"
@@ -54,14 +55,15 @@ def declared_size(head: bytes) -> int | None:
         stream = io.BytesIO(head)
         try:
             version = np.lib.format.read_magic(stream)
-            shape, _, dtype = np.lib.format._read_array_header(stream, version)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(stream)
         except Exception:  # a header cut short or malformed: no size to trust
             return None
         return stream.tell() + math.prod(shape) * dtype.itemsize
     return None
 
 
-def _gunzip(data: bytes, max_bytes: int, field: str) -> bytearray:
+def _gunzip(data: Bytes, max_bytes: int, field: str) -> bytearray:
     """Inflate a gzip upload no further than what its content declares: the IDX or ``.npy`` header in its
     first bytes gives the whole size, which must be within ``max_bytes``; one byte more is refused. Memory is
     then the declared size, never what a bomb would expand to."""
@@ -137,7 +139,7 @@ class _Members:
         return out
 
 
-def _zip_members(data: bytes, max_bytes: int, max_members: int, field: str) -> zipfile.ZipFile:
+def _zip_members(data: Bytes, max_bytes: int, max_members: int, field: str) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (*_MEMBER_ERRORS, IndexError) as exc:
@@ -198,7 +200,7 @@ def _label_array(array: np.ndarray, count: int | None, field: str) -> np.ndarray
     return array.astype(np.int64)
 
 
-def _npy(data: bytes, field: str) -> np.ndarray:
+def _npy(data: Bytes, field: str) -> np.ndarray:
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError, EOFError, OSError... for a broken file
@@ -206,7 +208,7 @@ def _npy(data: bytes, field: str) -> np.ndarray:
 
 
 def decode_dataset(
-    data: bytes, input_shape: tuple[int, ...], *, max_inputs: int, max_bytes: int, field: str = "data"
+    data: Bytes, input_shape: tuple[int, ...], *, max_inputs: int, max_bytes: int, field: str = "data"
 ) -> Dataset:
     """The inputs (and, from an ``.npz``, labels) in an uploaded file, for a model of ``input_shape``."""
     if data[:2] == GZIP_MAGIC:
@@ -260,7 +262,7 @@ def decode_dataset(
     return Dataset(_to_rows(array, input_shape, field), labels, source)
 
 
-def decode_labels(data: bytes, count: int, *, max_bytes: int, field: str = "labels") -> np.ndarray:
+def decode_labels(data: Bytes, count: int, *, max_bytes: int, field: str = "labels") -> np.ndarray:
     """Labels uploaded beside the inputs: a 1-D IDX file (gzipped or not) or ``.npy`` of integers."""
     if data[:2] == GZIP_MAGIC:
         data = _gunzip(data, max_bytes, field)

@@ -41,7 +41,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     return parse_idx(_read_bytes(Path(path)), str(path))
 
 
-def parse_idx(data: bytes, name: str = "data") -> np.ndarray:
+def parse_idx(data: bytes | bytearray, name: str = "data") -> np.ndarray:
     """The array in IDX bytes (not gzipped): magic ``0 0 dtype ndim``, ``ndim`` big-endian sizes, data."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES or len(data) < 4 + 4 * data[3]:
         raise ValueError(f"{name}: not an IDX file")
