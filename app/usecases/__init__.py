@@ -18,13 +18,16 @@ from logpx.plan import Plan
 from logpx.samplers import fit_within
 
 from ..config import Settings
-from ..errors import DeadlineExceeded, WrongModelFamily
+from ..errors import DeadlineExceeded, PayloadTooLarge, WrongModelFamily
 from ..presenter import Advising
 from ..registry import ModelEntry
 from ..schemas import Timing
 from ..worker import BatchItem, DeviceWorker, TaskContext, TaskResult
 
 T = TypeVar("T")
+# Work expected to take this many times the deadline is refused before it starts: the speed measured at load
+# can be off by a third (docs/api.md), never by 3x, so nothing that could finish is refused.
+REFUSE_OVER = 3
 
 __all__ = ["advising", "classifier", "latent_model", "request_generator", "submit", "timing"]
 
@@ -73,7 +76,23 @@ async def submit(
     replicates: int = 1,
 ) -> TaskResult[T]:
     """The request's task on the worker; a 504 says what the plan costs here and what would fit: a job
-    (no deadline), or the same plan scaled down to finish within the deadline."""
+    (no deadline), or the same plan scaled down to finish within the deadline. A plan expected to take
+    ``REFUSE_OVER`` times the deadline is refused before it runs (413), with the same way out."""
+    if entry.speed is not None:
+        seconds = entry.speed.seconds(plan.cost(inputs, replicates))
+        if seconds > REFUSE_OVER * settings.deadline_s:
+            fit = fit_within(plan, entry.speed, inputs * replicates, 0.8 * settings.deadline_s)
+            raise PayloadTooLarge(
+                f"{plan} on {inputs} input(s) x {replicates} replicate(s) needs about {seconds:.0f} s of compute at "
+                f"this server's measured speed, over {REFUSE_OVER}x its {settings.deadline_s:g} s deadline; run it as "
+                "a job (POST /v1/jobs, no deadline)" + (f" or scale it to fit: {fit}" if fit is not None else ""),
+                field="deadline_s",
+                limit={
+                    "deadline_s": settings.deadline_s,
+                    "expected_s": round(seconds, 1),
+                    "fits": str(fit) if fit else None,
+                },
+            )
     try:
         return await worker.submit(work, settings.deadline_s)
     except DeadlineExceeded as exc:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import time
 
 from logpx.estimators import SamplerStats, estimate
-from logpx.plan import AIS, EstimatorSpec
+from logpx.plan import AIS, EstimatorSpec, Plan
 from logpx.samplers import bdmc as run_bdmc
 from logpx.samplers import summarize_bdmc
 
 from .. import presenter
 from ..config import Settings
+from ..errors import PayloadTooLarge
 from ..inputs import finite_or_none
 from ..plans import sampler_out
 from ..registry import ModelEntry
 from ..schemas import BDMCInput, BDMCResponse
 from ..worker import DeviceWorker, TaskContext
-from . import advising, latent_model, request_generator, timing
+from . import REFUSE_OVER, advising, latent_model, request_generator, timing
 
 __all__ = ["bdmc"]
 
@@ -28,6 +29,16 @@ async def bdmc(
     log p(x) whose gap bounds the setting's error on such data."""
     started = time.monotonic()
     model = latent_model(entry)
+    if entry.speed is not None:  # forward and reverse chains: the gradient work of 2k chains and one tuning pass
+        seconds = entry.speed.seconds(Plan.of(EstimatorSpec("iwae", 2 * k), sampler=sampler).cost(num_inputs))
+        if seconds > REFUSE_OVER * settings.deadline_s:
+            raise PayloadTooLarge(
+                f"BDMC of {sampler} with {k} chains each way on {num_inputs} inputs needs about {seconds:.0f} s of "
+                f"compute here, over {REFUSE_OVER}x the {settings.deadline_s:g} s deadline; lower num_inputs, k or "
+                "steps (the gap of a setting is the same on fewer inputs, with a wider error)",
+                field="deadline_s",
+                limit={"deadline_s": settings.deadline_s, "expected_s": round(seconds, 1)},
+            )
     generator = request_generator(entry, seed)
     spec = EstimatorSpec("iwae", k)
 

@@ -317,3 +317,31 @@ def test_an_oversized_request_head_is_cut_off(tmp_path: Path) -> None:
         assert not reply.startswith(b"HTTP/1.1 200"), reply
         assert time.monotonic() - started < 5
         assert httpx.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+
+
+def test_the_bad_input_fails_alone_in_compare_and_in_jobs(hostile: TestClient) -> None:
+    """Compare answered 500 and a job (importance or AIS) failed as an internal error with no rows, the good
+    rows of its chunk included: now every route and the runner give the bad input its own unreliable row."""
+    inputs = [[0.0] * 10, [0.5] * 10, [0.0] * 10]
+    compared = hostile.post(
+        "/v1/models/nanmodel/compare",
+        json={"inputs": inputs, "estimators": [{"name": "iwae", "k": 30}], "replicates": 2},
+    )
+    assert compared.status_code == 200, compared.text
+    (summary,) = compared.json()["estimators"]
+    assert summary["mean"][1] is None and summary["verdicts"][1]["level"] == "unreliable"
+    assert summary["mean"][0] is not None and summary["mean"][2] is not None
+    for estimators in ([{"name": "iwae", "k": 30}], [{"name": "iwae", "k": 4, "sampler": {"name": "ais", "steps": 5}}]):
+        r = hostile.post("/v1/jobs", json={"model": "nanmodel", "inputs": inputs, "estimators": estimators})
+        assert r.status_code == 202, r.text
+        job = r.json()["id"]
+        deadline = time.monotonic() + 30
+        while (status := hostile.get(f"/v1/jobs/{job}").json())["state"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert status["state"] == "succeeded", status["error"]
+        rows = [json.loads(line) for line in hostile.get(f"/v1/jobs/{job}/results").text.splitlines()]
+        cells = [row["estimates"][0] for row in rows]
+        assert cells[1].get("log_px") is None and cells[1]["verdict"]["level"] == "unreliable"
+        assert "not finite" in cells[1]["verdict"]["reasons"][0]
+        assert cells[0]["log_px"] is not None and cells[2]["log_px"] is not None

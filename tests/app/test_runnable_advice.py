@@ -44,10 +44,11 @@ def test_advice_beyond_the_deadline_is_a_job_and_a_504_names_what_fits(checkpoin
         out = client.post("/v1/models/tiny/evidence", json=ELBO).json()
         verdict, (cost,) = out["results"][0]["verdict"], out["reruns"]
         assert cost["run_as"] == "job" and "run it as a job (POST /v1/jobs)" in cost["note"]
-        # Sent as a request anyway, it stops at the deadline, and the 504 says what to do instead.
-        problem = assert_problem(
-            client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], **verdict["rerun"]}), 504, "deadline_s"
-        )
+        # Sent as a request anyway, it is refused before it runs (expected past 3x the deadline: 413) or stopped
+        # at the deadline (504); either way the answer says what to do instead.
+        sent = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], **verdict["rerun"]})
+        problem = assert_problem(sent, sent.status_code, "deadline_s")
+        assert sent.status_code in (413, 504)
     assert "run it as a job" in problem["detail"] and problem["limit"]["deadline_s"] == 0.5
     assert problem["limit"]["expected_s"] > 0.4
     if problem["limit"]["fits"] is not None:  # a setting this server expects to finish within the deadline
@@ -65,3 +66,20 @@ def test_the_cli_prints_the_job_command_when_a_request_cannot_run_it(capsys: pyt
     assert "run:     logpx job submit DATA --model vae1-iwae50 --estimators iwae:100@ais:1000" in out
     assert "cost:    about 15 min here: a job" in out
     assert "certify: logpx bdmc --model vae1-iwae50 --sampler ais:1000" in out
+
+
+def test_work_far_beyond_the_deadline_is_refused_before_it_runs(checkpoint_dir: Path) -> None:
+    """Work within every budget but far over the deadline held the worker until its 504 (the probe: BDMC
+    with 10,000 steps and 100 leapfrog steps on one input); it is now refused at once, naming a way out."""
+    import time
+
+    with make_client(checkpoint_dir, deadline_s=1.0) as client:
+        wait_ready(client)
+        heavy = {"name": "ais", "steps": 9000, "leapfrog": 100}
+        started = time.monotonic()
+        body = {"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 16}, "sampler": heavy}
+        problem = assert_problem(client.post("/v1/models/tiny/evidence", json=body), 413, "deadline_s")
+        assert "run it as a job" in problem["detail"] and problem["limit"]["expected_s"] > 3
+        bdmc = client.post("/v1/models/tiny/bdmc", json={"num_inputs": 1, "k": 16, "sampler": heavy})
+        assert_problem(bdmc, 413, "deadline_s")
+        assert time.monotonic() - started < 2  # refused, not run until the deadline
