@@ -20,7 +20,7 @@ from logpx.runtime import keep_freed_memory
 from . import __version__
 from .config import Settings, get_settings
 from .errors import register_error_handlers
-from .jobs.runner import JobRunner
+from .jobs.runner import OPENING, JobRunner
 from .jobs.store import open_store
 from .metrics import Metrics
 from .middleware import RequestGuard
@@ -43,6 +43,32 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+STORE_RETRY_S = 30.0  # how often a service whose job store would not open tries again
+
+
+async def _run_jobs(
+    app: FastAPI, settings: Settings, registry: ModelRegistry, worker: DeviceWorker, metrics: Metrics
+) -> None:
+    """Open the job store (migrating its schema; waiting ``job_store_wait_s`` for a database still starting),
+    then run jobs. A store that will not open (a read-only data directory, a database away) turns jobs off,
+    not the service: evidence and the other routes are served, and the store is tried again every
+    ``STORE_RETRY_S``."""
+    wait = settings.job_store_wait_s
+    while True:
+        try:
+            store = await asyncio.to_thread(open_store, settings.store_url, wait)
+            break
+        except Exception as exc:  # any error of opening: the file system, the driver, the migration
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+            app.state.jobs_off = f"the job store could not be opened ({reason}); trying again every {STORE_RETRY_S:g} s"
+            logging.getLogger("logpx").error("jobs are off: %s", app.state.jobs_off)
+            wait = 0.0
+            await asyncio.sleep(STORE_RETRY_S)
+    runner = JobRunner(store, registry, worker, settings, metrics)
+    app.state.jobs, app.state.runner, app.state.jobs_off = store, runner, None
+    await runner.run_forever()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app_metrics = Metrics()
@@ -62,24 +88,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_forward=lambda requests, inputs: app_metrics.batch_requests.observe(requests),
         )
         worker.start()
-        # Migrates the schema to the newest; waits for a database that is still starting.
-        store = await asyncio.to_thread(open_store, settings.store_url, settings.job_store_wait_s)
-        runner = JobRunner(store, registry, worker, settings, app_metrics)
-        app.state.registry, app.state.worker, app.state.jobs, app.state.runner = registry, worker, store, runner
+        app.state.registry, app.state.worker = registry, worker
+        app.state.jobs = app.state.runner = None  # until the job store opens: jobs are off, the rest is served
+        app.state.jobs_off = OPENING
         app.state.event_streams = {"open": 0}  # job event streams open now (routes/jobs.py caps them)
         # Load in the background: /v2/health/live answers at once, /v2/health/ready once loading is done.
         loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
-        running = asyncio.create_task(runner.run_forever())
+        running = asyncio.create_task(_run_jobs(app, settings, registry, worker, app_metrics))
         try:
             yield
         finally:
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
-            await runner.stop()
+            if app.state.runner is not None:
+                await app.state.runner.stop()
             await loading
             worker.stop()
-            store.close()
+            if app.state.jobs is not None:
+                app.state.jobs.close()
             if registry.device.startswith("cuda"):
                 torch.cuda.empty_cache()
 

@@ -105,6 +105,7 @@ def add_to_summary(summary: dict[str, Any], names: list[str], rows: list[dict[st
 # Pauses between attempts of a job-store write that failed (a full disk, a database failover, a lock held too
 # long): about 15 s in all, a job's lease, before the job is failed with the store's reason.
 STORE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+OPENING = "the job store is opening"  # not ready yet: a store starting beside the service gets its wait
 SWEEP_S = 60.0  # how often an idle runner looks for finished jobs past their retention
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..deps import RegistryDep, SettingsDep
-from ..errors import JobActive, JobNotFound, ServerSaturated
+from ..errors import JobActive, JobNotFound, ServerSaturated, StoreUnavailable
 from ..jobs.present import status
 from ..jobs.runner import JobRunner
 from ..jobs.schemas import JobList, JobStatus
@@ -28,11 +28,22 @@ KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an id
 RESULTS_PAGE = 500  # rows read from the store at a time while streaming results
 
 
+def _jobs_off(request: Request) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"jobs are off: {request.app.state.jobs_off}; evidence and the other routes are served",
+        headers={"Retry-After": "30"},
+    )
+
+
 async def get_store(request: Request) -> JobStore:
+    if request.app.state.jobs is None:
+        raise _jobs_off(request)
     return request.app.state.jobs
 
 
 async def get_runner(request: Request) -> JobRunner:
+    if request.app.state.runner is None:
+        raise _jobs_off(request)
     return request.app.state.runner
 
 

@@ -115,3 +115,16 @@ def test_a_json_job_body_is_bounded_like_a_request(checkpoint_dir: Path) -> None
         r = c.post("/v1/jobs", json=body)
         assert r.status_code == 413 and r.json()["field"] == "body" and "as a file" in r.json()["detail"], r.text
         assert c.post("/v1/jobs", json={**body, "inputs": [IMAGE]}).status_code == 202
+
+
+def test_a_job_store_that_will_not_open_turns_jobs_off_not_the_service(checkpoint_dir: Path, tmp_path: Path) -> None:
+    """A read-only data directory stopped the service from starting, and evidence and health went with it."""
+    not_a_directory = tmp_path / "data"
+    not_a_directory.write_text("a file where the data directory should be")
+    with make_client(checkpoint_dir, data_dir=not_a_directory, job_store_wait_s=0) as c:
+        wait_ready(c)
+        ready = c.get("/v2/health/ready").json()
+        assert ready["status"] == "ready" and "job store could not be opened" in ready["jobs"]
+        assert c.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE]}).status_code == 200
+        off = c.get("/v1/jobs")
+        assert off.status_code == 503 and "jobs are off" in off.json()["detail"] and off.headers["retry-after"]
