@@ -27,7 +27,7 @@ def test_streams_at_their_cap_leave_requests_and_health_checks_answered(tmp_path
     with LocalServer(checkpoints, env=env) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         data = io.BytesIO()
         np.save(data, np.zeros((200, 784), dtype=np.uint8))
-        long_job = {"model": "tiny", "estimators": ["iwae:64@ais:2000"], "seed": "0"}
+        long_job = {"model": "tiny", "estimators": ["iwae:64@ais:300"], "seed": "0"}
         job = http.post("/v1/jobs", data=long_job, files={"data": ("x.npy", data.getvalue())}).json()["id"]
         with ExitStack() as held:
             for _ in range(3):  # the cap: each stream stays open while the long job runs

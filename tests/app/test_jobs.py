@@ -381,10 +381,11 @@ def test_result_rows_count_against_the_store_and_finished_jobs_can_be_deleted(ch
         assert submit(c, npy(binary_images(30, seed=61)), estimators=["iwae:20", "jvi:20:1"]).status_code == 202
     with make_client(checkpoint_dir) as c:
         wait_ready(c)
-        long = submit(c, npy(binary_images(50, seed=62)), estimators=["iwae:64@ais:2000"]).json()["id"]
+        # 50 inputs of short AIS, a chunk of one input each: active for tens of seconds, cancelled within one.
+        long = submit(c, npy(binary_images(50, seed=62)), estimators=["iwae:64@ais:300"]).json()["id"]
         _problem(c.delete(f"/v1/jobs/{long}?purge=true"), 409, "id", "cancel it first")
         c.delete(f"/v1/jobs/{long}")
-        wait(c, long)
+        wait(c, long, timeout=120)
         assert c.delete(f"/v1/jobs/{long}?purge=true").status_code == 204
 
 

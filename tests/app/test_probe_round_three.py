@@ -76,7 +76,7 @@ def test_the_job_quota_is_per_identity_and_atomic(checkpoint_dir: Path) -> None:
     concurrent submissions cannot overshoot it (the count and the insert are one step)."""
     data = io.BytesIO()
     np.save(data, np.zeros((200, 784), dtype=np.uint8))
-    form = {"model": "tiny", "estimators": ["iwae:64@ais:2000"]}  # long enough to stay active
+    form = {"model": "tiny", "estimators": ["iwae:64@ais:300"]}  # 200 inputs: active long enough
 
     def submit(c: TestClient, headers: dict[str, str]) -> int:
         return c.post("/v1/jobs", data=form, files={"data": ("x.npy", data.getvalue())}, headers=headers).status_code
