@@ -18,7 +18,7 @@ from fastapi import UploadFile
 from PIL import Image
 from pydantic import ValidationError
 
-from logpx.io import binarize_per_input, binarize_sample, binarize_threshold
+from logpx.io import binarize
 
 from .errors import InvalidInput, UnsupportedMediaType
 from .schemas import Binarization, EstimatorIn, SamplerIn
@@ -226,14 +226,8 @@ def plan_binarization(
 def apply_binarization(x: torch.Tensor, plan: Binarization, generator: torch.Generator) -> torch.Tensor:
     """``x`` binarised as planned: ``sample`` by each input's own draws (``plan.seed``, the protocol's);
     ``resample`` from ``generator``, the request's (before the model's noise)."""
-    if plan.method == "threshold":
-        return binarize_threshold(x, THRESHOLD if plan.threshold is None else plan.threshold)
-    if plan.method == "sample":
-        assert plan.seed is not None
-        return binarize_per_input(x, plan.seed)
-    if plan.method == "resample":
-        return binarize_sample(x, generator)
-    return x
+    threshold = THRESHOLD if plan.threshold is None else plan.threshold
+    return binarize(x, plan.method, seed=plan.seed, generator=generator, threshold=threshold)
 
 
 def parse_estimator(raw: dict[str, object], field: str) -> EstimatorIn:

@@ -4,14 +4,15 @@ Every error names the field the client sent (``estimator.k``, ``estimators[2].sa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
-from logpx.plan import AIS, Cost, Plan
+from logpx.plan import AIS, Cost, Entry, Plan
 
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge
 
-__all__ = ["check_bdmc", "check_plan"]
+__all__ = ["bounded", "check_bdmc", "check_plan"]
 
 
 def _at(prefix: str, name: str) -> str:
@@ -84,6 +85,21 @@ def check_plan(
             limit=settings.max_ais_evals,
         )
     return cost
+
+
+def bounded(plan: Plan, settings: Settings) -> Plan:
+    """``plan`` with each sample count and AIS schedule cut to the limits that bind requests and jobs alike
+    (``max_k``, ``max_ais_steps``): advice that escalates past them (4x the temperatures) would be refused
+    wherever it was sent, so it names the most this server runs instead."""
+    entries = []
+    for e in plan.entries:
+        spec, sampler = e.spec, e.sampler
+        if spec.k > settings.max_k:
+            spec = dataclasses.replace(spec, k=settings.max_k)
+        if isinstance(sampler, AIS) and sampler.steps > settings.max_ais_steps:
+            sampler = dataclasses.replace(sampler, steps=settings.max_ais_steps)
+        entries.append(Entry(spec, sampler))
+    return Plan(tuple(entries))
 
 
 def check_bdmc(settings: Settings, sampler: AIS, inputs: int, k: int) -> None:

@@ -15,7 +15,7 @@ import uvicorn.config
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from logpx.runtime import keep_freed_memory
+from logpx.runtime import cpu_limit, keep_freed_memory
 
 from . import __version__
 from .config import Settings, get_settings
@@ -25,7 +25,6 @@ from .jobs.store import open_store
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
-from .resources import cpu_limit
 from .routes import estimate, evidence, health, jobs, metrics, models, page, predict, v2
 from .schemas import problem_responses
 from .worker import DeviceWorker

@@ -11,13 +11,13 @@ import torch
 from logpx.estimators import STD_ERR_FORMULAS, Diagnostics, Estimate, khat_threshold
 from logpx.estimators import Verdict as VerdictValue
 from logpx.plan import Entry, Plan
-from logpx.samplers import Outcome, Speed
+from logpx.samplers import Outcome, Speed, duration
 
 from . import schemas
 from .config import Settings
 from .errors import ProblemError
 from .inputs import finite_or_none
-from .limits import check_plan
+from .limits import bounded, check_plan
 from .plans import estimator_in, rerun_out, sampler_out
 
 __all__ = [
@@ -60,16 +60,6 @@ NO_MODEL = Advising(None)
 MARGIN = 1.5
 
 
-def _seconds(seconds: float) -> str:
-    return (
-        f"{seconds:.1f} s"
-        if seconds < 100
-        else f"{seconds / 60:.0f} min"
-        if seconds < 7200
-        else f"{seconds / 3600:.1f} h"
-    )
-
-
 def _runnable(rerun: Plan, a: Advising) -> schemas.RerunCost | None:
     """What the advised plan costs here, and whether one request can run it or it takes a job."""
     if a.model is None or a.speed is None:
@@ -83,10 +73,10 @@ def _runnable(rerun: Plan, a: Advising) -> schemas.RerunCost | None:
         except ProblemError:
             within = False
     if within:
-        note = f"{rerun} takes about {_seconds(seconds)} here for {inputs}: one request runs it"
+        note = f"{rerun} takes about {duration(seconds)} here for {inputs}: one request runs it"
     else:
         note = (
-            f"{rerun} takes about {_seconds(seconds)} here for {inputs}, beyond what one request may (the "
+            f"{rerun} takes about {duration(seconds)} here for {inputs}, beyond what one request may (the "
             f"{a.deadline_s:g} s deadline and the request limits): run it as a job (POST /v1/jobs), which has no deadline"
         )
     request = rerun_out(rerun)
@@ -100,9 +90,16 @@ def _runnable(rerun: Plan, a: Advising) -> schemas.RerunCost | None:
     )
 
 
+def _rerun(v: VerdictValue, advising: Advising) -> Plan | None:
+    """The verdict's advised plan, within this server's limits where they are known (``bounded``)."""
+    if v.rerun is None or advising.settings is None:
+        return v.rerun
+    return bounded(v.rerun, advising.settings)
+
+
 def rerun_costs(verdicts: list[VerdictValue], advising: Advising) -> list[schemas.RerunCost]:
     """Each distinct rerun the verdicts advise, once, with what it costs here and how to run it."""
-    plans = list(dict.fromkeys(v.rerun for v in verdicts if v.rerun is not None))
+    plans = list(dict.fromkeys(p for v in verdicts if (p := _rerun(v, advising)) is not None))
     return [cost for plan in plans if (cost := _runnable(plan, advising)) is not None]
 
 
@@ -110,10 +107,12 @@ def verdict_out(v: VerdictValue, advising: Advising) -> schemas.Verdict:
     """The verdict as the API states it: its advice plan as the request objects that run it (``rerun``),
     and where that plan anneals, the endpoint that certifies its setting on the model. The same on any
     server: what the rerun costs here is stated beside the verdicts (``rerun_costs``)."""
-    advice = v.advice
-    if v.rerun is not None and advising.model is not None and any(e.sampler.annealed for e in v.rerun.entries):
+    advice, rerun = v.advice, _rerun(v, advising)
+    if rerun is not None and v.rerun is not None and rerun != v.rerun:
+        advice = advice.replace(str(v.rerun), f"{rerun} (the most this server runs)")
+    if rerun is not None and advising.model is not None and any(e.sampler.annealed for e in rerun.entries):
         advice += f" (POST /v1/models/{advising.model}/bdmc)"
-    return schemas.Verdict(level=v.level.value, reasons=list(v.reasons), advice=advice, rerun=rerun_out(v.rerun))
+    return schemas.Verdict(level=v.level.value, reasons=list(v.reasons), advice=advice, rerun=rerun_out(rerun))
 
 
 def verdicts_out(verdicts: list[VerdictValue], advising: Advising) -> list[schemas.Verdict]:

@@ -6,7 +6,6 @@ A checkpoint that fails to load is kept as ``failed`` with its reason; the other
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 
 from logpx.families import Family, LatentVariableModel
 from logpx.io import TRAINING_STATE_SUFFIX, Checkpoint, CheckpointError, load_checkpoint
+from logpx.io.checkpoint import MODEL_NAME
 from logpx.runtime import resolve_device
 from logpx.samplers import Speed, measure
 
@@ -23,7 +23,7 @@ from .errors import InvalidInput, ModelNotFound, ModelNotReady
 
 __all__ = ["NAME_PATTERN", "ModelEntry", "ModelRegistry"]
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_PATTERN = MODEL_NAME  # the library's: `logpx convert` and `train` refuse a name the service would skip
 log = logging.getLogger("logpx")
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-__all__ = ["CheckFn", "keep_freed_memory", "resolve_device"]
+__all__ = ["CheckFn", "cpu_limit", "keep_freed_memory", "resolve_device", "thread_text", "threads_for"]
 
 # Called inside long loops (chunks over k, temperatures, leave-j-out chunks); raises to stop the work:
 # a request's deadline, a job's cancellation.
@@ -44,3 +47,40 @@ def keep_freed_memory(trim_bytes: int = 1 << 30) -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_bytes))
+
+
+def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs allowed by the cgroup quota (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``), capped by the
+    CPUs this process may run on; at least 1."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = None
+    try:
+        text = (cgroup_root / "cpu.max").read_text().split()
+        if text and text[0] != "max":
+            quota = int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        try:
+            q = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
+            p = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
+            if q > 0 and p > 0:
+                quota = q / p
+        except (OSError, ValueError):
+            pass
+    return max(1, min(available, math.ceil(quota) if quota else available))
+
+
+# Rows (inputs x chains) of one pass below which a second intra-op thread costs more than it saves: on this
+# project's 2-core CPU an AIS pass of 64 rows ran in 2.55 s on one thread and 2.80 s on two (idle machine),
+# 400 rows 1.78 s and 1.19 s, 2,000 rows 8.2 s and 4.3 s (docs/performance.md, "Threads").
+ROWS_PER_THREAD = 200
+
+
+def threads_for(rows: int, cap: int) -> int:
+    """Intra-op threads for model passes of ``rows`` rows: one per ``ROWS_PER_THREAD``, 1 to ``cap``."""
+    return max(1, min(cap, rows // ROWS_PER_THREAD))
+
+
+def thread_text() -> str:
+    """The thread setting in force, for the output of long runs (it decides their speed)."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    return f"{torch.get_num_threads()} torch thread(s) of {cpu_limit()} CPU(s), OMP_WAIT_POLICY={policy}"

@@ -201,3 +201,77 @@ def test_the_client_takes_the_same_words_everywhere(server: str) -> None:
         client.cancel_job(job["id"][:8])  # a unique prefix names the job
         with pytest.raises(TypeError, match="needs k"):
             client.evidence(MODEL, image, estimator="iwae")
+
+
+# Every `sh` and `python` block of these files runs as printed against this module's server (the port put in
+# for 8000), except the blocks named here, each with why it cannot run in a test.
+DOCUMENTED = ("README.md", "docs/api.md", "docs/jobs.md", "docs/checkpoints.md")
+NOT_RUN = {
+    "make serve": "the two commands start a server and the suite of their own (this server is `logpx serve`, as they run it)",
+    "logpx train --data DIR": "DIR is the reader's data, and a 100-epoch run",
+    "my_state_dict": "the reader's own state dict; tests/test_docs.py runs this recipe on one",
+}
+
+
+def _blocks() -> list[tuple[str, str, str]]:
+    """``(where, language, text)`` of every fenced block to run."""
+    import re
+
+    found = []
+    for name in DOCUMENTED:
+        text = (ROOT / name).read_text()
+        for m in re.finditer(r"```(sh|python)\n(.*?)```", text, re.S):
+            line = text[: m.start()].count("\n") + 1
+            if not any(marker in m.group(2) for marker in NOT_RUN):
+                found.append((f"{name}:{line}", m.group(1), m.group(2)))
+    return found
+
+
+def test_every_documented_command_runs_as_printed(server: str, tmp_path: Path) -> None:
+    """The commands of README.md and docs/, run from a directory laid out like a clone (its checkpoints, test
+    data and .venv), against a real server; curl made to fail on an HTTP error status, the shell on any
+    failing command. Where the docs print an answer (the advice in README.md), the run must give it."""
+    import os
+    import re
+
+    blocks = _blocks()
+    assert len(blocks) >= 12, [b[0] for b in blocks]
+    (tmp_path / "checkpoints").mkdir()
+    for shipped in (ROOT / "checkpoints").glob("*.safetensors"):
+        (tmp_path / "checkpoints" / shipped.name).symlink_to(shipped)
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
+    # The convert example's vae.pt: the PyTorch examples VAE's tensors (their values do not matter here).
+    import torch
+
+    shapes = {"fc1": (400, 784), "fc21": (20, 400), "fc22": (20, 400), "fc3": (400, 20), "fc4": (784, 400)}
+    state = {
+        f"{n}.{p}": torch.randn(s if p == "weight" else s[:1]) for n, s in shapes.items() for p in ("weight", "bias")
+    }
+    torch.save(state, tmp_path / "vae.pt")
+    port = server.rsplit(":", 1)[1]
+    env = {**os.environ, "LOGPX_URL": server}
+    outputs = {}
+    for where, language, text in blocks:
+        text = re.sub(r"(localhost|127\.0\.0\.1):8000", f"127.0.0.1:{port}", text)
+        if language == "sh":
+            text = text.replace("curl -s ", "curl -sf ")
+            latest = "$(.venv/bin/logpx job list --limit 1 | head -n1 | cut -d' ' -f1)"  # ID: the job just submitted
+            text = re.sub(r"\bID\b", latest, text)
+            argv = ["bash", "-euo", "pipefail", "-c", text]
+        else:
+            argv = [sys.executable, "-c", text]
+        started = time.monotonic()
+        run = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        print(f"{where}: {time.monotonic() - started:.1f} s")
+        assert run.returncode == 0, (where, text, run.stdout[-2000:], run.stderr[-2000:])
+        outputs[where] = run.stdout
+        # A job the block submitted without watching it has been accepted, which is all the block shows;
+        # cancelled, it leaves the worker to the next block.
+        for job in httpx.get(f"{server}/v1/jobs", params={"limit": 100}).json()["jobs"]:
+            if job["state"] in ("queued", "running"):
+                httpx.delete(f"{server}/v1/jobs/{job['id']}")
+    printed = (ROOT / "README.md").read_text().split("```text\n", 1)[1].split("\n", 1)[0]
+    assert any(printed.split(" (POST")[0] in out for out in outputs.values()), printed
+    assert (tmp_path / "rows.csv").read_text().startswith("index,")
+    assert (tmp_path / "checkpoints" / "examples-vae.safetensors").is_file()

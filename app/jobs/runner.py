@@ -58,8 +58,8 @@ def chunk_work(
     model = latent_model(entry)
     names = [str(e) for e in plan.entries]
     # Rows are results, the same on any replica and after any restart: their advice names the model and the
-    # plan to run, never a time measured on this machine.
-    advice = presenter.Advising(entry.name)
+    # plan to run (within the limits), never a time measured on this machine.
+    advice = presenter.Advising(entry.name, settings=settings)
 
     def work(ctx: TaskContext) -> list[dict[str, Any]]:
         generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))

@@ -64,6 +64,11 @@ async def model_ready(name: str, registry: RegistryDep) -> dict[str, object]:
     return {"name": name, "ready": True}
 
 
+# What infer answers, in order; the model metadata declares the same.
+DIAGNOSTIC_OUTPUTS = ("ess", "khat", "delta_bias", "jackknife_var")
+OUTPUTS = (("log_px", "FP64"), ("verdict", "BYTES"), ("std_err", "FP64"), *((n, "FP64") for n in DIAGNOSTIC_OUTPUTS))
+
+
 @router.get("/models/{name}", responses=problem_responses(404))
 async def model_metadata(name: str, registry: RegistryDep) -> dict[str, object]:
     e = registry.get(name)
@@ -78,7 +83,7 @@ async def model_metadata(name: str, registry: RegistryDep) -> dict[str, object]:
                 "shape": [-1, *e.checkpoint.model.input_shape] if e.checkpoint else [],
             }
         ],
-        "outputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in ("log_px", "std_err")],
+        "outputs": [{"name": n, "datatype": t, "shape": [-1]} for n, t in OUTPUTS],
     }
 
 
@@ -118,20 +123,16 @@ async def infer(
     seed = params.seed
     out = await evidence(entry, worker, settings, x, plan.entries[0], seed, params.binarize, True)
     record_request(request, metrics, name, batch, plan, out.timing)
-    outputs = [
-        InferOutput(name="log_px", shape=[batch], datatype="FP64", data=[r.log_px for r in out.results]),
-        InferOutput(name="verdict", shape=[batch], datatype="BYTES", data=[r.verdict.level for r in out.results]),
-        InferOutput(name="std_err", shape=[batch], datatype="FP64", data=[r.std_err for r in out.results]),
-    ]
-    for field in ("ess", "khat", "delta_bias", "jackknife_var"):
-        outputs.append(
-            InferOutput(
-                name=field,
-                shape=[batch],
-                datatype="FP64",
-                data=[getattr(r.diagnostics, field) if r.diagnostics else None for r in out.results],
-            )
-        )
+    columns = {
+        "log_px": [r.log_px for r in out.results],
+        "verdict": [r.verdict.level for r in out.results],
+        "std_err": [r.std_err for r in out.results],
+        **{
+            field: [getattr(r.diagnostics, field) if r.diagnostics else None for r in out.results]
+            for field in DIAGNOSTIC_OUTPUTS
+        },
+    }
+    outputs = [InferOutput(name=n, shape=[batch], datatype=t, data=columns[n]) for n, t in OUTPUTS]
     return InferResponse(
         model_name=name,
         model_version=entry.checkpoint.sha256[:12] if entry.checkpoint else None,

@@ -3,11 +3,17 @@
 Usage:
     logpx evaluate CHECKPOINT --data DIR [--split valid] [--limit 1000] \
         [--estimators elbo:5000 iwae:5000 jvi:5000:1] [--seed 0] [--json OUT]
+    logpx evaluate CHECKPOINT --images FILE --labels FILE [--valid N] ...
 
-All estimators run on the same draw per image (common random numbers: an estimator with k samples
-uses the first k). Images are binarised once with a fixed seed (Bernoulli models). Prints, per
-estimator, the mean log p(x) over images with its standard error (spread across images) and the mean
-Monte Carlo standard error of a single image's estimate, then a diagnostics summary.
+The data options are `logpx train`'s, and the held-out split is the one the checkpoint records
+(`--valid` at training), so `--split valid` scores exactly the images training held out. All
+estimators run on the same draw per image (common random numbers: an estimator with k samples uses
+the first k). Images are binarised as the service binarises them (the checkpoint's protocol: each
+image's own draws under its binarisation seed), so the figures agree with the service image for image.
+Prints, per estimator, the mean log p(x) over images with its standard error (spread across images)
+and the mean Monte Carlo standard error of a single image's estimate, then a diagnostics summary.
+Each long phase (importance sampling, AIS, BDMC) prints its expected time first and shows its
+progress; the thread setting in force is printed with it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 from collections import Counter
 from collections.abc import Iterable
 
@@ -24,10 +31,11 @@ from tqdm import tqdm
 from ..estimators import Level, Verdict, estimate, khat_threshold, point_estimate
 from ..families import Classifier, LatentVariableModel, LinearGaussian, predictive_summary
 from ..families.bbb import expected_calibration_error
-from ..io import BINARIZE_SEED, Checkpoint, binarize_sample, load_checkpoint, load_idx_dataset, split_train_valid
-from ..plan import AIS, EstimatorSpec, Plan, WeightDraws, parse_spec
-from ..runtime import keep_freed_memory
-from ..samplers import bdmc, run_plan
+from ..io import Checkpoint, binarize, held_out_count, load_checkpoint, load_idx_dataset, split_train_valid
+from ..io.data import VALID_SIZE
+from ..plan import AIS, Cost, EstimatorSpec, Plan, WeightDraws, parse_spec
+from ..runtime import ROWS_PER_THREAD, cpu_limit, keep_freed_memory, thread_text, threads_for
+from ..samplers import Speed, bdmc, duration, measure, run_plan
 
 PROG = "logpx evaluate"
 
@@ -52,18 +60,42 @@ class Verdicts:
         return ", ".join(f"{self.levels[level]} {level}" for level in Level)
 
 
-def print_advice(args: argparse.Namespace, advice: dict[str, Plan | None]) -> list[str]:
+def print_advice(
+    args: argparse.Namespace, advice: dict[str, Plan | None], speed: Speed | None = None, images: int = 0
+) -> list[str]:
     """Each distinct advice once, and where it names an AIS plan, the ``logpx evaluate`` command that runs
-    it on the same data with its BDMC check; returns the texts (for the JSON summary)."""
+    it on the same data with its BDMC check, with its expected time at ``speed`` (the model's, measured
+    here) over the ``images`` just scored; returns the texts (for the JSON summary)."""
     for text, rerun in advice.items():
         print(f"  advice: {text}")
-        sampler = rerun.entries[0].sampler if rerun is not None else None
-        if rerun is not None and isinstance(sampler, AIS):
+        if rerun is None or not isinstance(rerun.entries[0].sampler, AIS):
+            continue
+        sampler, chains = rerun.entries[0].sampler, rerun.entries[0].spec.k
+        estimators = " ".join(str(s) for s in args.estimators)
+        print(
+            f"    run: logpx evaluate {args.checkpoint} {data_args(args)} --split {args.split} --limit {images} "
+            f"--estimators {estimators} --ais {sampler.steps} --ais-chains {chains} "
+            f"--ais-leapfrog {sampler.leapfrog} --ais-limit {args.ais_limit} --bdmc {BDMC_INPUTS}"
+        )
+        if speed is not None:
+            ais_images = min(args.ais_limit, images)
+            evals = Plan.of(*args.estimators).cost(images).evaluations
+            ais_evals = rerun.cost(ais_images).evaluations + BDMC_INPUTS * sampler.bdmc_evaluations(chains)
+            seconds = speed.seconds(Cost(evals + ais_evals, ais_evals, 0, 0))
             print(
-                f"    run: logpx evaluate {args.checkpoint} --data {args.data} --split {args.split} "
-                f"--ais {sampler.steps} --ais-chains {rerun.entries[0].spec.k} --ais-leapfrog {sampler.leapfrog} --bdmc 8"
+                f"    expected: {duration(seconds)} here (AIS on the first {ais_images} images, BDMC on {BDMC_INPUTS})"
             )
     return list(advice)
+
+
+BDMC_INPUTS = 8  # simulated inputs of the advised BDMC check: enough for the gap's mean, at a few minutes
+
+
+def data_args(args: argparse.Namespace) -> str:
+    """The options that name the data, as given: for commands that run again on the same images."""
+    where = f"--images {shlex.quote(args.images)} --labels {shlex.quote(args.labels)}" if args.images else ""
+    where = where or f"--data {shlex.quote(args.data)}"
+    return where + (f" --valid {args.valid:g}" if args.valid is not None else "")
 
 
 def _spec_arg(text: str) -> EstimatorSpec:
@@ -162,16 +194,25 @@ def evaluate_classifier(
     return summary_out
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", help="a logpx .safetensors checkpoint")
-    parser.add_argument("--data", required=True, help="directory with IDX files")
+    parser.add_argument("--data", default="", help="directory with IDX files, as `logpx train --data` takes")
+    parser.add_argument("--images", default="", help="an IDX image file of any name (instead of --data)")
+    parser.add_argument("--labels", default="", help="its IDX label file (with --images)")
     parser.add_argument(
         "--split",
         default="valid",
-        help="valid: the last 10,000 images of train-*; train: the rest; any other PREFIX: all of PREFIX-images-idx3-ubyte",
+        help="valid: the images the checkpoint records as held out of its training file (the last --valid); "
+        "train: the rest; any other PREFIX: all of PREFIX-images-idx3-ubyte in --data",
+    )
+    parser.add_argument(
+        "--valid",
+        type=float,
+        default=None,
+        help="images held out, as `logpx train --valid` (default: the count the checkpoint records, else 10,000)",
     )
     parser.add_argument(
         "--small-k",
@@ -191,7 +232,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     parser.add_argument("--batch-size", type=int, default=20, help="images per forward pass (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for every phase (0: one per usable CPU for importance sampling, and for AIS one "
+        f"per {ROWS_PER_THREAD} chains x images of a batch, at most one per CPU)",
+    )
     parser.add_argument("--json", default=None, help="write the summary here")
     parser.add_argument(
         "--ais",
@@ -211,43 +258,99 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         help="with --ais: BDMC on N inputs simulated from the model, the setting's gap (default 0)",
     )
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_freed_memory()
+    if not (args.data or args.images):
+        parser.error("--data or --images (with --labels) is required")
+    if bool(args.images) != bool(args.labels):
+        parser.error("--images and --labels go together")
+    return args
 
+
+def load_split(args: argparse.Namespace, ckpt: Checkpoint) -> tuple[torch.Tensor, torch.Tensor, dict[str, object]]:
+    """The images and labels of ``--split``, cut to ``--limit``, and a description. ``valid`` and ``train``
+    split the training file where the checkpoint says its training split it (``dataset.valid_images``); a
+    file other than the one the checkpoint records is split the same way, with a note that it differs."""
+    held = args.split in ("valid", "train")
+    try:
+        x, labels, dataset = load_idx_dataset(
+            args.data or ".",
+            "train" if held else args.split,
+            images=args.images or None,
+            labels=args.labels or None,
+        )
+    except (OSError, ValueError) as exc:  # the message names the directory and the file
+        raise SystemExit(f"error: {exc}") from None
+    if x.shape[1] != math.prod(ckpt.metadata["input_shape"]):
+        raise SystemExit(
+            f"error: {args.images or args.data} holds images of {x.shape[1]} values, "
+            f"the model takes {ckpt.metadata['input_shape']}"
+        )
+    if held:
+        recorded = ckpt.metadata.get("dataset") or {}
+        count = int(recorded.get("valid_images", VALID_SIZE)) if args.valid is None else None
+        try:
+            count = held_out_count(x.shape[0], args.valid) if count is None else count
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        if count >= x.shape[0]:
+            raise SystemExit(
+                f"error: the checkpoint holds out {count} images but the file has {x.shape[0]}; give --valid"
+            )
+        if recorded.get("sha256") and recorded["sha256"] != dataset["sha256"]:
+            print(
+                f"note: {dataset['file']} is not the file this checkpoint was trained on (its sha256 differs from "
+                f"the recorded {str(recorded['sha256'])[:12]}); its last {count} images are not the model's held-out set"
+            )
+        dataset["valid_images"] = count
+        pick = (
+            split_train_valid(x, count)[args.split == "valid"],
+            split_train_valid(labels, count)[args.split == "valid"],
+        )
+        x, labels = pick
+    if args.limit:
+        x, labels = x[: args.limit], labels[: args.limit]
+    return x, labels, dataset
+
+
+def use_threads(requested: int, rows: int | None = None) -> None:
+    """``requested`` threads, or by default one per usable CPU, fewer for passes of ``rows`` rows."""
+    cpus = cpu_limit()
+    torch.set_num_threads(requested or (cpus if rows is None else threads_for(rows, cpus)))
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    args = parse_args(argv)
+    use_threads(args.threads)
+    keep_freed_memory()
     try:  # CheckpointError is a ValueError
         ckpt = load_checkpoint(args.checkpoint)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {args.checkpoint}: {exc}") from None
-    try:
-        x, labels, dataset = load_idx_dataset(args.data, "train" if args.split in ("valid", "train") else args.split)
-    except (OSError, ValueError) as exc:  # the message names the directory and the file
-        raise SystemExit(f"error: {exc}") from None
+    x, labels, dataset = load_split(args, ckpt)
     model = ckpt.model
-    if x.shape[1] != math.prod(ckpt.metadata["input_shape"]):
-        raise SystemExit(
-            f"error: {args.data} holds images of {x.shape[1]} values, the model takes {ckpt.metadata['input_shape']}"
-        )
-    if args.split in ("valid", "train"):
-        x = split_train_valid(x)[args.split == "valid"]
-        labels = split_train_valid(labels)[args.split == "valid"]
-    if args.limit:
-        x, labels = x[: args.limit], labels[: args.limit]
     if isinstance(model, Classifier):
         return evaluate_classifier(args, model, ckpt, x, labels)
     assert isinstance(model, LatentVariableModel)
-    if model.likelihood == "bernoulli":
-        x = binarize_sample(x, torch.Generator().manual_seed(BINARIZE_SEED))
+    # The checkpoint's binarisation, as the service applies it: a function of each image and the protocol
+    # seed, so that these figures and the service's agree image for image.
+    binarization = ckpt.binarize if ckpt.binarize != "resample" else "sample"
+    x = binarize(x, binarization, seed=ckpt.binarize_seed)
     plan = Plan.of(*args.estimators)
     k_draw = max(s.k for s in args.estimators)
     generator = torch.Generator().manual_seed(args.seed)
+    speed = measure(model, torch.Generator().manual_seed(args.seed))
+    n = x.shape[0]
+    print(
+        f"{args.checkpoint}: {n} images of the {args.split} split, seed {args.seed}, binarised by {binarization} "
+        f"(seed {ckpt.binarize_seed}); {thread_text()}"
+    )
+    print(f"importance sampling ({plan}): expected {duration(speed.seconds(plan.cost(n)))}")
     values: dict[str, list[torch.Tensor]] = {}
     std_errs: dict[str, list[torch.Tensor]] = {}
     verdicts: dict[str, Verdicts] = {}
     diag_parts: list[tuple[torch.Tensor, ...]] = []
     exact: list[torch.Tensor] = []
     with torch.inference_mode():
-        for xb in tqdm(x.split(args.batch_size), desc="evaluating", unit="batch"):
+        for xb in tqdm(x.split(args.batch_size), desc="importance", unit="batch"):
             for i, outcome in enumerate(run_plan(model, xb, plan, generator)):
                 spec, est = outcome.entry.spec, outcome.estimate
                 name = f"{spec.name}-{spec.k}" + (f"-m{spec.order}" if spec.is_jackknife else "")
@@ -259,7 +362,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             if isinstance(model, LinearGaussian):
                 exact.append(model.exact_log_px(xb).double())
 
-    n = x.shape[0]
     per_estimator: dict[str, dict[str, float]] = {}
     summary: dict[str, object] = {
         "checkpoint": args.checkpoint,
@@ -267,11 +369,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "split": args.split,
         "images": n,
         "dataset_sha256": dataset["sha256"],
+        "held_out": dataset.get("valid_images"),
         "seed": args.seed,
-        "binarize_seed": BINARIZE_SEED,
+        "binarization": binarization,
+        "binarize_seed": ckpt.binarize_seed,
+        "threads": torch.get_num_threads(),
         "estimators": per_estimator,
     }
-    print(f"{args.checkpoint}: {n} images of the {args.split} split, seed {args.seed}")
     for name, parts in values.items():
         v = torch.cat(parts)
         se_images = float(v.std() / math.sqrt(n)) if n > 1 else float("nan")
@@ -318,7 +422,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for per in verdicts.values():
         for text, rerun in per.advice.items():
             advice.setdefault(text, rerun)
-    summary["advice"] = print_advice(args, advice)
+    summary["advice"] = print_advice(args, advice, speed, n)
     if args.ais:
         iwae_name = f"iwae-{k_draw}"
         iwae_values = torch.cat(values[iwae_name]) if iwae_name in values else None
@@ -333,15 +437,25 @@ def evaluate_ais(
     args: argparse.Namespace, model: LatentVariableModel, x: torch.Tensor, iwae_values: torch.Tensor | None
 ) -> dict[str, object]:
     """AIS on ``x`` (its mean log p(x), and its gap to IWAE on the same images), and BDMC on simulated
-    inputs: how far the IWAE figures lie from the evidence, and how far AIS itself may."""
+    inputs: how far the IWAE figures lie from the evidence, and how far AIS itself may. Each phase says
+    its expected time first and shows its progress by temperature (one AIS step of every chain)."""
     config = AIS(steps=args.ais, leapfrog=args.ais_leapfrog)
     plan = Plan.of(EstimatorSpec("iwae", args.ais_chains), sampler=config)
     generator = torch.Generator().manual_seed(args.seed + 1)
+    batches = x.split(args.batch_size)
+    # A pass's rows are chains x images; below a few hundred, extra threads only wait for each other.
+    use_threads(args.threads, rows=args.ais_chains * min(args.batch_size, x.shape[0]))
+    speed = measure(model, torch.Generator().manual_seed(args.seed))
+    print(
+        f"AIS ({plan.entries[0]}) on {x.shape[0]} images: expected {duration(speed.seconds(plan.cost(x.shape[0])))}; "
+        f"{thread_text()}"
+    )
     parts, errs, accept = [], [], []
     verdicts = Verdicts()
-    with torch.no_grad():
-        for xb in tqdm(x.split(args.batch_size), desc="ais", unit="batch"):
-            ((_, est, stats),) = run_plan(model, xb, plan, generator)
+    # Per batch: the tuning pass and the estimating pass, each over every temperature.
+    with torch.no_grad(), tqdm(total=2 * config.steps * len(batches), desc="ais", unit="temperature") as bar:
+        for xb in batches:
+            ((_, est, stats),) = run_plan(model, xb, plan, generator, check=lambda: bar.update(1))
             assert stats is not None
             verdicts.add(est.verdicts)
             parts.append(est.log_px)
@@ -367,7 +481,7 @@ def evaluate_ais(
         f"  {'ais-' + str(config.steps):>14}: mean log p(x) = {float(values.mean()):.3f} over the first {n} images "
         f"({args.ais_chains} chains, leapfrog {config.leapfrog}); verdicts: {verdicts.text()}"
     )
-    ais_out["advice"] = print_advice(args, verdicts.advice)
+    ais_out["advice"] = print_advice(args, verdicts.advice, speed, n)
     if iwae_values is not None:
         gap = values - iwae_values[:n].double()
         ais_out["minus_iwae"] = {
@@ -376,8 +490,13 @@ def evaluate_ais(
         }
         print(f"  AIS - IWAE on the same images: {float(gap.mean()):+.3f} +- {float(gap.std() / math.sqrt(n)):.3f}")
     if args.bdmc:
-        with torch.no_grad():
-            bounds = bdmc(model, args.bdmc, args.ais_chains, config, generator)
+        use_threads(args.threads, rows=args.ais_chains * args.bdmc)
+        evals = args.bdmc * config.bdmc_evaluations(args.ais_chains)
+        seconds = speed.seconds(Cost(evaluations=evals, gradient_evals=evals, samples=0, jackknife=0))
+        print(f"BDMC on {args.bdmc} simulated inputs: expected {duration(seconds)}; {thread_text()}")
+        # The tuning pass, then forward and reverse AIS, each over every temperature.
+        with torch.no_grad(), tqdm(total=3 * config.steps, desc="bdmc", unit="temperature") as bar:
+            bounds = bdmc(model, args.bdmc, args.ais_chains, config, generator, check_fn=lambda: bar.update(1))
         gaps = (bounds.upper - bounds.lower).double()
         out["bdmc"] = {
             "inputs": args.bdmc,

@@ -6,12 +6,14 @@ from .checkpoint import (
     Checkpoint,
     CheckpointError,
     load_checkpoint,
+    model_name_problem,
     read_metadata,
     save_checkpoint,
 )
 from .convert import convert, load_document, read_state_dict
 from .data import (
     BINARIZE_SEED,
+    binarize,
     binarize_per_input,
     binarize_sample,
     binarize_threshold,
@@ -28,6 +30,7 @@ __all__ = [
     "TRAINING_STATE_SUFFIX",
     "Checkpoint",
     "CheckpointError",
+    "binarize",
     "binarize_per_input",
     "binarize_sample",
     "binarize_threshold",
@@ -36,6 +39,7 @@ __all__ = [
     "load_checkpoint",
     "load_document",
     "load_idx_dataset",
+    "model_name_problem",
     "parse_idx",
     "read_idx",
     "read_metadata",

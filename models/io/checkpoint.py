@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,25 @@ REQUIRED_KEYS = ("format_version", "family", "arch", "likelihood", "input_shape"
 
 # `logpx train --resume` keeps the optimiser's state beside the checkpoint under this suffix: not a model.
 TRAINING_STATE_SUFFIX = ".state.safetensors"
+
+
+# What the service serves a checkpoint as: its file name without `.safetensors`, if it matches this.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def model_name_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the service would not serve a checkpoint written to ``path`` (None: it would), as one line."""
+    target = Path(path)
+    if target.suffix != ".safetensors":
+        return f"{target.name}: a checkpoint is a .safetensors file (the service loads no other)"
+    if not MODEL_NAME.match(target.stem):
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", target.stem).strip("-._")[:128] or "my-model"
+        return (
+            f"{target.name}: the service serves a checkpoint by its file name, and {target.stem!r} is not a model "
+            f"name (letters, digits, '.', '_', '-', starting with a letter or digit, at most 128); "
+            f"write it as {safe}.safetensors"
+        )
+    return None
 
 
 class CheckpointError(ValueError):
@@ -100,6 +120,7 @@ def save_checkpoint(
         "final_bounds": final_bounds or {},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "binarize": "sample" if model.likelihood == "bernoulli" else "none",
+        "binarize_seed": BINARIZE_SEED,
         **(extra or {}),
     }
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()}

@@ -15,7 +15,7 @@ import yaml
 from safetensors import safe_open
 
 from ..families import build_model
-from .checkpoint import CheckpointError, save_checkpoint
+from .checkpoint import CheckpointError, model_name_problem, save_checkpoint
 
 __all__ = ["convert", "load_document", "read_state_dict"]
 
@@ -53,6 +53,8 @@ def convert(
     """Write ``out`` from ``weights``; ``names`` maps each logpx tensor name to the user's, ``spec`` is
     ``{"family": ..., "arch": {...}, "input_shape": [...]}``. ``CheckpointError`` names every tensor that
     is missing from the map, absent from the file, left over, or of the wrong shape."""
+    if (problem := model_name_problem(out)) is not None:
+        raise CheckpointError(problem)
     if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
         raise CheckpointError("the name map must be an object of logpx tensor name -> your tensor name, both strings")
     if not isinstance(spec, dict):

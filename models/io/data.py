@@ -127,6 +127,32 @@ def binarize_per_input(x: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
 
+def binarize(
+    x: torch.Tensor,
+    method: str,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    threshold: float = 0.5,
+) -> torch.Tensor:
+    """``x`` made binary by ``method``, the one implementation behind the service, jobs and ``logpx
+    evaluate``: ``threshold``; ``sample``, the protocol (each input's own Bernoulli draws under ``seed``);
+    ``resample``, fresh draws from ``generator`` (a request's); ``none`` leaves ``x`` as it is."""
+    if method == "threshold":
+        return binarize_threshold(x, threshold)
+    if method == "sample":
+        if seed is None:
+            raise ValueError("binarize 'sample' is the protocol of a seed; none was given")
+        return binarize_per_input(x, seed)
+    if method == "resample":
+        if generator is None:
+            raise ValueError("binarize 'resample' draws from a generator; none was given")
+        return binarize_sample(x, generator)
+    if method == "none":
+        return x
+    raise ValueError(f"unknown binarisation {method!r}: threshold, sample, resample or none")
+
+
 def binarize_sample(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Pixels in [0, 1] to {0, 1}: Bernoulli(x) draws (dynamic binarisation; fixed for a fixed seed)."""
     u = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)

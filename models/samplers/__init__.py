@@ -10,7 +10,7 @@ from .bdmc import BDMCResult, BDMCSummary, bdmc, simulate
 from .bdmc import summarize as summarize_bdmc
 from .draw import Draw, draw
 from .run import Outcome, estimate_entry, run_plan
-from .speed import Speed, fit_within, measure
+from .speed import Speed, duration, fit_within, measure
 
 __all__ = [
     "AISResult",
@@ -24,6 +24,7 @@ __all__ = [
     "ais",
     "bdmc",
     "draw",
+    "duration",
     "estimate_entry",
     "fit_within",
     "measure",

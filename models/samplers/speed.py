@@ -20,7 +20,7 @@ from ..families import LatentVariableModel
 from ..plan import AIS, Cost, Entry, Plan
 from .ais import ais
 
-__all__ = ["Speed", "fit_within", "measure"]
+__all__ = ["Speed", "duration", "fit_within", "measure"]
 
 CHAINS = 100  # the chains AIS advice names (verdict.MIN_AIS_CHAINS): time the sampler at that size
 DRAWS = 1000  # importance draws per input of a typical request
@@ -36,6 +36,13 @@ class Speed:
     def seconds(self, cost: Cost) -> float:
         """The expected compute time of work of this ``cost``."""
         return (cost.evaluations - cost.gradient_evals) / self.forward_per_s + cost.gradient_evals / self.gradient_per_s
+
+
+def duration(seconds: float) -> str:
+    """A time for people: seconds under 100, minutes under two hours, else hours."""
+    if seconds < 100:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def measure(model: LatentVariableModel, generator: torch.Generator) -> Speed:

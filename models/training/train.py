@@ -41,10 +41,12 @@ from ..families.bbb import expected_calibration_error, kl_weights
 from ..io import (
     BINARIZE_SEED,
     TRAINING_STATE_SUFFIX,
+    binarize,
     binarize_sample,
     held_out_count,
     load_checkpoint,
     load_idx_dataset,
+    model_name_problem,
     save_checkpoint,
     split_train_valid,
 )
@@ -129,6 +131,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         parser.error("--out and either --data or --images (with --labels) are required")
     if bool(cfg.images) != bool(cfg.labels):
         parser.error("--images and --labels go together")
+    if (problem := model_name_problem(cfg.out)) is not None:
+        parser.error(f"--out {problem}")
     if cfg.resume and cfg.family == "linear_gaussian":
         parser.error("--resume: linear_gaussian is fitted in closed form in one step; there is no run to continue")
     return cfg
@@ -173,7 +177,8 @@ def held_out_bounds(model: VAE, x_valid: torch.Tensor, k: int, seed: int) -> dic
 def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> None:
     device = torch.device(resolve_device(cfg.device))
     ((x_train, x_valid),) = split(cfg, x.to(device))
-    valid_fixed = binarize_sample(x_valid[: cfg.valid_eval], torch.Generator(device=device).manual_seed(BINARIZE_SEED))
+    # Held out as the service and `logpx evaluate` binarise it: each image's own draws under the protocol seed.
+    valid_fixed = binarize(x_valid[: cfg.valid_eval], "sample", seed=BINARIZE_SEED)
 
     with torch.random.fork_rng():  # weight initialisation is the one use of torch's global RNG
         torch.manual_seed(cfg.seed)

@@ -185,7 +185,11 @@ def test_infer_v2_matches_evidence(client: TestClient) -> None:
     ).json()
     assert outputs["log_px"]["data"][0] == ev["results"][0]["log_px"]
     assert client.get("/v2/models/tiny/ready").json() == {"name": "tiny", "ready": True}
-    assert client.get("/v2/models/tiny").json()["inputs"][0]["shape"] == [-1, 28, 28]
+    # What the metadata declares is what infer takes and answers (docs/api.md's example once differed).
+    meta = client.get("/v2/models/tiny").json()
+    (declared,) = meta["inputs"]
+    assert declared["name"] == "inputs" and declared["shape"] == [-1, 28, 28]
+    assert [(o["name"], o["datatype"]) for o in out["outputs"]] == [(o["name"], o["datatype"]) for o in meta["outputs"]]
     assert_problem(
         client.post("/v2/models/tiny/infer", json={**body, "parameters": {"bogus": 1}}), 422, "parameters.bogus"
     )

@@ -156,3 +156,22 @@ def test_hostile_and_broken_files_are_one_line_each(tmp_path: Path, capsys: pyte
         assert exit_.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
         assert "Traceback" not in err and "weights_only" not in err, err
     assert not Path("/tmp/logpx-pwned").exists() and not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_name_the_service_would_not_serve_is_refused_with_one_it_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`logpx convert --out "my model.safetensors"` once wrote a file the server then skipped; now nothing is
+    written and the error names a file name the server serves."""
+    from logpx.cli import main
+
+    names, arch, weights = tmp_path / "names.json", tmp_path / "arch.json", tmp_path / "w.safetensors"
+    names.write_text(json.dumps(NAMES))
+    arch.write_text(json.dumps(ARCH))
+    weights.write_bytes(b"unread: the name is checked first")
+    for out, hint in (("my model.safetensors", "write it as my-model.safetensors"), ("mine.pt", "a .safetensors file")):
+        with pytest.raises(SystemExit):
+            main(["convert", str(weights), "--names", str(names), "--arch", str(arch), "--out", str(tmp_path / out)])
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and hint in err, err
+        assert not (tmp_path / out).exists()

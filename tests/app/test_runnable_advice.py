@@ -83,3 +83,16 @@ def test_work_far_beyond_the_deadline_is_refused_before_it_runs(checkpoint_dir: 
         bdmc = client.post("/v1/models/tiny/bdmc", json={"num_inputs": 1, "k": 16, "sampler": heavy})
         assert_problem(bdmc, 413, "deadline_s")
         assert time.monotonic() - started < 2  # refused, not run until the deadline
+
+
+def test_advice_never_names_a_setting_over_the_servers_limits(checkpoint_dir: Path) -> None:
+    """AIS advice escalates (100 chains, then 4x the temperatures); where that passes `LOGPX_MAX_AIS_STEPS` it
+    would be refused as a request and as a job alike, so the advice names the most this server runs."""
+    with make_client(checkpoint_dir, max_ais_steps=500) as client:
+        wait_ready(client)
+        out = client.post("/v1/models/tiny/evidence", json=ELBO).json()
+        verdict, (cost,) = out["results"][0]["verdict"], out["reruns"]
+        assert verdict["rerun"]["sampler"]["steps"] == 500 and cost["plan"] == "iwae:100@ais:500"
+        assert "iwae:100@ais:500 (the most this server runs)" in verdict["advice"]
+        sent = client.post("/v1/models/tiny/evidence", json={"inputs": [IMAGE], **verdict["rerun"]})
+    assert sent.status_code != 422  # within the limits it names (413/504 are the deadline's, tested above)

@@ -15,8 +15,9 @@ import torch
 from safetensors.torch import save_file
 
 from logpx import EstimatorSpec, estimate
+from logpx.evaluation.evaluate import main as evaluate_main
 from logpx.io.checkpoint import METADATA_KEY, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from logpx.io.data import read_idx
+from logpx.io.data import BINARIZE_SEED, read_idx
 from logpx.training.train import main as train_main
 from tests.helpers import DATASET, TRAINING, linear_gaussian, sample_linear_gaussian, tiny_vae
 
@@ -288,6 +289,34 @@ def test_training_on_300_images_with_any_file_names_and_a_held_out_fraction(tmp_
     meta = read_metadata(out)
     assert meta["dataset"]["train_images"] == 240 and meta["dataset"]["valid_images"] == 60
     assert meta["dataset"]["file"] == "my-digits.idx" and len(meta["training"]["history"]) == 2
+
+
+def test_evaluate_scores_what_training_held_out_binarised_as_training_did(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`logpx evaluate` takes train's data options and the split the checkpoint records (here 60 of 300,
+    where it once took the last 10,000 whatever was held out), and binarises as training's held-out bounds
+    and the service do: on the same draws its IWAE equals training's final held-out IWAE. Each long phase
+    says its expected time and thread setting first, BDMC included."""
+    images, labels = _synthetic(tmp_path, 300, "my-digits.idx", "my-labels.idx")
+    out = tmp_path / "small.safetensors"
+    data = ["--images", str(images), "--labels", str(labels)]
+    small = ["--k", "5", "--hidden", "32", "--latent", "4", "--batch-size", "50", "--device", "cpu"]
+    train_main([*data, "--valid", "60", "--valid-eval", "60", "--out", str(out), "--epochs", "1", *small])
+    trained = read_metadata(out)["final_bounds"]
+    capsys.readouterr()
+    scoring = ["--limit", "0", "--estimators", "elbo:50", "iwae:50", "--seed", "1", "--batch-size", "500"]
+    ais = ["--ais", "5", "--ais-limit", "2", "--bdmc", "2", "--threads", "1"]
+    summary = evaluate_main([str(out), *data, *scoring, *ais])
+    printed = capsys.readouterr()
+    assert summary["images"] == summary["held_out"] == 60
+    assert summary["binarization"] == "sample" and summary["binarize_seed"] == BINARIZE_SEED
+    # Training scored epoch 1 with seed + epoch = 1, the same draws as --seed 1 here.
+    assert summary["estimators"]["iwae-50"]["mean"] == pytest.approx(trained["valid_iwae"], abs=1e-4)  # type: ignore[index]
+    for phase in ("importance sampling (elbo:50 iwae:50): expected", "AIS (iwae:16@ais:5) on 2 images: expected"):
+        assert phase in printed.out
+    assert "BDMC on 2 simulated inputs: expected" in printed.out and "1 torch thread(s)" in printed.out
+    assert "bdmc: 100%" in printed.err and "ais: 100%" in printed.err  # progress of every long phase
 
 
 @pytest.mark.parametrize(
