@@ -18,6 +18,9 @@ class Settings(BaseSettings):
 
     checkpoint_dir: Path = Field(Path("checkpoints"), description="Directory whose *.safetensors files are served")
     device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'")
+    default_model: str = Field(
+        "vae1-iwae50", description="The model the page (and GET /v1/models's default_model) offers first, where served"
+    )
     host: str = Field("127.0.0.1", description="Address uvicorn binds")
     port: int = Field(8000, ge=1, le=65535, description="Port uvicorn binds")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -268,6 +268,7 @@ class ModelSummary(BaseModel):
     capabilities: list[Literal["evidence", "compare", "bdmc", "jobs", "posterior", "predict"]] = Field(
         default_factory=list, description="What the model's type can answer (the endpoints of the same names)"
     )
+    dataset: str | None = Field(None, description="The data set it was trained on, as its checkpoint names it")
 
 
 class SkippedFile(BaseModel):
@@ -277,6 +278,9 @@ class SkippedFile(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
+    default_model: str | None = Field(
+        None, description="The model a client offers first (LOGPX_DEFAULT_MODEL), where it is served and ready"
+    )
     skipped: list[SkippedFile] = Field(default_factory=list, description="Checkpoint files not served, and why")
 
 

@@ -31,7 +31,8 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwri
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("checkpoints")
-    for name in ("vae1-iwae50", "vae2d-iwae50"):
+    # The Fashion-MNIST model sorts first: the page must still offer the MNIST default.
+    for name in ("fashion-vae1-iwae50", "vae1-iwae50", "vae2d-iwae50"):
         (folder / f"{name}.safetensors").symlink_to(ROOT / "checkpoints" / f"{name}.safetensors")
     return folder
 
@@ -86,9 +87,23 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
     with LocalServer(checkpoints, env={"LOGPX_DEVICE": "cpu"}) as server:
         page, errors, outside = _open(browser, server.url, enforce_csp=False)
         page.wait_for_selector("#models-table tbody tr")
-        page.click("#models-table tbody tr:first-child")
+        # The default model is offered first, with its data set beside it (a user once sent an MNIST job to
+        # the alphabetically first, Fashion-MNIST, model).
+        for select in ("#score-model", "#conv-model", "#job-model"):
+            assert page.input_value(select) == "vae1-iwae50"
+            assert page.text_content(f".dataset[data-for='{select[1:]}']") == "trained on mnist"
+        page.click("#models-table tbody tr:nth-child(2)")
         page.wait_for_selector("#card-chart canvas")
+        # The card plots bounds only (valid_k, a constant, was on the bounds axis) and names its split.
+        labels = page.evaluate("window.logpx.charts.card.series.map(s => s.label)")
+        assert labels[1:] == ["train_iwae", "valid_elbo", "valid_iwae"], labels
+        facts = page.text_content("#card-facts")
+        assert "valid_k 50.00" not in facts and "epoch 25.00" not in facts and "(held out at k = 50" in facts
+        assert "50000 training images, 10000 held out" in facts
         page.screenshot(path=str(shots / "models.png"), full_page=True)
+        page.set_viewport_size({"width": 420, "height": 900})  # a phone: the table scrolls, the page does not
+        assert page.evaluate("document.documentElement.scrollWidth") <= 420
+        page.set_viewport_size({"width": 1200, "height": 900})
 
         # Score: a PNG upload reads back the API's own number for that file, seed and estimator.
         page.click("#tab-score")
@@ -120,6 +135,20 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         assert page.input_value("#score-k") == str(api["verdict"]["rerun"]["estimator"]["k"])
         assert page.input_value("#score-sampler") == "ais"
         assert page.input_value("#score-steps") == str(api["verdict"]["rerun"]["sampler"]["steps"])
+        assert (
+            "logpx score IMAGE --model vae1-iwae50 --estimator iwae --k 100 --sampler ais:1000:10"
+            in page.text_content("#score-table code.command")
+        )
+        # The advised run is long: while it runs the button is disabled and the elapsed time shown; Cancel
+        # ends it (the server stops it at its next check) and says so.
+        page.click("#score-form button[type=submit]")
+        page.wait_for_selector("#view-score .busy:not([hidden])")
+        assert page.is_disabled("#score-form button[type=submit]")
+        page.wait_for_function("document.querySelector('#view-score .elapsed').textContent.includes('1 of 1')")
+        page.click("#view-score .busy .cancel")
+        page.wait_for_selector("#view-score .error:not([hidden])")
+        assert "Cancelled" in page.text_content("#view-score .error")
+        assert page.is_enabled("#score-form button[type=submit]") and page.is_hidden("#view-score .busy")
 
         # Convergence: the plot holds finite IWAE and JVI means at every k, and the AIS line.
         page.click("#tab-convergence")
@@ -130,6 +159,11 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         data = page.evaluate("window.logpx.charts.convergence.data")
         assert data[0] == [2, 5, 10, 30, 100, 300, 1000, 3000] and len(data) == 10
         assert all(math.isfinite(v) for series in data[1:] for v in series)
+        shown = page.eval_on_selector_all(
+            "#convergence-chart .u-legend .u-series", "rows => rows.filter(r => r.style.display !== 'none').length"
+        )
+        assert shown == 4  # k, IWAE, JVI, AIS: no legend entries for the bands' edges
+        assert "AIS 50 steps, 100 chains" in page.text_content("#convergence-table")
         assert _canvas_has_ink(page, "#convergence-chart canvas")
         page.screenshot(path=str(shots / "convergence.png"), full_page=True)
 
@@ -139,6 +173,12 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         page.click("#posterior-form button[type=submit]")
         page.wait_for_selector("#posterior-facts .verdict")
         assert _canvas_has_ink(page, "#posterior")
+        # The colour scale: its top (the mode) darkest, its bottom (10 nats below) white.
+        top, bottom = page.evaluate(
+            """() => { const c = document.querySelector('#posterior'), g = c.getContext('2d');
+                const x = 56 + (c.height - 80) + 34 + 7; return [g.getImageData(x, 31, 1, 1).data[0], g.getImageData(x, c.height - 52, 1, 1).data[0]]; }"""
+        )
+        assert top < 60 and bottom > 240, (top, bottom)
         page.screenshot(path=str(shots / "posterior.png"), full_page=True)
 
         # Jobs: a small job watched to 100% through its event stream.
@@ -153,6 +193,15 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         assert "200 of 200 inputs (100%)" in page.text_content("#job-line")
         assert page.eval_on_selector_all("#job-summary tbody tr", "rows => rows.length") == 2
         assert sum(page.evaluate("window.logpx.charts.khat.data[1]")) == 200
+        bins = len(page.evaluate("window.logpx.charts.khat.data[0]"))  # the x range holds the last bar whole
+        assert page.evaluate("[window.logpx.charts.khat.scales.x.min, window.logpx.charts.khat.scales.x.max]") == [
+            -0.5,
+            bins - 0.5,
+        ]
+        job_id = page.evaluate("window.logpx.job.id")
+        assert page.url.endswith(f"#jobs/{job_id}")
+        page.wait_for_selector(f"#jobs-list a[href='#jobs/{job_id}']")
+        assert page.eval_on_selector_all("#job-summary button.rerun", "bs => bs.length") >= 1
         page.screenshot(path=str(shots / "jobs.png"), full_page=True)
 
         # An error is shown as the problem's detail, never a blank panel.
@@ -163,6 +212,10 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         assert "over the limit" in page.text_content("#view-score .error") and "(field k)" in page.text_content(
             "#view-score .error"
         )
+        # A reload watches the same job again, from its address.
+        page.reload()
+        page.wait_for_function("document.querySelector('#job-line').textContent.includes('succeeded')")
+        assert job_id in page.text_content("#job-line") and page.is_visible("#view-jobs")
         errors = [e for e in errors if "status of 4" not in e]  # the browser logs the refused request itself
         assert errors == [] and outside == []
 

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from logpx.estimators import DEFAULT_SPEC
 from logpx.families import Classifier, LatentVariableModel
 
-from ..deps import RegistryDep
+from ..deps import RegistryDep, SettingsDep
 from ..registry import ModelEntry
 from ..schemas import ModelDetail, ModelList, ModelSummary, SkippedFile, problem_responses
 
@@ -30,6 +30,7 @@ def _capabilities(e: ModelEntry) -> list[str]:
 
 
 def _summary(e: ModelEntry) -> ModelSummary:
+    meta = e.checkpoint.metadata if e.checkpoint else {}
     return ModelSummary(
         name=e.name,
         family=e.family,
@@ -37,13 +38,19 @@ def _summary(e: ModelEntry) -> ModelSummary:
         reason=e.reason,
         device=e.device,
         capabilities=_capabilities(e),
+        dataset=str(dataset["name"])
+        if isinstance(dataset := meta.get("dataset"), dict) and "name" in dataset
+        else None,
     )
 
 
 @router.get("", response_model=ModelList, responses=problem_responses(401))
-async def list_models(registry: RegistryDep) -> ModelList:
+async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList:
+    models = [_summary(e) for e in registry.entries()]
+    default = next((m.name for m in models if m.name == settings.default_model and m.status == "ready"), None)
     return ModelList(
-        models=[_summary(e) for e in registry.entries()],
+        models=models,
+        default_model=default,
         skipped=[SkippedFile(file=f, reason=r) for f, r in registry.skipped],
     )
 

@@ -28,7 +28,7 @@ async function api(path, options = {}) {
   }
   return response;
 }
-const postJSON = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json());
+const postJSON = (path, body, signal) => api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal }).then((r) => r.json());
 
 function showError(view, error) {
   const box = $(`#view-${view} .error`);
@@ -40,6 +40,32 @@ const clearError = (view) => { $(`#view-${view} .error`).hidden = true; };
 async function guarded(view, work) {
   clearError(view);
   try { await work(); } catch (error) { showError(view, error); }
+}
+
+// A long request (AIS takes minutes on a CPU): its button disabled, what is running and the time elapsed,
+// and Cancel, which closes the request (the server drops it from its queue, or stops it at its next check
+// between chunks and temperatures). ``work(signal, step)``: ``signal`` goes to every fetch, ``step(text)``
+// names the phase.
+async function running(view, work) {
+  const status = $(`#view-${view} .busy`), button = $(`#view-${view} form button[type=submit]`);
+  const controller = new AbortController(), started = performance.now();
+  let phase = "working";
+  const tick = () => { $(".elapsed", status).textContent = `${phase}: ${((performance.now() - started) / 1000).toFixed(1)} s`; };
+  const timer = setInterval(tick, 200);
+  $(".cancel", status).onclick = () => controller.abort();
+  button.disabled = true;
+  status.hidden = false;
+  tick();
+  try {
+    await work(controller.signal, (text) => { phase = text; tick(); });
+  } catch (error) {
+    if (error.name !== "AbortError") throw error;
+    throw new ProblemError({ title: "Cancelled", detail: `stopped waiting after ${((performance.now() - started) / 1000).toFixed(1)} s` }, 0);
+  } finally {
+    clearInterval(timer);
+    button.disabled = false;
+    status.hidden = true;
+  }
 }
 const fmt = (v, digits = 3) => (v === null || v === undefined ? "null" : Number(v).toFixed(digits));
 function verdictCell(verdict) {
@@ -65,6 +91,7 @@ function selectTab(tab) {
     $(`#${t.getAttribute("aria-controls")}`).hidden = !on;
   }
   tab.focus();
+  if (tab.id === "tab-jobs") guarded("jobs", listJobs);
 }
 for (const tab of $$("[role=tab]")) {
   tab.addEventListener("click", () => selectTab(tab));
@@ -77,12 +104,12 @@ for (const tab of $$("[role=tab]")) {
 
 // Models ---------------------------------------------------------------------------------------------------
 async function loadModels() {
-  const { models, skipped } = await (await api("/v1/models")).json();
+  const { models, skipped, default_model: preferred } = await (await api("/v1/models")).json();
   state.models = models;
   const body = $("#models-table tbody");
   body.replaceChildren();
   for (const m of models) {
-    const row = cells(body.insertRow(), [m.name, m.status + (m.reason ? `: ${m.reason}` : ""), m.family || "", m.device || "", m.capabilities.join(", ")]);
+    const row = cells(body.insertRow(), [m.name, m.status + (m.reason ? `: ${m.reason}` : ""), m.family || "", m.dataset || "", m.device || "", m.capabilities.join(", ")]);
     if (m.status === "ready") {
       row.className = "clickable";
       row.tabIndex = 0;
@@ -90,18 +117,35 @@ async function loadModels() {
       row.addEventListener("keydown", (e) => { if (e.key === "Enter") guarded("models", () => showCard(m.name)); });
     }
   }
-  for (const s of skipped) cells(body.insertRow(), [s.file, `skipped: ${s.reason}`, "", "", ""]);
+  for (const s of skipped) cells(body.insertRow(), [s.file, `skipped: ${s.reason}`, "", "", "", ""]);
+  // First offered: the server's default model where it can, else the first trained on MNIST (the canvas
+  // draws MNIST-sized digits), else the first that can; a choice already made is kept.
   const fill = (selector, capability) => {
     for (const select of $$(selector)) {
       const before = select.value;
-      select.replaceChildren(...models.filter((m) => m.status === "ready" && m.capabilities.includes(capability)).map((m) => new Option(m.name, m.name)));
-      if (before) select.value = before;
+      const able = models.filter((m) => m.status === "ready" && m.capabilities.includes(capability));
+      select.replaceChildren(...able.map((m) => new Option(m.name, m.name)));
+      const first = able.find((m) => m.name === preferred) || able.find((m) => m.dataset === "mnist") || able[0];
+      select.value = able.some((m) => m.name === before) ? before : (first ? first.name : "");
+      showDataset(select);
     }
   };
   fill(".latent-models", "evidence");
   fill(".posterior-models", "posterior");
   fill(".job-models", "jobs");
 }
+
+// Beside each model selector, the data set the model was trained on (a job sent to the wrong one is costly).
+function showDataset(select) {
+  const label = $(`.dataset[data-for="${select.id}"]`);
+  const model = state.models.find((m) => m.name === select.value);
+  if (label) label.textContent = model ? `trained on ${model.dataset || "a data set its checkpoint does not name"}` : "";
+}
+for (const select of $$("select.latent-models, select.job-models")) select.addEventListener("change", () => showDataset(select));
+
+// The bounds a training history records per epoch: the objective's and the held-out ones, not their settings
+// (the held-out k is a constant, said once, not a curve).
+const isBound = (key) => (key.startsWith("train_") || key.startsWith("valid_")) && key !== "valid_k";
 
 async function showCard(name) {
   const detail = await (await api(`/v1/models/${encodeURIComponent(name)}`)).json();
@@ -113,17 +157,22 @@ async function showCard(name) {
   const add = (k, v) => { const dt = document.createElement("dt"); dt.textContent = k; const dd = document.createElement("dd"); dd.textContent = v; facts.append(dt, dd); };
   add("family, likelihood", `${detail.family}, ${detail.likelihood}`);
   add("input shape", JSON.stringify(detail.input_shape));
-  add("data set", meta.dataset ? `${meta.dataset.name || ""} (${meta.dataset.train_images || "?"} training images)` : "not stated");
-  if (meta.final_bounds) add("final bounds", Object.entries(meta.final_bounds).map(([k, v]) => `${k} ${typeof v === "number" ? fmt(v, 2) : v}`).join(", "));
+  const data = meta.dataset || {};
+  add("data set", data.name ? data.name + (data.train_images ? ` (${data.train_images} training images, ${data.valid_images} held out)` : " (its checkpoint records no split)") : "not stated");
+  const bounds = Object.entries(meta.final_bounds || {}).filter(([k, v]) => isBound(k) && typeof v === "number");
+  if (bounds.length) {
+    const atK = meta.final_bounds.valid_k ? ` (held out at k = ${meta.final_bounds.valid_k}` + (meta.final_bounds.epoch ? `, epoch ${meta.final_bounds.epoch})` : ")") : "";
+    add("final bounds", bounds.map(([k, v]) => `${k} ${fmt(v, 2)}`).join(", ") + atK);
+  }
   const history = (meta.training && meta.training.history) || [];
-  const keys = history.length ? Object.keys(history[0]).filter((k) => k !== "epoch" && typeof history[0][k] === "number") : [];
+  const keys = history.length ? Object.keys(history[0]).filter((k) => isBound(k) && typeof history[0][k] === "number") : [];
   $("#card-chart").replaceChildren();
   if (!keys.length) { $("#card-chart").textContent = "This checkpoint records no training history."; return; }
   const colours = ["#1f4e79", "#cf222e", "#1a7f37", "#9a6700", "#8250df"];
   state.charts.card = new uPlot({
     width: 640, height: 280, title: "training history",
     scales: { x: { time: false } },
-    axes: [{ label: "epoch" }, { label: "value" }],
+    axes: [{ label: "epoch" }, { label: "nats per image", size: 60 }],
     series: [{ label: "epoch" }, ...keys.map((k, i) => ({ label: k, stroke: colours[i % colours.length], width: 2 }))],
   }, [history.map((h) => h.epoch), ...keys.map((k) => history.map((h) => h[k]))], $("#card-chart"));
 }
@@ -180,25 +229,27 @@ const pixelInputs = () => [Array.from(state.pixels)];
 // Score -----------------------------------------------------------------------------------------------------
 $("#score-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  guarded("score", async () => {
+  guarded("score", () => running("score", async (signal, step) => {
     requireImage();
     const model = $("#score-model").value, k = Number($("#score-k").value), seed = Number($("#score-seed").value);
     const sampler = $("#score-sampler").value, steps = Number($("#score-steps").value);
     const body = $("#score-table tbody");
     body.replaceChildren();
-    for (const box of $$("#score-form input[name=estimator]:checked")) {
+    const chosen = $$("#score-form input[name=estimator]:checked");
+    for (const [index, box] of chosen.entries()) {
       const name = box.value, order = name === "jvi" ? 1 : undefined;
+      step(`${name} k=${k}${sampler === "ais" ? `, AIS ${steps} steps` : ""} (${index + 1} of ${chosen.length})`);
       let out;
       if (state.image.kind === "file") {
         const form = new FormData();
         form.append("files", state.image.file);
         for (const [key, value] of Object.entries({ estimator: name, k, seed, sampler, ...(order ? { order } : {}), ...(sampler === "ais" ? { steps } : {}) })) form.append(key, String(value));
-        out = await (await api(`/v1/models/${encodeURIComponent(model)}/evidence/images`, { method: "POST", body: form })).json();
+        out = await (await api(`/v1/models/${encodeURIComponent(model)}/evidence/images`, { method: "POST", body: form, signal })).json();
       } else {
         out = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, {
           inputs: pixelInputs(), estimator: { name, k, ...(order ? { order } : {}) }, seed,
           sampler: sampler === "ais" ? { name: "ais", steps } : { name: "importance" },
-        });
+        }, signal);
       }
       const r = out.results[0];
       const value = document.createElement("span");
@@ -211,12 +262,29 @@ $("#score-form").addEventListener("submit", (event) => {
       advice.className = "advice";
       advice.textContent = r.verdict.advice;
       why.append(advice);
-      if (r.verdict.rerun) why.append(rerunButton(r.verdict.rerun));
+      if (r.verdict.rerun) why.append(rerunButton(r.verdict.rerun), command(scoreCommand(model, r.verdict.rerun)));
       const row = cells(body.insertRow(), [`${name}${order ? `:${order}` : ""} k=${k} (${out.estimator.sampler.name})`, value, fmt(r.std_err), fmt(r.diagnostics && r.diagnostics.khat, 2), verdictCell(r.verdict), why]);
       row.cells[1].className = row.cells[2].className = "num";
     }
-  });
+  }));
 });
+
+// The advice as what runs it: a plan in the grammar every door takes (docs/estimators.md), and the command.
+function planText({ estimator: e, sampler: s }) {
+  const spec = `${e.name}:${e.k}${e.order ? `:${e.order}` : ""}`;
+  return s && s.name === "ais" ? `${spec}@ais:${s.steps}:${s.leapfrog}` : spec;
+}
+function scoreCommand(model, rerun) {
+  const { estimator: e, sampler: s } = rerun;
+  return `logpx score IMAGE --model ${model} --estimator ${e.name} --k ${e.k}${e.order ? ` --order ${e.order}` : ""}` +
+    (s && s.name === "ais" ? ` --sampler ais:${s.steps}:${s.leapfrog}` : "");
+}
+function command(text) {
+  const code = document.createElement("code");
+  code.className = "command";
+  code.textContent = text;
+  return code;
+}
 
 // The verdict's advice as a request: one click puts it in the form (AIS takes a while on a CPU, so the user
 // starts it). The form has no leapfrog field: the advice uses the API's default of 10.
@@ -240,16 +308,19 @@ function rerunButton(rerun) {
 const KS = [2, 5, 10, 30, 100, 300, 1000, 3000];
 $("#convergence-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  guarded("convergence", async () => {
+  guarded("convergence", () => running("convergence", async (signal, step) => {
     requireImage();
     const model = $("#conv-model").value, replicates = Number($("#conv-replicates").value), aisSteps = Number($("#conv-ais").value);
+    const chains = Number($("#conv-chains").value);
     const estimators = KS.flatMap((k) => [{ name: "iwae", k }, { name: "jvi", k, order: 1 }]);
-    const out = await postJSON(`/v1/models/${encodeURIComponent(model)}/compare`, { inputs: pixelInputs(), estimators, replicates, seed: 0 });
+    step(`IWAE and JVI at k = 2 ... 3000, ${replicates} replicates (1 of ${aisSteps > 0 ? 2 : 1})`);
+    const out = await postJSON(`/v1/models/${encodeURIComponent(model)}/compare`, { inputs: pixelInputs(), estimators, replicates, seed: 0 }, signal);
     const series = { iwae: [], jvi: [] };
     out.estimators.forEach((e) => series[e.estimator.name].push({ k: e.estimator.k, mean: e.mean[0], sd: e.sd[0], verdict: e.verdicts[0] }));
     let ais = null;
     if (aisSteps > 0) {
-      const a = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, { inputs: pixelInputs(), estimator: { name: "iwae", k: 16 }, sampler: { name: "ais", steps: aisSteps }, seed: 0 });
+      step(`AIS, ${chains} chains of ${aisSteps} steps (2 of 2)`);
+      const a = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, { inputs: pixelInputs(), estimator: { name: "iwae", k: chains }, sampler: { name: "ais", steps: aisSteps }, seed: 0 }, signal);
       ais = a.results[0];
     }
     drawConvergence(series, ais);
@@ -260,9 +331,16 @@ $("#convergence-form").addEventListener("submit", (event) => {
       const j = series.jvi[i];
       cells(body.insertRow(), [String(s.k), `${fmt(s.mean)} +- ${fmt(s.sd)}`, verdictCell(s.verdict), `${fmt(j.mean)} +- ${fmt(j.sd)}`, verdictCell(j.verdict)]);
     });
-    if (ais) cells(body.insertRow(), [`AIS ${aisSteps} steps, 16 chains`, `${fmt(ais.log_px)} +- ${fmt(ais.std_err)}`, verdictCell(ais.verdict), "", ais.verdict.reasons.join("; ")]);
-  });
+    if (ais) cells(body.insertRow(), [`AIS ${aisSteps} steps, ${chains} chains`, `${fmt(ais.log_px)} +- ${fmt(ais.std_err)}`, verdictCell(ais.verdict), "", ais.verdict.reasons.join("; ")]);
+  }));
 });
+
+// uPlot lists every series in its legend; a band's edges are drawing aids, not series to read values from.
+function hideFromLegend(chart, labels) {
+  chart.series.forEach((series, i) => {
+    if (labels.includes(series.label)) chart.root.querySelectorAll(".u-legend .u-series")[i].style.display = "none";
+  });
+}
 
 function drawConvergence(series, ais) {
   const k = series.iwae.map((s) => s.k);
@@ -286,41 +364,57 @@ function drawConvergence(series, ais) {
     axes: [{ label: "k (log scale)" }, { label: "nats", size: 60 }],
     series: seriesOpts, bands,
   }, data, $("#convergence-chart"));
+  hideFromLegend(state.charts.convergence, ["IWAE - sd", "IWAE + sd", "JVI - sd", "JVI + sd", "AIS - se", "AIS + se"]);
 }
 
 // Posterior of a 2-D latent model ------------------------------------------------------------------------------
 $("#posterior-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  guarded("posterior", async () => {
+  guarded("posterior", () => running("posterior", async (signal, step) => {
     requireImage();
-    const out = await postJSON(`/v1/models/${encodeURIComponent($("#post-model").value)}/posterior`, { inputs: pixelInputs(), grid: 80, seed: 0 });
+    step("log p(z | x) on an 80 x 80 grid");
+    const out = await postJSON(`/v1/models/${encodeURIComponent($("#post-model").value)}/posterior`, { inputs: pixelInputs(), grid: 80, seed: 0 }, signal);
     drawPosterior(out);
     $("#posterior-facts").replaceChildren(
       `The posterior p(z | x) shaded by its log density over the 10 nats below its mode, and q(z | x)'s 2-sigma ellipse in red. ` +
       `log p(x) by quadrature on this grid: ${fmt(out.log_px)} nats; q(z | x) mean (${fmt(out.q_mean[0], 2)}, ${fmt(out.q_mean[1], 2)}); verdict `,
       verdictCell(out.verdict), ` ${out.verdict.reasons.join("; ")}`);
     state.posterior = out;
-  });
+  }));
 });
 
+// Round tick positions between lo and hi: steps of 1, 2 or 5 times a power of ten, about ``count`` of them.
+function ticks(lo, hi, count = 5) {
+  const raw = (hi - lo) / count, power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const out = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + 1e-9; t += step) out.push(Number(t.toFixed(10)));
+  return out;
+}
+const shade = (t) => `rgb(${Math.round(255 - 224 * t)}, ${Math.round(255 - 177 * t)}, ${Math.round(255 - 134 * t)})`;
+
 function drawPosterior(out) {
-  const c = $("#posterior"), g = c.getContext("2d"), n = out.z1.length, pad = 40, size = c.width - 2 * pad;
+  const c = $("#posterior"), g = c.getContext("2d"), n = out.z1.length;
+  const left = 56, top = 30, size = c.height - top - 50, bar = left + size + 34;
   const max = Math.max(...out.log_density.flat());
   g.clearRect(0, 0, c.width, c.height);
   const cell = size / n;
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n; j++) {
-      const t = Math.max(0, 1 + (out.log_density[i][j] - max) / 10); // log density, over the 10 nats below the mode
-      g.fillStyle = `rgb(${Math.round(255 - 224 * t)}, ${Math.round(255 - 177 * t)}, ${Math.round(255 - 134 * t)})`;
-      g.fillRect(pad + i * cell, pad + (n - 1 - j) * cell, cell + 0.5, cell + 0.5); // z1 across, z2 up
+      g.fillStyle = shade(Math.max(0, 1 + (out.log_density[i][j] - max) / 10)); // over the 10 nats below the mode
+      g.fillRect(left + i * cell, top + (n - 1 - j) * cell, cell + 0.5, cell + 0.5); // z1 across, z2 up
     }
   }
   const [lo1, hi1, lo2, hi2] = [out.z1[0], out.z1[n - 1], out.z2[0], out.z2[n - 1]];
-  const px = (z1) => pad + ((z1 - lo1) / (hi1 - lo1)) * size, py = (z2) => pad + size - ((z2 - lo2) / (hi2 - lo2)) * size;
+  const px = (z1) => left + ((z1 - lo1) / (hi1 - lo1)) * size, py = (z2) => top + size - ((z2 - lo2) / (hi2 - lo2)) * size;
   // q(z | x): the 2-sigma ellipse of its covariance (eigenvectors of a symmetric 2 x 2 matrix).
   const [[a, b], [, d]] = out.q_cov;
   const mid = (a + d) / 2, r = Math.sqrt(((a - d) / 2) ** 2 + b * b);
   const angle = 0.5 * Math.atan2(2 * b, a - d);
+  g.save();
+  g.beginPath();
+  g.rect(left, top, size, size);
+  g.clip();
   g.beginPath();
   for (let s = 0; s <= 64; s++) {
     const t = (2 * Math.PI * s) / 64;
@@ -331,15 +425,35 @@ function drawPosterior(out) {
   g.strokeStyle = "#cf222e";
   g.lineWidth = 2;
   g.stroke();
-  g.fillStyle = "#1b1f24";
-  g.font = "12px system-ui";
-  g.fillText(`z1 ${fmt(lo1, 1)} .. ${fmt(hi1, 1)}`, pad, c.height - 12);
-  g.save();
-  g.translate(14, pad + size);
-  g.rotate(-Math.PI / 2);
-  g.fillText(`z2 ${fmt(lo2, 1)} .. ${fmt(hi2, 1)}`, 0, 0);
   g.restore();
-  g.fillText("shade: log p(z | x), 10 nats; red: q(z | x), 2 sigma", pad, 24);
+  // Axes with their ticks, and the colour scale.
+  g.strokeStyle = g.fillStyle = "#1b1f24";
+  g.lineWidth = 1;
+  g.font = "12px system-ui";
+  g.strokeRect(left, top, size, size);
+  g.textAlign = "center";
+  for (const t of ticks(lo1, hi1)) {
+    g.beginPath(); g.moveTo(px(t), top + size); g.lineTo(px(t), top + size + 5); g.stroke();
+    g.fillText(String(t), px(t), top + size + 18);
+  }
+  g.fillText("z1", left + size / 2, top + size + 36);
+  g.textAlign = "right";
+  for (const t of ticks(lo2, hi2)) {
+    g.beginPath(); g.moveTo(left - 5, py(t)); g.lineTo(left, py(t)); g.stroke();
+    g.fillText(String(t), left - 8, py(t) + 4);
+  }
+  g.save();
+  g.translate(14, top + size / 2);
+  g.rotate(-Math.PI / 2);
+  g.textAlign = "center";
+  g.fillText("z2", 0, 0);
+  g.restore();
+  for (let y = 0; y < size; y++) { g.fillStyle = shade(1 - y / size); g.fillRect(bar, top + y, 14, 1); }
+  g.strokeRect(bar, top, 14, size);
+  g.fillStyle = "#1b1f24";
+  g.textAlign = "left";
+  for (const t of [0, -2, -4, -6, -8, -10]) g.fillText(String(t), bar + 18, top + (-t / 10) * size + 4);
+  g.fillText("log p(z | x) below its mode, nats; red: q(z | x), 2 sigma", left, 18);
 }
 
 // Jobs ----------------------------------------------------------------------------------------------------------
@@ -353,10 +467,38 @@ $("#job-form").addEventListener("submit", (event) => {
     for (const spec of $("#job-estimators").value.split(/\s+/).filter(Boolean)) form.append("estimators", spec);
     form.append("seed", $("#job-seed").value);
     const job = await (await api("/v1/jobs", { method: "POST", body: form })).json();
-    state.job = job;
-    showJob(job);
-    await watchJob(job.id);
+    watch(job.id);
   });
+});
+
+// The job being watched lives in the address (#jobs/ID), so a reload or a shared link watches it again.
+function watch(id) {
+  if (location.hash !== `#jobs/${id}`) history.replaceState(null, "", `#jobs/${id}`);
+  selectTab($("#tab-jobs"));
+  guarded("jobs", async () => {
+    showJob(await (await api(`/v1/jobs/${encodeURIComponent(id)}`)).json());
+    listJobs();
+    if (["queued", "running"].includes(state.job.state)) await watchJob(state.job.id);
+    listJobs();
+  });
+}
+
+async function listJobs() {
+  const { jobs } = await (await api("/v1/jobs?limit=20")).json();
+  const body = $("#jobs-list tbody");
+  body.replaceChildren();
+  for (const j of jobs) {
+    const link = document.createElement("a");
+    link.href = `#jobs/${j.id}`;
+    link.textContent = j.id.slice(0, 8);
+    link.title = j.id;
+    const names = j.summary.map((s) => planText({ estimator: s.estimator, sampler: s.estimator.sampler })).join(" ");
+    cells(body.insertRow(), [link, j.state, `${j.progress.done} / ${j.progress.total}`, j.model, names, new Date(j.created).toLocaleString()]);
+  }
+}
+window.addEventListener("hashchange", () => {
+  const match = location.hash.match(/^#jobs\/([0-9a-f-]+)$/);
+  if (match && (!state.job || state.job.id !== match[1])) watch(match[1]);
 });
 
 // Server-Sent Events through fetch (EventSource cannot send the bearer token).
@@ -394,10 +536,23 @@ function showJob(job) {
     const counts = Object.entries(s.verdicts).filter(([, n]) => n).map(([level, n]) => { const v = verdictCell({ level }); v.textContent = `${n} ${level}`; return v; });
     const verdicts = document.createElement("span");
     verdicts.append(...counts);
-    cells(body.insertRow(), [`${e.name}:${e.k}${e.order ? `:${e.order}` : ""} (${e.sampler.name})`, fmt(s.mean), fmt(s.std_err), verdicts, s.advice || ""]);
+    const advice = document.createElement("div");
+    advice.append(s.advice || "");
+    if (s.rerun) advice.append(jobRerunButton(s.rerun), command(`logpx job submit DATA --model ${job.model} --estimators ${planText(s.rerun)}`));
+    cells(body.insertRow(), [`${e.name}:${e.k}${e.order ? `:${e.order}` : ""} (${e.sampler.name})`, fmt(s.mean), fmt(s.std_err), verdicts, advice]);
   }
   if (job.summary.length) drawKhat(job.summary[0].khat_histogram);
   $("#job-download").disabled = p.done === 0;
+}
+
+// A job's advice as a button: the advised plan goes into the form's estimators, for the same data set.
+function jobRerunButton(rerun) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "rerun";
+  button.textContent = `Use the advice: ${planText(rerun)}`;
+  button.addEventListener("click", () => { $("#job-estimators").value = planText(rerun); $("#job-data").focus(); });
+  return button;
 }
 
 function drawKhat(histogram) {
@@ -406,8 +561,10 @@ function drawKhat(histogram) {
   if (!state.charts.khat) {
     state.charts.khat = new uPlot({
       width: 760, height: 220, title: "k-hat over inputs (first estimator); over 0.7: do not trust importance sampling",
-      scales: { x: { time: false } },
-      axes: [{ values: (_, ticks) => ticks.map((t) => labels[t] || ""), label: "k-hat" }, { label: "inputs" }],
+      legend: { show: false }, // one series, named by the axes
+      // Half a bin beyond the first and last, so that no bar is cut at the edge.
+      scales: { x: { time: false, range: () => [-0.5, labels.length - 0.5] } },
+      axes: [{ values: (_, ticks) => ticks.map((t) => labels[t] || ""), label: "k-hat", splits: () => x }, { label: "inputs" }],
       series: [{ label: "bin" }, { label: "inputs", fill: "rgba(31,78,121,0.5)", stroke: "#1f4e79", paths: uPlot.paths.bars({ size: [0.8] }) }],
     }, [x, histogram.counts], $("#khat-chart"));
   } else {
@@ -433,4 +590,9 @@ $("#token-form").addEventListener("submit", (event) => {
   guarded("models", loadModels);
 });
 render();
-guarded("models", loadModels);
+guarded("models", async () => {
+  await loadModels();
+  const match = location.hash.match(/^#jobs\/([0-9a-f-]+)$/);
+  if (match) watch(match[1]);
+  else guarded("jobs", listJobs);
+});
