@@ -14,8 +14,7 @@ from typing import Literal
 import torch
 
 from logpx.families import Family, LatentVariableModel
-from logpx.io import TRAINING_STATE_SUFFIX, Checkpoint, CheckpointError, load_checkpoint
-from logpx.io.checkpoint import MODEL_NAME
+from logpx.io import MODEL_NAME, TRAINING_STATE_SUFFIX, Checkpoint, CheckpointError, load_checkpoint
 from logpx.runtime import resolve_device
 from logpx.samplers import Speed, measure
 

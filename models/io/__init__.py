@@ -2,6 +2,7 @@
 
 from .checkpoint import (
     FORMAT_VERSION,
+    MODEL_NAME,
     TRAINING_STATE_SUFFIX,
     Checkpoint,
     CheckpointError,
@@ -27,6 +28,7 @@ from .data import (
 __all__ = [
     "BINARIZE_SEED",
     "FORMAT_VERSION",
+    "MODEL_NAME",
     "TRAINING_STATE_SUFFIX",
     "Checkpoint",
     "CheckpointError",

@@ -124,6 +124,16 @@ def test_rows_equal_direct_requests_on_the_same_draws(client: TestClient) -> Non
         ]
 
 
+def test_ais_rows_carry_their_sampler_statistics(client: TestClient) -> None:
+    """docs/jobs.md promises `sampler_stats` in AIS rows (a new user found none): acceptance and step size per
+    input, for the AIS column only."""
+    job = submit(client, npy(binary_images(2, seed=3)), estimators=["iwae:10", "iwae:4@ais:5"]).json()
+    for row in rows(client, wait(client, job["id"])["id"]):
+        importance, annealed = row["estimates"]
+        assert "sampler_stats" not in importance
+        assert 0 <= annealed["sampler_stats"]["acceptance"] <= 1 and annealed["sampler_stats"]["step_size"] > 0
+
+
 def test_same_data_same_seed_same_rows_and_one_stored_copy(client: TestClient) -> None:
     images = binary_images(6, seed=2)
     store = client.app.state.jobs  # type: ignore[attr-defined]
