@@ -75,7 +75,11 @@ class Settings(BaseSettings):
         False, description="Serve on a non-loopback address without LOGPX_API_TOKEN (refused unless this is true)"
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
-    torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: the CPUs the cgroup allows)")
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="most torch intra-op threads (0: the CPUs the cgroup allows); AIS passes of few chains use fewer",
+    )
     # Evaluation jobs (docs/jobs.md).
     data_dir: Path = Field(Path("data"), description="Where the default SQLite job store lives (data_dir/logpx.db)")
     database_url: str | None = Field(

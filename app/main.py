@@ -15,7 +15,7 @@ import uvicorn.config
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from logpx.runtime import cpu_limit, keep_freed_memory
+from logpx.runtime import keep_freed_memory, set_thread_budget
 
 from . import __version__
 from .config import Settings, get_settings
@@ -25,7 +25,7 @@ from .jobs.store import open_store
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
-from .routes import estimate, evidence, health, jobs, metrics, models, page, predict, v2
+from .routes import comparisons, estimate, evidence, health, jobs, metrics, models, page, predict, v2
 from .schemas import problem_responses
 from .worker import DeviceWorker
 
@@ -74,8 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One intra-op thread per CPU the container may use (torch would otherwise count the host's).
-        torch.set_num_threads(settings.torch_threads or cpu_limit())
+        # At most one intra-op thread per CPU the container may use (torch would otherwise count the host's);
+        # AIS passes of few chains use fewer (logpx.runtime.threads_for_rows).
+        set_thread_budget(settings.torch_threads)
         keep_freed_memory()
         registry = ModelRegistry(settings.checkpoint_dir, settings.device, settings.retry_after_s)
         worker = DeviceWorker(
@@ -123,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = app_metrics
     register_error_handlers(app)
-    for module in (health, models, evidence, estimate, predict, jobs, v2, metrics, page):
+    for module in (health, models, evidence, estimate, predict, jobs, comparisons, v2, metrics, page):
         app.include_router(module.router)
     app.mount("/static", page.static_files, name="static")
     generate_openapi = app.openapi

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,75 @@ def cmd_job_submit(args: argparse.Namespace) -> None:
             _watch(client, status["id"])
 
 
+def _comparison_report(out: dict[str, Any]) -> None:
+    """The models side by side per estimator, then every pair's paired difference with its verdict."""
+    print(f"comparison {out['id']}: {out['state']}, {out['done']}/{out['total']} inputs scored by every model")
+    for name in out["estimators"]:
+        print(f"\n  {name}")
+        for s in (s for s in out["standings"] if s["estimator"] == name):
+            mean = "-" if s["mean"] is None else f"{s['mean']:.3f} +- {s['std_err'] or 0:.3f}"
+            counts = ", ".join(f"{n} {level}" for level, n in s["verdicts"].items() if n)
+            print(f"    {s['model']:<24} mean log p(x) {mean:<20} verdicts: {counts or 'none yet'}")
+        for d in (d for d in out["differences"] if d["estimator"] == name):
+            if d["mean"] is None:
+                print(f"    {d['a']} - {d['b']}: too few inputs yet")
+                continue
+            lo, hi = d["interval"]
+            print(
+                f"    {d['a']} - {d['b']}: {d['mean']:+.3f} +- {d['std_err']:.3f} (paired; unpaired +- "
+                f"{d['unpaired_std_err']:.3f}), {100 * d['confidence']:.0f}% [{lo:+.3f}, {hi:+.3f}], "
+                f"{d['a']} higher on {100 * d['a_better']:.0f}% of inputs: {d['verdict']['level'].upper()}"
+            )
+            for reason in d["verdict"]["reasons"][1:]:
+                print(f"      {reason}")
+            if d["verdict"]["advice"]:
+                print(f"      advice: {d['verdict']['advice']}")
+            rerun = d["verdict"]["rerun"]
+            if rerun:
+                entry = entry_from_request(rerun["estimator"], rerun["sampler"])
+                print(f"      run:    logpx compare-models {' '.join(out['models'])} DATA --estimators {entry}")
+
+
+def cmd_compare_models(args: argparse.Namespace) -> None:
+    estimators = [_with_sampler(e, args.sampler) for e in args.estimators]
+    with _client(args) as client:
+        if not Path(args.data).is_file():
+            raise CommandError(f"{args.data}: no such file")
+        out = client.submit_comparison(
+            args.models, args.data, estimators=estimators, labels=args.labels, seed=args.seed, binarize=args.binarize
+        )
+        print(out["id"])
+        if args.watch:
+            _watch_comparison(client, out["id"])
+
+
+def _watch_comparison(client: LogpxClient, comparison_id: str) -> None:
+    from tqdm import tqdm
+
+    out = client.comparison(comparison_id)
+    with tqdm(total=out["total"], desc=f"comparison {comparison_id[:8]}", unit="input") as bar:
+        while out["state"] in ("queued", "running"):
+            bar.n = out["done"]
+            bar.refresh()
+            time.sleep(1.0)
+            out = client.comparison(comparison_id)
+        bar.n = out["done"]
+        bar.set_postfix_str(out["state"])
+    _comparison_report(out)
+
+
+def cmd_comparison(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        if args.output:
+            client.comparison_results(args.id, args.output)
+            print(f"wrote {args.output}")
+            return
+        if args.watch:
+            _watch_comparison(client, args.id)
+            return
+        _comparison_report(client.comparison(args.id))
+
+
 def _watch(client: LogpxClient, job_id: str) -> None:
     from tqdm import tqdm
 
@@ -399,6 +469,32 @@ def cmd_job_delete(args: argparse.Namespace) -> None:
     print(f"job {args.id} deleted, with its result rows")
 
 
+def _dataset_options(p: argparse.ArgumentParser) -> None:
+    """What a job or a comparison runs over a data set, and how."""
+    p.add_argument("data", help="the data set: IDX (gzipped or not), .npy, .npz or a zip of PNG files")
+    p.add_argument(
+        "--estimators",
+        type=_estimator_arg,
+        nargs="+",
+        default=[Entry.parse("iwae:5000")],
+        metavar="NAME:K[:ORDER][@SAMPLER]",
+        help="estimators, e.g. iwae:5000 jvi:5000:1 iwae:100@ais:1000 (default iwae:5000)",
+    )
+    p.add_argument(
+        "--sampler",
+        type=_sampler_arg,
+        default=None,
+        metavar="importance|ais:STEPS[:LEAPFROG]",
+        help="what draws the log-weights of every estimator that names none (default importance)",
+    )
+    p.add_argument("--labels", default=None, help="a labels file (IDX or .npy), returned in the rows")
+    p.add_argument("--seed", type=int, default=0, help="seed (same data, seed and settings: the same rows; default 0)")
+    p.add_argument(
+        "--binarize", choices=["threshold", "sample", "resample", "none"], default=None, help="default: the model's"
+    )
+    p.add_argument("--watch", action="store_true", help="then follow it to the end with a progress bar")
+
+
 def _job_parser(sub: Any) -> None:
     jobs = sub.add_parser(
         "job",
@@ -408,29 +504,8 @@ def _job_parser(sub: Any) -> None:
     p = jobs.add_parser("submit", help="start a job over a data-set file", description="Start a job; prints its id.")
     p.set_defaults(fn=cmd_job_submit)
     _client_options(p)
-    p.add_argument("data", help="the data set: IDX (gzipped or not), .npy, .npz or a zip of PNG files")
     p.add_argument("--model", required=True, help="the model's name, as `logpx models` lists it")
-    p.add_argument(
-        "--estimators",
-        type=_estimator_arg,
-        nargs="+",
-        default=[Entry.parse("iwae:5000")],
-        metavar="NAME:K[:ORDER][@SAMPLER]",
-        help="estimators, e.g. iwae:5000 jvi:5000:1 (default iwae:5000)",
-    )
-    p.add_argument(
-        "--sampler",
-        type=_sampler_arg,
-        default=None,
-        metavar="importance|ais:STEPS[:LEAPFROG]",
-        help="what draws the log-weights of every estimator (default importance)",
-    )
-    p.add_argument("--labels", default=None, help="a labels file (IDX or .npy), returned in the rows")
-    p.add_argument("--seed", type=int, default=0, help="seed (same data, seed and settings: the same rows; default 0)")
-    p.add_argument(
-        "--binarize", choices=["threshold", "sample", "resample", "none"], default=None, help="default: the model's"
-    )
-    p.add_argument("--watch", action="store_true", help="then follow it to the end, as `logpx job watch` does")
+    _dataset_options(p)
     for name, fn, text in (
         ("watch", cmd_job_watch, "follow a job with a progress bar, then print its summary"),
         ("status", cmd_job_status, "print a job's state, progress and per-estimator summary"),
@@ -603,6 +678,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AIS setting to certify (default ais:1000)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the chains (default 0)")
+    p = sub.add_parser(
+        "compare-models",
+        help="which model is better: several models on one data set, paired",
+        description="Score 2 to 8 models on one data set with the same plan, seed and binary inputs, as a "
+        "comparison run in the background (docs/jobs.md, Comparisons); prints its id.",
+    )
+    p.set_defaults(fn=cmd_compare_models)
+    _client_options(p)
+    p.add_argument("models", nargs="+", help="the models' names, as `logpx models` lists them")
+    _dataset_options(p)
+    p = sub.add_parser(
+        "comparison",
+        help="a comparison's standings and paired differences, or its per-input table",
+        description="Print a comparison's per-model standings and paired differences with their verdicts.",
+    )
+    p.set_defaults(fn=cmd_comparison)
+    _client_options(p)
+    p.add_argument("id", help="the comparison's id, or a unique prefix of 6+ characters")
+    p.add_argument("-o", "--output", default=None, help="write the per-input table here (CSV) instead")
+    p.add_argument("--watch", action="store_true", help="follow it to the end with a progress bar first")
     _job_parser(sub)
     return parser
 

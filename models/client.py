@@ -265,21 +265,69 @@ class LogpxClient:
         an optional labels file), or an array / tensor / lists of inputs (with optional labels). Returns the
         job's status (``id``, ``state``, ``links``). ``estimators`` in the plan's text (``iwae:5000``,
         ``jvi:5000:1``, ``iwae:100@ais:1000``) or as the API's objects."""
+        return self._submit("/v1/jobs", {"model": model}, data, estimators, labels, seed, binarize, scale)
+
+    def submit_comparison(
+        self,
+        models: Sequence[str],
+        data: str | Path | Any,
+        *,
+        estimators: Sequence[EstimatorArg] = ("iwae:5000",),
+        labels: str | Path | Sequence[int] | None = None,
+        seed: int = 0,
+        binarize: str | None = None,
+        scale: str = "unit",
+    ) -> dict[str, Any]:
+        """Score several models on one data set with the same plan, seed and binary inputs (the arguments
+        of ``submit_job``, with ``models`` for ``model``). Returns the comparison (``id``, ``state``,
+        ``jobs``, and as they fill in ``standings`` and paired ``differences``)."""
+        return self._submit(
+            "/v1/comparisons", {"models": list(models)}, data, estimators, labels, seed, binarize, scale
+        )
+
+    def _submit(
+        self,
+        path: str,
+        who: dict[str, Any],
+        data: str | Path | Any,
+        estimators: Sequence[EstimatorArg],
+        labels: str | Path | Sequence[int] | None,
+        seed: int,
+        binarize: str | None,
+        scale: str,
+    ) -> dict[str, Any]:
         entries = [_estimator(e) for e in estimators]
         options: dict[str, Any] = {"estimators": entries, "seed": seed, **({"binarize": binarize} if binarize else {})}
         if not isinstance(data, (str, Path)):
-            body = {"model": model, "inputs": _as_lists(data), "scale": scale, **options}
+            body = {**who, "inputs": _as_lists(data), "scale": scale, **options}
             if labels is not None:
                 body["labels"] = _as_lists(labels)
-            return self._json(self._http.post("/v1/jobs", json=body))
-        form: dict[str, Any] = {"model": model, "seed": str(seed), "binarize": binarize or ""}
+            return self._json(self._http.post(path, json=body))
+        form: dict[str, Any] = {**who, "seed": str(seed), "binarize": binarize or ""}
         form["estimators"] = [str(entry_from_request(e)) for e in entries]  # each with its own sampler
         files = {"data": (Path(data).name, Path(data).read_bytes(), "application/octet-stream")}
         if labels is not None:
             if not isinstance(labels, (str, Path)):
                 raise TypeError("with a data-set file, labels are a file too (IDX or .npy)")
             files["labels"] = ("labels", Path(labels).read_bytes(), "application/octet-stream")
-        return self._json(self._http.post("/v1/jobs", data=form, files=files))
+        return self._json(self._http.post(path, data=form, files=files))
+
+    def comparison(self, comparison_id: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/v1/comparisons/{comparison_id}"))
+
+    def comparisons(self, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        return self._json(self._http.get("/v1/comparisons", params={"limit": limit, "offset": offset}))
+
+    def cancel_comparison(self, comparison_id: str) -> dict[str, Any]:
+        return self._json(self._http.delete(f"/v1/comparisons/{comparison_id}"))
+
+    def comparison_results(self, comparison_id: str, path: str | Path) -> Path:
+        """The per-input table of a comparison (CSV: every model's estimate side by side), written to ``path``."""
+        response = self._http.get(f"/v1/comparisons/{comparison_id}/results")
+        if response.status_code != 200:
+            self._json(response)  # raises LogpxError with the problem
+        Path(path).write_bytes(response.content)
+        return Path(path)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/jobs/{job_id}"))

@@ -7,12 +7,23 @@ import ctypes
 import ctypes.util
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-__all__ = ["CheckFn", "cpu_limit", "keep_freed_memory", "resolve_device", "thread_text", "threads_for"]
+__all__ = [
+    "CheckFn",
+    "cpu_limit",
+    "keep_freed_memory",
+    "resolve_device",
+    "set_thread_budget",
+    "thread_budget",
+    "thread_text",
+    "threads_for",
+    "threads_for_rows",
+]
 
 # Called inside long loops (chunks over k, temperatures, leave-j-out chunks); raises to stop the work:
 # a request's deadline, a job's cancellation.
@@ -69,10 +80,24 @@ def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, min(available, math.ceil(quota) if quota else available))
 
 
-# Rows (inputs x chains) of one pass below which a second intra-op thread costs more than it saves: on this
-# project's 2-core CPU an AIS pass of 64 rows ran in 2.55 s on one thread and 2.80 s on two (idle machine),
-# 400 rows 1.78 s and 1.19 s, 2,000 rows 8.2 s and 4.3 s (docs/performance.md, "Threads").
+# Rows (inputs x chains) of one pass below which a second intra-op thread costs more than it saves. On this
+# project's 2-core CPU, AIS on vae1-iwae50: 100 chains x 1 input ran 37,000 gradient evaluations/s on one
+# thread and 13,000 on two (OMP_WAIT_POLICY=PASSIVE); 400 rows 1.78 s on one and 1.19 s on two, 2,000 rows
+# 8.2 s and 4.3 s (docs/performance.md, "Threads").
 ROWS_PER_THREAD = 200
+_budget: int | None = None  # the most threads this process gives one pass (set_thread_budget)
+
+
+def set_thread_budget(threads: int) -> None:
+    """The most intra-op threads a pass may use (the service and the CLIs set it once: 0 means one per
+    usable CPU); passes of few rows use fewer (``threads_for_rows``)."""
+    global _budget
+    _budget = threads or cpu_limit()
+    torch.set_num_threads(_budget)
+
+
+def thread_budget() -> int:
+    return _budget or cpu_limit()
 
 
 def threads_for(rows: int, cap: int) -> int:
@@ -80,7 +105,26 @@ def threads_for(rows: int, cap: int) -> int:
     return max(1, min(cap, rows // ROWS_PER_THREAD))
 
 
+@contextmanager
+def threads_for_rows(rows: int, device: torch.device) -> Iterator[int]:
+    """Within: as many threads as passes of ``rows`` rows use well on the CPU (``threads_for``), the budget
+    restored after. Torch's thread count is the process's: callers are the one thread that runs models (the
+    service's device worker, a CLI's main thread)."""
+    before = torch.get_num_threads()
+    wanted = threads_for(rows, thread_budget()) if device.type == "cpu" else before
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        if wanted != before:
+            torch.set_num_threads(before)
+
+
 def thread_text() -> str:
     """The thread setting in force, for the output of long runs (it decides their speed)."""
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
-    return f"{torch.get_num_threads()} torch thread(s) of {cpu_limit()} CPU(s), OMP_WAIT_POLICY={policy}"
+    return (
+        f"up to {thread_budget()} torch thread(s) of {cpu_limit()} CPU(s) (AIS passes of under {ROWS_PER_THREAD} "
+        f"chains x inputs per thread use fewer), OMP_WAIT_POLICY={policy}"
+    )

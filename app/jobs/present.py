@@ -10,10 +10,10 @@ from ..presenter import estimator_out
 from .schemas import DatasetInfo, JobLinks, JobOptions, JobStatus, JobSummary, KhatHistogram, Progress
 from .store import JobRow
 
-__all__ = ["status"]
+__all__ = ["iso", "status"]
 
 
-def _iso(t: float | None) -> str | None:
+def iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, UTC).isoformat() if t is not None else None
 
 
@@ -44,6 +44,7 @@ def status(job: JobRow) -> JobStatus:
     return JobStatus(
         id=job.id,
         model=job.model,
+        comparison=job.comparison,
         state=job.state,
         dataset=DatasetInfo(**job.request["dataset"]),
         options=JobOptions.model_validate(job.request["options"]),
@@ -59,8 +60,8 @@ def status(job: JobRow) -> JobStatus:
         ),
         summary=summary,
         error=job.error,
-        created=_iso(job.created) or "",
-        started=_iso(job.started),
-        finished=_iso(job.finished),
+        created=iso(job.created) or "",
+        started=iso(job.started),
+        finished=iso(job.finished),
         links=JobLinks(self=base, events=f"{base}/events", results=f"{base}/results"),
     )

@@ -6,9 +6,21 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..schemas import Binarization, Binarize, CompareEstimatorIn, EstimatorOut, Image, Rerun
+from ..schemas import Binarization, Binarize, CompareEstimatorIn, EstimatorOut, Image, Rerun, Verdict
 
-__all__ = ["JobList", "JobOptions", "JobRequest", "JobStatus", "JobSummary"]
+__all__ = [
+    "ComparisonBrief",
+    "ComparisonList",
+    "ComparisonRequest",
+    "ComparisonStatus",
+    "DifferenceOut",
+    "JobList",
+    "JobOptions",
+    "JobRequest",
+    "JobStatus",
+    "JobSummary",
+    "StandingOut",
+]
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -27,10 +39,28 @@ class JobOptions(BaseModel):
     binarize: Binarize | None = Field(None, description="Default: the checkpoint's (stated in the job)")
 
 
-class JobRequest(JobOptions):
-    """A job over JSON inputs (for files, send multipart/form-data: docs/api.md)."""
+class JsonInputs(JobOptions):
+    """The data set as JSON (for files, send multipart/form-data: docs/api.md)."""
+
+    inputs: list[Image] = Field(min_length=1)
+    scale: Literal["unit", "byte"] = "unit"
+    labels: list[Annotated[int, Field(ge=-(2**63), lt=2**63)]] | None = Field(
+        None, description="One integer label per input (64-bit), returned in the rows"
+    )
+
+
+class JobRequest(JsonInputs):
+    """A job over JSON inputs."""
 
     model: str
+
+
+class ComparisonRequest(JobOptions):
+    """A comparison over JSON inputs: the same plan, seed and binary inputs for every model."""
+
+    models: list[str] = Field(
+        min_length=2, max_length=8, description="The models, 2 to 8, of one input shape and likelihood"
+    )
     inputs: list[Image] = Field(min_length=1)
     scale: Literal["unit", "byte"] = "unit"
     labels: list[Annotated[int, Field(ge=-(2**63), lt=2**63)]] | None = Field(
@@ -84,6 +114,7 @@ class JobLinks(BaseModel):
 class JobStatus(BaseModel):
     id: str
     model: str
+    comparison: str | None = Field(None, description="The comparison this job is one model of, if any")
     state: State
     dataset: DatasetInfo
     options: JobOptions
@@ -104,3 +135,66 @@ class JobList(BaseModel):
     limit: int
     offset: int
     next: str | None = Field(description="The next page's URL, or null on the last page")
+
+
+class StandingOut(BaseModel):
+    """One model under one estimator, over the inputs it has scored."""
+
+    estimator: str = Field(description="The plan entry, in its text form (NAME:K[:ORDER][@SAMPLER])")
+    model: str
+    count: int = Field(description="Inputs with a finite estimate")
+    mean: float | None
+    std_err: float | None = Field(description="Over inputs: the data set's spread (Monte Carlo error included)")
+    mc_std_err: float | None = Field(description="The estimators' own Monte Carlo part of it")
+    verdicts: dict[str, int]
+
+
+class DifferenceOut(BaseModel):
+    """Model a minus model b under one estimator, paired on the inputs both have scored."""
+
+    estimator: str
+    a: str
+    b: str
+    count: int = Field(description="Inputs with a finite estimate from both models")
+    mean: float | None = Field(description="Mean over inputs of a's log p(x) minus b's")
+    std_err: float | None = Field(description="sd of the per-input differences / sqrt(count)")
+    mc_std_err: float | None = Field(description="The Monte Carlo part of it, from the per-input standard errors")
+    unpaired_std_err: float | None = Field(
+        description="What the two means' own standard errors would say, ignoring that the inputs are shared"
+    )
+    interval: list[float | None] = Field(description="Student's t interval at `confidence`")
+    confidence: float
+    a_better: float | None = Field(description="Share of inputs on which a's estimate is the higher")
+    verdict: Verdict
+
+
+class ComparisonStatus(BaseModel):
+    id: str
+    state: State
+    models: list[str]
+    estimators: list[str]
+    done: int = Field(description="Inputs every model has scored")
+    total: int
+    active: int = Field(description="Its jobs still queued or running")
+    jobs: list[JobStatus]
+    standings: list[StandingOut]
+    differences: list[DifferenceOut]
+    links: dict[str, str]
+
+
+class ComparisonBrief(BaseModel):
+    id: str
+    state: State
+    models: list[str]
+    estimators: list[str]
+    done: int
+    total: int
+    created: str
+
+
+class ComparisonList(BaseModel):
+    comparisons: list[ComparisonBrief]
+    total: int
+    limit: int
+    offset: int
+    next: str | None

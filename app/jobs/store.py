@@ -70,8 +70,10 @@ jobs = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("started", sa.Float, nullable=True),
     sa.Column("finished", sa.Float, nullable=True),
+    sa.Column("comparison", sa.String(32), nullable=True),
     sa.Index("jobs_created", "created"),
     sa.Index("jobs_owner_state", "owner", "state"),
+    sa.Index("jobs_comparison", "comparison"),
 )
 results = sa.Table(
     "results",
@@ -121,6 +123,7 @@ class JobRow:
     created: float
     started: float | None
     finished: float | None
+    comparison: str | None  # the comparison it is one model of (None: a job of its own)
 
     @property
     def plan(self) -> Plan:
@@ -261,7 +264,23 @@ class JobStore:
     ) -> JobRow:
         """A new queued job; with ``max_active``, ``QuotaExceeded`` if ``owner`` has that many queued or
         running already. The count and the insert are one step: concurrent submissions cannot overshoot."""
-        job_id = uuid.uuid4().hex
+        return self.create_jobs(owner, [model], dataset, plan, request, total, chunk_size, max_active)[0]
+
+    def create_jobs(
+        self,
+        owner: str,
+        models: list[str],
+        dataset: str,
+        plan: Plan,
+        request: dict[str, Any],
+        total: int,
+        chunk_size: int,
+        max_active: int | None = None,
+        comparison: str | None = None,
+    ) -> list[JobRow]:
+        """One queued job per model, all or none, in one transaction (a comparison's, when ``comparison``
+        is given); with ``max_active``, ``QuotaExceeded`` unless ``owner`` has room for all of them."""
+        ids = [uuid.uuid4().hex for _ in models]
         with self._quota_lock, self.engine.begin() as c:
             if max_active is not None:
                 if c.dialect.name == "postgresql":  # replicas: one submitter per owner at a time, database-wide
@@ -270,29 +289,61 @@ class JobStore:
                 active = c.execute(
                     sa.select(sa.func.count()).select_from(jobs).where(jobs.c.owner == owner, jobs.c.state.in_(ACTIVE))
                 ).scalar_one()
-                if active >= max_active:
+                if active + len(models) > max_active:
                     raise QuotaExceeded(int(active))
-            c.execute(
-                jobs.insert().values(
-                    id=job_id,
-                    owner=owner,
-                    model=model,
-                    dataset=dataset,
-                    request=json.dumps(request),
-                    plan=str(plan),
-                    state="queued",
-                    total=total,
-                    done=0,
-                    chunk_size=chunk_size,
-                    compute_s=0.0,
-                    summary="{}",
-                    cancel=False,
-                    created=time.time(),
+            now = time.time()
+            for job_id, model in zip(ids, models, strict=True):
+                c.execute(
+                    jobs.insert().values(
+                        id=job_id,
+                        owner=owner,
+                        model=model,
+                        dataset=dataset,
+                        request=json.dumps(request),
+                        plan=str(plan),
+                        state="queued",
+                        total=total,
+                        done=0,
+                        chunk_size=chunk_size,
+                        compute_s=0.0,
+                        summary="{}",
+                        cancel=False,
+                        created=now,
+                        comparison=comparison,
+                    )
                 )
-            )
-        job = self.get(job_id)
-        assert job is not None
-        return job
+        created = [self.get(job_id) for job_id in ids]
+        assert all(job is not None for job in created)
+        return [job for job in created if job is not None]
+
+    def comparison_jobs(self, prefix: str) -> list[JobRow]:
+        """The jobs of the comparisons whose id starts with ``prefix`` (hex, checked by the caller), in the
+        order their models were given; more than one comparison id among them means an ambiguous prefix."""
+        with self.engine.connect() as c:
+            found = c.execute(
+                jobs.select()
+                .where(jobs.c.comparison.startswith(prefix, autoescape=True))
+                .order_by(jobs.c.comparison, jobs.c.created, jobs.c.model)
+                .limit(1000)
+            ).all()
+        return [_job(row) for row in found]
+
+    def comparisons(self, limit: int, offset: int) -> tuple[list[str], int]:
+        """Comparison ids, newest first, a page at a time, and how many there are in all."""
+        newest = sa.func.max(jobs.c.created)
+        with self.engine.connect() as c:
+            ids = c.execute(
+                sa.select(jobs.c.comparison)
+                .where(jobs.c.comparison.is_not(None))
+                .group_by(jobs.c.comparison)
+                .order_by(newest.desc(), jobs.c.comparison)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            total = c.execute(
+                sa.select(sa.func.count(sa.distinct(jobs.c.comparison))).where(jobs.c.comparison.is_not(None))
+            ).scalar_one()
+        return [r[0] for r in ids], int(total)
 
     def get(self, job_id: str) -> JobRow | None:
         with self.engine.connect() as c:

@@ -36,10 +36,10 @@ from ..registry import ModelEntry, ModelRegistry
 from ..schemas import CompareEstimatorIn, SamplerIn
 from ..usecases import latent_model
 from .datasets import Dataset, decode_dataset, decode_labels, to_stored
-from .schemas import DatasetInfo, JobOptions, JobRequest
+from .schemas import ComparisonRequest, DatasetInfo, JobOptions, JobRequest
 from .store import JobRow, JobStore, QuotaExceeded
 
-__all__ = ["Submission", "owner", "read_submission", "store_job"]
+__all__ = ["Submission", "owner", "read_submission", "store_job", "store_jobs"]
 
 
 def owner(settings: Settings) -> str:
@@ -107,11 +107,44 @@ def _form_plan(form: Any) -> tuple[Plan, JobOptions]:
 
 
 class Submission:
-    """A job as read from its request: the model, the plan with the fields it came from, the options to
-    echo, and the decoded data set."""
+    """A job as read from its request: the model (a comparison's: the models), the plan with the fields it
+    came from, the options to echo, and the decoded data set."""
 
-    def __init__(self, entry: ModelEntry, plan: Plan, fields: list[str], options: JobOptions, dataset: Dataset):
-        self.entry, self.plan, self.fields, self.options, self.dataset = entry, plan, fields, options, dataset
+    def __init__(
+        self, entries: list[ModelEntry], plan: Plan, fields: list[str], options: JobOptions, dataset: Dataset
+    ) -> None:
+        self.entries, self.plan, self.fields, self.options, self.dataset = entries, plan, fields, options, dataset
+
+    @property
+    def entry(self) -> ModelEntry:
+        return self.entries[0]
+
+
+MAX_MODELS = 8  # models in one comparison: pairs grow as its square
+
+
+def _models(registry: ModelRegistry, names: list[str]) -> list[ModelEntry]:
+    """A comparison's models: ready, distinct, at least two, and able to score the same inputs (one input
+    shape and one likelihood: the same data are data to all of them); one 422 naming ``models`` otherwise."""
+    if len(names) < 2 or len(set(names)) != len(names) or len(names) > MAX_MODELS:
+        raise InvalidInput(
+            f"models: a comparison takes 2 to {MAX_MODELS} distinct models, got {names}",
+            field="models",
+            limit=MAX_MODELS,
+        )
+    entries = [registry.get_ready(name) for name in names]
+    for e in entries:
+        latent_model(e)  # a 422 naming the family that cannot run jobs
+    first = entries[0]
+    for e in entries[1:]:
+        if tuple(e.model.input_shape) != tuple(first.model.input_shape) or e.model.likelihood != first.model.likelihood:
+            raise InvalidInput(
+                f"models: {first.name} takes {list(first.model.input_shape)} inputs with a {first.model.likelihood} "
+                f"likelihood, {e.name} {list(e.model.input_shape)} with a {e.model.likelihood} one: only models "
+                "of one input shape and one likelihood score the same data",
+                field="models",
+            )
+    return entries
 
 
 async def _json_body(request: Request, settings: Settings) -> bytes:
@@ -136,13 +169,16 @@ async def _json_body(request: Request, settings: Settings) -> bytes:
     return b"".join(parts)
 
 
-async def read_submission(request: Request, registry: ModelRegistry, settings: Settings) -> Submission:
+async def read_submission(
+    request: Request, registry: ModelRegistry, settings: Settings, *, comparison: bool = False
+) -> Submission:
+    """A job's request, or with ``comparison`` a comparison's (``models`` instead of ``model``)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         body = await _json_body(request, settings)
         try:
             raw = await asyncio.to_thread(orjson.loads, body)
-            req = JobRequest.model_validate(raw)
+            req = (ComparisonRequest if comparison else JobRequest).model_validate(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from None
         except ValidationError as exc:
@@ -153,7 +189,10 @@ async def read_submission(request: Request, registry: ModelRegistry, settings: S
                 field="inputs",
                 limit=settings.max_job_inputs,
             )
-        entry = registry.get_ready(req.model)
+        entries = (
+            _models(registry, req.models) if isinstance(req, ComparisonRequest) else [registry.get_ready(req.model)]
+        )
+        entry = entries[0]
         fields = [f"estimators[{i}]" for i in range(len(req.estimators))]
         plan = plan_in([(f, e, e.sampler) for f, e in zip(fields, req.estimators, strict=True)], distinct=True)
         x = await asyncio.to_thread(inputs_from_json, req.inputs, req.scale, entry.model.input_shape)
@@ -167,7 +206,7 @@ async def read_submission(request: Request, registry: ModelRegistry, settings: S
                 )
             labels = np.asarray(req.labels, dtype=np.int64)
         options = JobOptions.model_validate(req.model_dump(include=set(JobOptions.model_fields)))
-        return Submission(entry, plan, fields, options, Dataset(x.numpy(), labels, "json"))
+        return Submission(entries, plan, fields, options, Dataset(x.numpy(), labels, "json"))
     if kind != "multipart/form-data":
         raise UnsupportedMediaType(
             f"content type {kind or 'missing'!r}: send application/json or multipart/form-data",
@@ -175,10 +214,14 @@ async def read_submission(request: Request, registry: ModelRegistry, settings: S
             limit=["application/json", "multipart/form-data"],
         )
     async with request.form(max_files=2, max_fields=64) as form:  # closes the spooled upload files
-        model = form.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidInput("model: the form field naming the model is missing", field="model")
-        entry = registry.get_ready(model)
+        if comparison:
+            entries = _models(registry, _text(form, "models"))
+        else:
+            model = form.get("model")
+            if not isinstance(model, str) or not model:
+                raise InvalidInput("model: the form field naming the model is missing", field="model")
+            entries = [registry.get_ready(model)]
+        entry = entries[0]
         data = await _file(form, "data")
         if data is None:
             raise InvalidInput("data: the data-set file is missing", field="data", limit="idx, npy, npz or zip of png")
@@ -191,7 +234,7 @@ async def read_submission(request: Request, registry: ModelRegistry, settings: S
         label_file = await _file(form, "labels")
         if label_file is not None:
             dataset.labels = await asyncio.to_thread(decode_labels, label_file, dataset.x.shape[0], max_bytes=max_bytes)
-    return Submission(entry, plan, [f"estimators[{i}]" for i in range(len(plan))], options, dataset)
+    return Submission(entries, plan, [f"estimators[{i}]" for i in range(len(plan))], options, dataset)
 
 
 def chunk_size(settings: Settings, plan: Plan) -> int:
@@ -210,8 +253,15 @@ ROW_BYTES, ESTIMATE_BYTES = 64, 1000
 def store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -> JobRow:
     """Check the job as a whole, then store it with its data set; a store that is full is a 507, one that
     does not answer a 503, never a 500 (nothing was accepted)."""
+    return store_jobs(store, settings, who, sub)[0]
+
+
+def store_jobs(
+    store: JobStore, settings: Settings, who: str, sub: Submission, comparison: str | None = None
+) -> list[JobRow]:
+    """``store_job`` for each model of the submission, all or none (a comparison's, named ``comparison``)."""
     try:
-        return _store_job(store, settings, who, sub)
+        return _store_jobs(store, settings, who, sub, comparison)
     except sa_exc.OperationalError as exc:
         reason = str(exc.orig) if exc.orig is not None else str(exc)
         if "full" in reason.lower() or "no space" in reason.lower():
@@ -225,9 +275,10 @@ def store_job(store: JobStore, settings: Settings, who: str, sub: Submission) ->
         ) from None
 
 
-def _store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -> JobRow:
+def _store_jobs(store: JobStore, settings: Settings, who: str, sub: Submission, comparison: str | None) -> list[JobRow]:
     """Check the job as a whole before it is accepted (every chunk within the request limits, the data set
-    suited to the model's likelihood under its binarisation), then store it with its data set."""
+    suited to the model's likelihood under its binarisation), then store it with its data set. A comparison's
+    models all binarise as its first does: the same binary inputs for every model (per input, never per model)."""
     model = latent_model(sub.entry)
     dataset = sub.dataset
     chunk = min(chunk_size(settings, sub.plan), dataset.x.shape[0])
@@ -242,7 +293,7 @@ def _store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -
     )
     sha, data, labels = to_stored(dataset)
     size = 0 if store.has_dataset(sha) else len(data) + len(labels or b"")
-    rows = int(dataset.x.shape[0]) * (ROW_BYTES + ESTIMATE_BYTES * len(sub.plan))
+    rows = int(dataset.x.shape[0]) * (ROW_BYTES + ESTIMATE_BYTES * len(sub.plan)) * len(sub.entries)
     held = store.stored_bytes()
     if held + size + rows > settings.max_store_bytes:
         raise InsufficientStorage(
@@ -255,18 +306,22 @@ def _store_job(store: JobStore, settings: Settings, who: str, sub: Submission) -
     shape = [int(dataset.x.shape[1])]
     store.put_dataset(sha, int(dataset.x.shape[0]), shape, dataset.source, data, labels)
     info = DatasetInfo(sha256=sha, count=int(dataset.x.shape[0]), source=dataset.source, labels=labels is not None)
+    names = [e.name for e in sub.entries]
     request = {
         "options": sub.options.model_dump(mode="json"),
         "binarization": binarization.model_dump(mode="json"),
         "dataset": info.model_dump(),
+        **({"models": names} if comparison else {}),
     }
+    total = int(dataset.x.shape[0])
     try:
-        return store.create_job(
-            who, sub.entry.name, sha, sub.plan, request, int(dataset.x.shape[0]), chunk, settings.max_active_jobs
+        return store.create_jobs(
+            who, names, sha, sub.plan, request, total, chunk, settings.max_active_jobs, comparison=comparison
         )
     except QuotaExceeded:
         raise TooManyJobs(
-            f"this token has {settings.max_active_jobs} queued or running jobs; wait for one or cancel one",
+            f"this token has {settings.max_active_jobs} queued or running jobs and this needs {len(names)} more; "
+            "wait for one or cancel one",
             field="Authorization",
             limit=settings.max_active_jobs,
         ) from None

@@ -216,13 +216,13 @@ async def job_results(
     async def rows() -> AsyncIterator[str]:
         after = -1
         if format == "csv":
-            yield _csv_line(_csv_header(names))
+            yield csv_line(_csv_header(names))
         while True:
             chunk = await asyncio.to_thread(page, after)
             if not chunk:
                 return
             for text in chunk:
-                yield _csv_line(_csv_row(json.loads(text))) if format == "csv" else text + "\n"
+                yield csv_line(_csv_row(json.loads(text))) if format == "csv" else text + "\n"
             after = json.loads(chunk[-1])["index"]
 
     media = "text/csv" if format == "csv" else "application/x-ndjson"
@@ -230,7 +230,7 @@ async def job_results(
     return StreamingResponse(rows(), media_type=media, headers={"Content-Disposition": disposition})
 
 
-def _csv_line(cells: list[Any]) -> str:
+def csv_line(cells: list[Any]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(["" if c is None else c for c in cells])
     return buffer.getvalue()

@@ -9,6 +9,7 @@ from .diagnostics import Diagnostics, diagnose, ess, jackknife_var
 from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, estimate, point_estimate
 from .jackknife import NotExact, jackknife_elements, max_exact_k
 from .logspace import log_mean_exp
+from .paired import ModelScores, ModelSummary, PairedDifference, paired_difference, summarize_model
 from .psis import khat, khat_threshold
 from .verdict import Level, SamplerStats, Verdict, judge
 
@@ -22,7 +23,10 @@ __all__ = [
     "EstimatorSpec",
     "JVIResult",
     "Level",
+    "ModelScores",
+    "ModelSummary",
     "NotExact",
+    "PairedDifference",
     "ReplicateSummary",
     "SamplerStats",
     "Verdict",
@@ -40,7 +44,9 @@ __all__ = [
     "khat_threshold",
     "log_mean_exp",
     "max_exact_k",
+    "paired_difference",
     "parse_spec",
     "point_estimate",
+    "summarize_model",
     "summarize_replicates",
 ]

@@ -34,7 +34,7 @@ from ..families.bbb import expected_calibration_error
 from ..io import Checkpoint, binarize, held_out_count, load_checkpoint, load_idx_dataset, split_train_valid
 from ..io.data import VALID_SIZE
 from ..plan import AIS, Cost, EstimatorSpec, Plan, WeightDraws, parse_spec
-from ..runtime import ROWS_PER_THREAD, cpu_limit, keep_freed_memory, thread_text, threads_for
+from ..runtime import ROWS_PER_THREAD, keep_freed_memory, set_thread_budget, thread_budget, thread_text
 from ..samplers import Speed, bdmc, duration, measure, run_plan
 
 PROG = "logpx evaluate"
@@ -236,8 +236,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=0,
-        help="torch threads for every phase (0: one per usable CPU for importance sampling, and for AIS one "
-        f"per {ROWS_PER_THREAD} chains x images of a batch, at most one per CPU)",
+        help="most torch threads (0: one per usable CPU); an AIS pass uses one per "
+        f"{ROWS_PER_THREAD} chains x images, fewer than that on small batches",
     )
     parser.add_argument("--json", default=None, help="write the summary here")
     parser.add_argument(
@@ -311,15 +311,9 @@ def load_split(args: argparse.Namespace, ckpt: Checkpoint) -> tuple[torch.Tensor
     return x, labels, dataset
 
 
-def use_threads(requested: int, rows: int | None = None) -> None:
-    """``requested`` threads, or by default one per usable CPU, fewer for passes of ``rows`` rows."""
-    cpus = cpu_limit()
-    torch.set_num_threads(requested or (cpus if rows is None else threads_for(rows, cpus)))
-
-
 def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parse_args(argv)
-    use_threads(args.threads)
+    set_thread_budget(args.threads)
     keep_freed_memory()
     try:  # CheckpointError is a ValueError
         ckpt = load_checkpoint(args.checkpoint)
@@ -373,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "seed": args.seed,
         "binarization": binarization,
         "binarize_seed": ckpt.binarize_seed,
-        "threads": torch.get_num_threads(),
+        "threads": thread_budget(),
         "estimators": per_estimator,
     }
     for name, parts in values.items():
@@ -443,8 +437,6 @@ def evaluate_ais(
     plan = Plan.of(EstimatorSpec("iwae", args.ais_chains), sampler=config)
     generator = torch.Generator().manual_seed(args.seed + 1)
     batches = x.split(args.batch_size)
-    # A pass's rows are chains x images; below a few hundred, extra threads only wait for each other.
-    use_threads(args.threads, rows=args.ais_chains * min(args.batch_size, x.shape[0]))
     speed = measure(model, torch.Generator().manual_seed(args.seed))
     print(
         f"AIS ({plan.entries[0]}) on {x.shape[0]} images: expected {duration(speed.seconds(plan.cost(x.shape[0])))}; "
@@ -490,7 +482,6 @@ def evaluate_ais(
         }
         print(f"  AIS - IWAE on the same images: {float(gap.mean()):+.3f} +- {float(gap.std() / math.sqrt(n)):.3f}")
     if args.bdmc:
-        use_threads(args.threads, rows=args.ais_chains * args.bdmc)
         evals = args.bdmc * config.bdmc_evaluations(args.ais_chains)
         seconds = speed.seconds(Cost(evaluations=evals, gradient_evals=evals, samples=0, jackknife=0))
         print(f"BDMC on {args.bdmc} simulated inputs: expected {duration(seconds)}; {thread_text()}")

@@ -30,7 +30,7 @@ import torch
 
 from ..families import LatentVariableModel, chunks_over_k
 from ..plan import AIS, AIS_TUNE_CHAINS, AISInit, AISSchedule
-from ..runtime import CheckFn
+from ..runtime import CheckFn, threads_for_rows
 
 __all__ = ["TARGET_ACCEPTANCE", "AISResult", "HMCInfo", "HMCState", "ais", "reverse_ais", "schedule", "tune"]
 
@@ -158,6 +158,19 @@ def _anneal(
     ``steps``: ``[T, B]`` fixed step sizes, one per input and transition; ``None`` for a tuning pass,
     which adapts them and returns them. Returns ``(log_w [k, B] float64, acceptance [B], steps [T, B])``.
     """
+    with threads_for_rows(z.shape[0] * z.shape[1], z.device):  # few chains: one thread is faster on a CPU
+        return _anneal_chains(target, z, betas, steps, leapfrog, generator, check_fn)
+
+
+def _anneal_chains(
+    target: _Target,
+    z: torch.Tensor,
+    betas: torch.Tensor,
+    steps: torch.Tensor | None,
+    leapfrog: int,
+    generator: torch.Generator,
+    check_fn: CheckFn | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     k, batch = z.shape[:2]
     num = betas.shape[0] - 1
     tuning = steps is None

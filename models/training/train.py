@@ -51,7 +51,7 @@ from ..io import (
     split_train_valid,
 )
 from ..plan import EstimatorSpec, Plan
-from ..runtime import keep_freed_memory, resolve_device
+from ..runtime import keep_freed_memory, resolve_device, set_thread_budget
 from ..samplers import run_plan
 
 PROG = "logpx train"
@@ -474,8 +474,7 @@ def train_bbb(cfg: TrainConfig, x: torch.Tensor, labels: torch.Tensor, dataset: 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_thread_budget(cfg.threads)
     keep_freed_memory()
     try:
         x, labels, dataset = load_idx_dataset(cfg.data or ".", images=cfg.images or None, labels=cfg.labels or None)
