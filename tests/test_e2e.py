@@ -256,8 +256,14 @@ def test_every_documented_command_runs_as_printed(server: str, tmp_path: Path) -
         text = re.sub(r"(localhost|127\.0\.0\.1):8000", f"127.0.0.1:{port}", text)
         if language == "sh":
             text = text.replace("curl -s ", "curl -sf ")
-            latest = "$(.venv/bin/logpx job list --limit 1 | head -n1 | cut -d' ' -f1)"  # ID: the job just submitted
-            text = re.sub(r"\bID\b", latest, text)
+            # ID: the job or the comparison just submitted.
+            job = "$(.venv/bin/logpx job list --limit 1 | head -n1 | cut -d' ' -f1)"
+            comparison = (
+                f"$(curl -s {server}/v1/comparisons?limit=1 | "
+                'python3 -c \'import json, sys; print(json.load(sys.stdin)["comparisons"][0]["id"])\')'
+            )
+            text = text.replace("logpx comparison ID", f"logpx comparison {comparison}")
+            text = re.sub(r"\bID\b", job, text)
             argv = ["bash", "-euo", "pipefail", "-c", text]
         else:
             argv = [sys.executable, "-c", text]
@@ -274,4 +280,5 @@ def test_every_documented_command_runs_as_printed(server: str, tmp_path: Path) -
     printed = (ROOT / "README.md").read_text().split("```text\n", 1)[1].split("\n", 1)[0]
     assert any(printed.split(" (POST")[0] in out for out in outputs.values()), printed
     assert (tmp_path / "rows.csv").read_text().startswith("index,")
+    assert (tmp_path / "pairs.csv").read_text().startswith("index,label,vae1-iwae50.iwae:500.log_px")
     assert (tmp_path / "checkpoints" / "examples-vae.safetensors").is_file()

@@ -43,7 +43,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("checkpoints")
-    (folder / "vae1-iwae50.safetensors").symlink_to(ROOT / "checkpoints" / "vae1-iwae50.safetensors")
+    for name in ("vae1-iwae50", "vae1-elbo"):
+        (folder / f"{name}.safetensors").symlink_to(ROOT / "checkpoints" / f"{name}.safetensors")
     return folder
 
 
@@ -88,6 +89,42 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_last_chunk(checkpoints: P
         done = _wait(server.url, job, lambda s: s["state"] == "succeeded")
         assert done["progress"]["done"] == N and done["summary"][0]["count"] == N
         _uninterrupted_equals(server.url, job)
+
+
+def test_a_comparison_killed_mid_run_finishes_after_a_restart_with_the_same_table(
+    checkpoints: Path, tmp_path: Path
+) -> None:
+    """A comparison is its models' jobs: SIGKILL the server mid-way, start it again, and the comparison
+    finishes with every input once per model, its per-input table equal to an uninterrupted comparison's."""
+    comparison = {**{k: v for k, v in JOB.items() if k != "model"}, "models": ["vae1-iwae50", "vae1-elbo"]}
+    env = {**ENV, "LOGPX_DATA_DIR": str(tmp_path / "data")}
+
+    def state(url: str, cid: str) -> dict[str, Any]:
+        return httpx.get(f"{url}/v1/comparisons/{cid}", timeout=30).json()
+
+    def finish(url: str, cid: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 180
+        while (out := state(url, cid))["state"] != "succeeded":
+            assert out["state"] in ("queued", "running") and time.monotonic() < deadline, out["state"]
+            time.sleep(0.1)
+        return out
+
+    with LocalServer(checkpoints, env=env) as server:
+        cid = httpx.post(f"{server.url}/v1/comparisons", json=comparison, timeout=30).json()["id"]
+        first = state(server.url, cid)["jobs"][0]["id"]
+        before = _wait(server.url, first, lambda s: s["progress"]["done"] >= 3)["progress"]["done"]
+        _kill(server)
+    assert before < N, "the first model finished before the kill: make it longer"
+    with LocalServer(checkpoints, env=env) as server:
+        out = finish(server.url, cid)
+        assert out["done"] == N and all(s["count"] == N for s in out["standings"])
+        for job in out["jobs"]:
+            assert [int(r.split('"index": ')[1].split(",")[0]) for r in _rows(server.url, job["id"])] == list(range(N))
+        again = httpx.post(f"{server.url}/v1/comparisons", json=comparison, timeout=30).json()["id"]
+        finish(server.url, again)
+        table = httpx.get(f"{server.url}/v1/comparisons/{cid}/results", timeout=30).text
+        assert table == httpx.get(f"{server.url}/v1/comparisons/{again}/results", timeout=30).text
+        assert len(table.splitlines()) == N + 1
 
 
 def test_two_replicas_on_postgres_the_survivor_finishes(checkpoints: Path, postgres: PostgresServer) -> None:

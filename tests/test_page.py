@@ -204,6 +204,26 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         assert page.eval_on_selector_all("#job-summary button.rerun", "bs => bs.length") >= 1
         page.screenshot(path=str(shots / "jobs.png"), full_page=True)
 
+        # Compare models: the default and the next MNIST model preselected, the same 200 digits for both; the
+        # standings, the paired difference with its verdict, and the three plots.
+        page.click("#tab-compare")
+        chosen = page.eval_on_selector_all("#cmp-models option", "os => os.filter(o => o.selected).map(o => o.value)")
+        assert chosen == ["vae1-iwae50", "vae2d-iwae50"]
+        page.set_input_files("#cmp-data", str(VALID / "valid200-images-idx3-ubyte.gz"))
+        page.fill("#cmp-estimators", "iwae:100")
+        page.click("#compare-form button[type=submit]")
+        page.wait_for_function("document.querySelector('#cmp-line').textContent.includes('succeeded')", timeout=120_000)
+        assert page.eval_on_selector_all("#cmp-standings tbody tr", "rows => rows.length") == 2
+        difference = page.text_content("#cmp-differences tbody tr")
+        assert "vae1-iwae50 - vae2d-iwae50" in difference and "unreliable" in difference  # IWAE on real digits
+        assert page.eval_on_selector_all("#cmp-differences button.rerun", "bs => bs.length") == 1
+        page.wait_for_function("window.logpx.comparisonPairs && window.logpx.comparisonPairs.length === 200")
+        for canvas in ("#cmp-scatter", "#cmp-histogram"):
+            assert _canvas_has_ink(page, canvas)
+        comparison_id = page.evaluate("window.logpx.comparison.id")
+        assert page.url.endswith(f"#comparisons/{comparison_id}")
+        page.screenshot(path=str(shots / "compare.png"), full_page=True)
+
         # An error is shown as the problem's detail, never a blank panel.
         page.click("#tab-score")
         page.fill("#score-k", "10000000")  # over the server's max_k
@@ -212,10 +232,15 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         assert "over the limit" in page.text_content("#view-score .error") and "(field k)" in page.text_content(
             "#view-score .error"
         )
-        # A reload watches the same job again, from its address.
+        # A reload (or a shared link) shows the same job or comparison again, from its address.
+        page.goto(f"{server.url}/#jobs/{job_id}")
         page.reload()
         page.wait_for_function("document.querySelector('#job-line').textContent.includes('succeeded')")
         assert job_id in page.text_content("#job-line") and page.is_visible("#view-jobs")
+        page.goto(f"{server.url}/#comparisons/{comparison_id}")
+        page.reload()
+        page.wait_for_function("document.querySelector('#cmp-line').textContent.includes('succeeded')")
+        assert comparison_id in page.text_content("#cmp-line") and page.is_visible("#view-compare")
         errors = [e for e in errors if "status of 4" not in e]  # the browser logs the refused request itself
         assert errors == [] and outside == []
 

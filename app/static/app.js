@@ -92,6 +92,7 @@ function selectTab(tab) {
   }
   tab.focus();
   if (tab.id === "tab-jobs") guarded("jobs", listJobs);
+  if (tab.id === "tab-compare") guarded("compare", listComparisons);
 }
 for (const tab of $$("[role=tab]")) {
   tab.addEventListener("click", () => selectTab(tab));
@@ -133,6 +134,13 @@ async function loadModels() {
   fill(".latent-models", "evidence");
   fill(".posterior-models", "posterior");
   fill(".job-models", "jobs");
+  // A comparison's models: the default and the next of the same data set chosen to start with.
+  for (const select of $$(".job-models-many")) {
+    const able = models.filter((m) => m.status === "ready" && m.capabilities.includes("jobs"));
+    const first = able.find((m) => m.name === preferred) || able.find((m) => m.dataset === "mnist") || able[0];
+    const second = first && able.find((m) => m !== first && m.dataset === first.dataset);
+    select.replaceChildren(...able.map((m) => new Option(`${m.name} (${m.dataset || "data set not named"})`, m.name, false, m === first || m === second)));
+  }
 }
 
 // Beside each model selector, the data set the model was trained on (a job sent to the wrong one is costly).
@@ -499,6 +507,8 @@ async function listJobs() {
 window.addEventListener("hashchange", () => {
   const match = location.hash.match(/^#jobs\/([0-9a-f-]+)$/);
   if (match && (!state.job || state.job.id !== match[1])) watch(match[1]);
+  const comparison = location.hash.match(/^#comparisons\/([0-9a-f]+)$/);
+  if (comparison && (!state.comparison || state.comparison.id !== comparison[1])) watchComparison(comparison[1]);
 });
 
 // Server-Sent Events through fetch (EventSource cannot send the bearer token).
@@ -581,6 +591,180 @@ $("#job-download").addEventListener("click", () => guarded("jobs", async () => {
   URL.revokeObjectURL(link.href);
 }));
 
+// Compare models ---------------------------------------------------------------------------------------------
+$("#compare-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded("compare", async () => {
+    const chosen = $$("#cmp-models option").filter((o) => o.selected).map((o) => o.value);
+    if (chosen.length < 2) throw new ProblemError({ title: "Two models or more", detail: "choose at least two models to compare (Ctrl or Shift selects several)", field: "models" }, 0);
+    const form = new FormData();
+    for (const name of chosen) form.append("models", name);
+    form.append("data", $("#cmp-data").files[0]);
+    if ($("#cmp-labels").files[0]) form.append("labels", $("#cmp-labels").files[0]);
+    for (const spec of $("#cmp-estimators").value.split(/\s+/).filter(Boolean)) form.append("estimators", spec);
+    form.append("seed", $("#cmp-seed").value);
+    const out = await (await api("/v1/comparisons", { method: "POST", body: form })).json();
+    watchComparison(out.id);
+  });
+});
+
+// The comparison shown lives in the address (#comparisons/ID); it is polled until every model's job ends.
+function watchComparison(id) {
+  if (location.hash !== `#comparisons/${id}`) history.replaceState(null, "", `#comparisons/${id}`);
+  selectTab($("#tab-compare"));
+  guarded("compare", async () => {
+    for (;;) {
+      const out = await (await api(`/v1/comparisons/${encodeURIComponent(id)}`)).json();
+      await showComparison(out);
+      if (!["queued", "running"].includes(out.state)) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    listComparisons();
+  });
+}
+
+async function listComparisons() {
+  const { comparisons } = await (await api("/v1/comparisons?limit=20")).json();
+  const body = $("#comparisons-list tbody");
+  body.replaceChildren();
+  for (const c of comparisons) {
+    const link = document.createElement("a");
+    link.href = `#comparisons/${c.id}`;
+    link.textContent = c.id.slice(0, 8);
+    link.title = c.id;
+    cells(body.insertRow(), [link, c.state, `${c.done} / ${c.total}`, c.models.join(", "), c.estimators.join(" "), new Date(c.created).toLocaleString()]);
+  }
+}
+
+async function showComparison(out) {
+  state.comparison = out;
+  $("#cmp-line").textContent = `comparison ${out.id}: ${out.state}, ${out.done} of ${out.total} inputs scored by every model (${out.models.join(", ")})`;
+  $("#cmp-progress").value = out.total ? out.done / out.total : 0;
+  const standings = $("#cmp-standings tbody");
+  standings.replaceChildren();
+  for (const s of out.standings) {
+    const verdicts = document.createElement("span");
+    verdicts.append(...Object.entries(s.verdicts).filter(([, n]) => n).map(([level, n]) => { const v = verdictCell({ level }); v.textContent = `${n} ${level}`; return v; }));
+    const row = cells(standings.insertRow(), [s.estimator, s.model, fmt(s.mean), fmt(s.std_err), fmt(s.mc_std_err), verdicts]);
+    row.cells[2].className = row.cells[3].className = row.cells[4].className = "num";
+  }
+  const differences = $("#cmp-differences tbody");
+  differences.replaceChildren();
+  for (const d of out.differences) {
+    const why = document.createElement("div");
+    why.append(d.verdict.reasons.slice(1).join("; "));
+    if (d.verdict.advice) { const a = document.createElement("div"); a.className = "advice"; a.textContent = d.verdict.advice; why.append(a); }
+    if (d.verdict.rerun) {
+      const plan = planText(d.verdict.rerun);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "rerun";
+      button.textContent = `Use the advice: ${plan}`;
+      button.addEventListener("click", () => { $("#cmp-estimators").value = plan; $("#cmp-data").focus(); });
+      why.append(button, command(`logpx compare-models ${out.models.join(" ")} DATA --estimators ${plan}`));
+    }
+    const row = cells(differences.insertRow(), [d.estimator, `${d.a} - ${d.b}: ${fmt(d.mean)}`, `${fmt(d.std_err)} (${fmt(d.unpaired_std_err)})`,
+      `[${fmt(d.interval[0])}, ${fmt(d.interval[1])}]`, d.a_better === null ? "" : `${Math.round(100 * d.a_better)}%`, verdictCell(d.verdict), why]);
+    row.cells[1].className = row.cells[2].className = "num";
+  }
+  drawIntervals(out.differences);
+  $("#cmp-download").disabled = out.done === 0;
+  if (out.done > 0 && out.models.length >= 2) {
+    const text = await (await api(`/v1/comparisons/${out.id}/results`)).text();
+    const [head, ...lines] = text.trim().split("\n");
+    const columns = head.split(",");
+    const name = out.estimators[0];
+    const ia = columns.indexOf(`${out.models[0]}.${name}.log_px`), ib = columns.indexOf(`${out.models[1]}.${name}.log_px`);
+    const pairs = lines.map((l) => l.split(",")).map((c) => [c[ia] === "" ? NaN : Number(c[ia]), c[ib] === "" ? NaN : Number(c[ib])]).filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b));
+    state.comparisonPairs = pairs;
+    drawScatter(pairs, out.models[0], out.models[1]);
+    drawDifferences(pairs.map(([a, b]) => a - b), `${out.models[0]} - ${out.models[1]}`);
+  }
+}
+
+function axes(g, box, xs, ys, xlabel, ylabel) {
+  const [left, top, w, h] = box, [x0, x1] = xs, [y0, y1] = ys;
+  g.strokeStyle = g.fillStyle = "#1b1f24";
+  g.font = "11px system-ui";
+  g.strokeRect(left, top, w, h);
+  g.textAlign = "center";
+  for (const t of ticks(x0, x1, 4)) { const x = left + ((t - x0) / (x1 - x0)) * w; g.fillText(String(t), x, top + h + 14); }
+  g.fillText(xlabel, left + w / 2, top + h + 30);
+  g.textAlign = "right";
+  for (const t of ticks(y0, y1, 4)) { const y = top + h - ((t - y0) / (y1 - y0)) * h; g.fillText(String(t), left - 4, y + 4); }
+  g.save(); g.translate(12, top + h / 2); g.rotate(-Math.PI / 2); g.textAlign = "center"; g.fillText(ylabel, 0, 0); g.restore();
+}
+
+function drawIntervals(differences) {
+  const c = $("#cmp-intervals"), g = c.getContext("2d");
+  const shown = differences.filter((d) => d.mean !== null && d.interval[0] !== null);
+  c.height = 40 + 26 * Math.max(1, shown.length);
+  g.clearRect(0, 0, c.width, c.height);
+  if (!shown.length) return;
+  const lo = Math.min(0, ...shown.map((d) => d.interval[0])), hi = Math.max(0, ...shown.map((d) => d.interval[1]));
+  const pad = 0.1 * (hi - lo || 1), left = 300, w = c.width - left - 20;
+  const x = (v) => left + ((v - (lo - pad)) / (hi - lo + 2 * pad)) * w;
+  g.font = "12px system-ui";
+  g.strokeStyle = "#5b6470";
+  g.beginPath(); g.moveTo(x(0), 10); g.lineTo(x(0), c.height - 24); g.stroke();
+  shown.forEach((d, i) => {
+    const y = 24 + 26 * i;
+    g.fillStyle = "#1b1f24";
+    g.textAlign = "right";
+    g.fillText(`${d.a} - ${d.b} (${d.estimator})`, left - 10, y + 4);
+    g.strokeStyle = g.fillStyle = { reliable: "#1a7f37", caution: "#9a6700", unreliable: "#cf222e" }[d.verdict.level];
+    g.lineWidth = 3;
+    g.beginPath(); g.moveTo(x(d.interval[0]), y); g.lineTo(x(d.interval[1]), y); g.stroke();
+    g.beginPath(); g.arc(x(d.mean), y, 4, 0, 2 * Math.PI); g.fill();
+  });
+  g.lineWidth = 1;
+  g.fillStyle = "#1b1f24";
+  g.textAlign = "center";
+  for (const t of ticks(lo - pad, hi + pad, 6)) g.fillText(String(t), x(t), c.height - 8);
+}
+
+function drawScatter(pairs, a, b) {
+  const c = $("#cmp-scatter"), g = c.getContext("2d"), box = [50, 16, c.width - 66, c.height - 66];
+  g.clearRect(0, 0, c.width, c.height);
+  if (!pairs.length) return;
+  const all = pairs.flat(), lo = Math.min(...all), hi = Math.max(...all), span = hi - lo || 1;
+  const r = [lo - 0.05 * span, hi + 0.05 * span];
+  const px = (v) => box[0] + ((v - r[0]) / (r[1] - r[0])) * box[2], py = (v) => box[1] + box[3] - ((v - r[0]) / (r[1] - r[0])) * box[3];
+  g.strokeStyle = "#d6dae0";
+  g.beginPath(); g.moveTo(px(r[0]), py(r[0])); g.lineTo(px(r[1]), py(r[1])); g.stroke(); // a = b
+  g.fillStyle = "rgba(31,78,121,0.55)";
+  for (const [u, v] of pairs) { g.beginPath(); g.arc(px(u), py(v), 2.5, 0, 2 * Math.PI); g.fill(); }
+  axes(g, box, r, r, `${a}: log p(x)`, `${b}: log p(x)`);
+}
+
+function drawDifferences(values, label) {
+  const c = $("#cmp-histogram"), g = c.getContext("2d"), box = [50, 16, c.width - 66, c.height - 66];
+  g.clearRect(0, 0, c.width, c.height);
+  if (!values.length) return;
+  const lo = Math.min(...values, 0), hi = Math.max(...values, 0), bins = 24, width = (hi - lo || 1) / bins;
+  const counts = new Array(bins).fill(0);
+  for (const v of values) counts[Math.min(bins - 1, Math.floor((v - lo) / width))]++;
+  const top = Math.max(...counts);
+  g.fillStyle = "rgba(31,78,121,0.5)";
+  counts.forEach((n, i) => {
+    const h = (n / top) * box[3];
+    g.fillRect(box[0] + (i / bins) * box[2] + 1, box[1] + box[3] - h, box[2] / bins - 2, h);
+  });
+  g.strokeStyle = "#cf222e";
+  const zero = box[0] + ((0 - lo) / (hi - lo || 1)) * box[2];
+  g.beginPath(); g.moveTo(zero, box[1]); g.lineTo(zero, box[1] + box[3]); g.stroke();
+  axes(g, box, [lo, hi], [0, top], `${label}, nats per input`, "inputs");
+}
+
+$("#cmp-download").addEventListener("click", () => guarded("compare", async () => {
+  const blob = await (await api(`/v1/comparisons/${state.comparison.id}/results`)).blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `comparison-${state.comparison.id}.csv`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}));
+
 // Start -------------------------------------------------------------------------------------------------------
 $("#token-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -593,6 +777,8 @@ render();
 guarded("models", async () => {
   await loadModels();
   const match = location.hash.match(/^#jobs\/([0-9a-f-]+)$/);
+  const comparison = location.hash.match(/^#comparisons\/([0-9a-f]+)$/);
   if (match) watch(match[1]);
+  else if (comparison) watchComparison(comparison[1]);
   else guarded("jobs", listJobs);
 });
