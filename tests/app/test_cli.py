@@ -125,7 +125,9 @@ def test_evaluate_says_what_to_run_instead(tmp_path: Path) -> None:
     # Offline, the advice names no server's endpoint: it is rendered as the command that runs it.
     assert "advice: run AIS instead" in out.stdout and "POST" not in out.stdout
     run = "run: logpx evaluate checkpoints/vae1-iwae50.safetensors --data tests/data/mnist-valid200 --split valid200"
-    assert f"{run} --ais 1000 --ais-chains 100 --ais-leapfrog 10 --bdmc 8" in out.stdout
+    same = "--limit 4 --estimators iwae:500"  # the same images and estimators, with the advised AIS and its check
+    assert f"{run} {same} --ais 1000 --ais-chains 100 --ais-leapfrog 10 --ais-limit 2 --bdmc 8" in out.stdout
+    assert "expected: " in out.stdout and "here (AIS on the first 2 images, BDMC on 8)" in out.stdout
     assert (
         "ais-20: mean log p(x) =" in out.stdout
         and "(4 chains, leapfrog 10); verdicts: 0 reliable, 2 caution" in out.stdout
