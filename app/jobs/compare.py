@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from logpx.estimators import ModelScores, PairedDifference, paired_difference, summarize_model
-from logpx.estimators.paired import CONFIDENCE
+from logpx.estimators import CONFIDENCE, ModelScores, PairedDifference, paired_difference, summarize_model
 from logpx.plan import Entry, Plan
 
 from ..plans import entry_in, rerun_out

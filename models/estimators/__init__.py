@@ -9,11 +9,12 @@ from .diagnostics import Diagnostics, diagnose, ess, jackknife_var
 from .evidence import DEFAULT_SPEC, STD_ERR_FORMULAS, Estimate, estimate, point_estimate
 from .jackknife import NotExact, jackknife_elements, max_exact_k
 from .logspace import log_mean_exp
-from .paired import ModelScores, ModelSummary, PairedDifference, paired_difference, summarize_model
+from .paired import CONFIDENCE, ModelScores, ModelSummary, PairedDifference, paired_difference, summarize_model
 from .psis import khat, khat_threshold
 from .verdict import Level, SamplerStats, Verdict, judge
 
 __all__ = [
+    "CONFIDENCE",
     "DEFAULT_SPEC",
     "KHAT_EDGES",
     "STD_ERR_FORMULAS",
