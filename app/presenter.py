@@ -55,8 +55,10 @@ class Advising:
 
 
 NO_MODEL = Advising(None)
-# A request is advised only where it should finish with room to spare: the speed measured at load predicted a
-# 200-temperature AIS run on vae1-iwae50 at 3.6 s that took 4.5 s on this project's 2-core CPU (docs/api.md).
+# A request is advised only where it should finish with room to spare: the speed measured at load (46,900 gradient
+# evaluations/s on vae1-iwae50, this project's 2-core CPU) is within 9% of a 100-temperature run's (43,000/s) on
+# an idle machine; beside one busy process the advised iwae:100@ais:1000 on one digit took 34.7 s, 1.4 times the
+# 25 s that speed predicts.
 MARGIN = 1.5
 
 
