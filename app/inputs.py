@@ -67,14 +67,23 @@ def _flatten_to(image: object, shape: tuple[int, ...]) -> list[float] | None:
     return flat
 
 
-def check_values(x: np.ndarray, scale: str, field: str) -> torch.Tensor:
-    """``x`` ``[B, D]`` float64 -> float32 in [0, 1]; NaN, inf and out-of-range values are refused.
-    numpy, not torch: for a few thousand values its per-call cost is a fraction of torch's dispatch, and
-    this runs on the event loop for every request."""
+def check_values(x: np.ndarray, scale: str, field: str, domain: str = "unit") -> torch.Tensor:
+    """``x`` ``[B, D]`` float64 -> float32 in [0, 1] (``scale`` ``real``: as they are, for a model whose
+    ``domain`` is real); NaN, inf and out-of-range values are refused. numpy, not torch: for a few thousand
+    values its per-call cost is a fraction of torch's dispatch, and this runs on the event loop for every request."""
+    if scale == "real" and domain != "real":
+        raise InvalidInput(
+            f"scale='real' is for models whose data are real-valued; this model's domain is {domain!r}: send values "
+            "in [0, 1] (scale 'unit') or integers 0..255 (scale 'byte')",
+            field="scale",
+            limit=["unit", "byte"],
+        )
     bad = ~np.isfinite(x)
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise InvalidInput(f"{field}[{i}]: value {j} is not finite", field=f"{field}[{i}]", limit="finite numbers")
+    if scale == "real":
+        return torch.from_numpy(x.astype(np.float32))
     high = 1.0 if scale == "unit" else 255.0
     out = (x < 0) | (x > high)
     if scale == "byte":
@@ -91,10 +100,10 @@ def check_values(x: np.ndarray, scale: str, field: str) -> torch.Tensor:
 
 
 def inputs_from_json(
-    inputs: list[Any], scale: str, input_shape: tuple[int, ...], field: str = "inputs"
+    inputs: list[Any], scale: str, input_shape: tuple[int, ...], field: str = "inputs", domain: str = "unit"
 ) -> torch.Tensor:
     """Inputs as ``prod(input_shape)`` numbers or nested lists of ``input_shape`` each -> ``[B, D]``
-    float32 in [0, 1]."""
+    float32 in [0, 1] (as they are for a real-valued model's ``scale`` ``real``)."""
     rows = []
     for i, image in enumerate(inputs):
         flat = _flatten_to(image, input_shape)
@@ -110,7 +119,7 @@ def inputs_from_json(
         array = np.array(rows, dtype=np.float64).reshape(len(rows), math.prod(input_shape))
     except (TypeError, ValueError):
         raise InvalidInput(f"{field}: values must be numbers", field=field, limit="numbers") from None
-    return check_values(array, scale, field)
+    return check_values(array, scale, field, domain)
 
 
 def images_from_files(
@@ -188,12 +197,12 @@ async def read_uploads(files: list[UploadFile], input_shape: tuple[int, ...], fi
 
 
 async def decode_inputs(
-    inputs: list[Any], scale: str, input_shape: tuple[int, ...], field: str = "inputs"
+    inputs: list[Any], scale: str, input_shape: tuple[int, ...], field: str = "inputs", domain: str = "unit"
 ) -> torch.Tensor:
     """``inputs_from_json``, on a thread when the batch is large."""
     if len(inputs) * math.prod(input_shape) > OFF_LOOP_VALUES:
-        return await asyncio.to_thread(inputs_from_json, inputs, scale, input_shape, field)
-    return inputs_from_json(inputs, scale, input_shape, field)
+        return await asyncio.to_thread(inputs_from_json, inputs, scale, input_shape, field, domain)
+    return inputs_from_json(inputs, scale, input_shape, field, domain)
 
 
 def plan_binarization(

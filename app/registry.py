@@ -49,6 +49,11 @@ class ModelEntry:
         return self.checkpoint.binarize
 
     @property
+    def domain(self) -> str:
+        assert self.checkpoint is not None
+        return self.checkpoint.domain
+
+    @property
     def binarize_seed(self) -> int:
         """The seed of the checkpoint's binarisation protocol (``sample``)."""
         assert self.checkpoint is not None, f"model {self.name} is {self.status}"

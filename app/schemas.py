@@ -37,6 +37,11 @@ class EstimatorIn(BaseModel):
 
 
 Binarize = Literal["threshold", "sample", "resample", "none"]
+Scale = Literal["unit", "byte", "real"]
+SCALE_TEXT = (
+    "'unit': values in [0, 1]; 'byte': integers 0..255; 'real': any finite value, for a model whose domain is "
+    "real (GET /v1/models/{name}: domain)"
+)
 
 
 class SamplerIn(BaseModel):
@@ -124,7 +129,7 @@ class EvidenceRequest(BaseModel):
     inputs: list[Image] = Field(
         min_length=1, description="Inputs of the model's input_shape: flat, or nested (28 x 28 lists for MNIST models)"
     )
-    scale: Literal["unit", "byte"] = Field("unit", description="'unit': values in [0, 1]; 'byte': integers 0..255")
+    scale: Scale = Field("unit", description=SCALE_TEXT)
     estimator: EstimatorIn = Field(
         default_factory=lambda: EstimatorIn(name=DEFAULT_SPEC.name, k=DEFAULT_SPEC.k, order=None)
     )
@@ -223,7 +228,7 @@ class CompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[Image] = Field(min_length=1)
-    scale: Literal["unit", "byte"] = "unit"
+    scale: Scale = Field("unit", description=SCALE_TEXT)
     estimators: list[CompareEstimatorIn] = Field(min_length=1, max_length=16)
     replicates: int = Field(10, ge=2, description="Independent draws; at most the server's max_replicates")
     seed: int = Field(0, ge=0, lt=2**63)
@@ -288,6 +293,9 @@ class ModelDetail(ModelSummary):
     sha256: str | None = None
     input_shape: list[int] | None = None
     likelihood: str | None = None
+    domain: str | None = Field(
+        None, description="What its inputs are: binary (binarised on the way in), unit ([0, 1]), uint8 or real"
+    )
     metadata: dict[str, Any] | None = Field(
         None, description="The checkpoint's metadata document (docs/checkpoints.md)"
     )
@@ -319,7 +327,7 @@ class InferParameters(BaseModel):
     order: int | None = Field(None, ge=1, description="JVI order, below k (jvi only)")
     seed: int = Field(0, ge=0, lt=2**63)
     binarize: Binarize | None = None
-    scale: Literal["unit", "byte"] | None = Field(None, description="default 'byte' for UINT8 data, else 'unit'")
+    scale: Scale | None = Field(None, description="default 'byte' for UINT8 data, else 'unit'; " + SCALE_TEXT)
     sampler: SamplerIn = Field(default_factory=SamplerIn)
 
 
@@ -372,7 +380,7 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[Image] = Field(min_length=1, description="Inputs of the model's input_shape, flat or nested")
-    scale: Literal["unit", "byte"] = "unit"
+    scale: Scale = Field("unit", description=SCALE_TEXT)
     labels: list[int] | None = Field(None, description="True classes (0..9), one per input: adds log p(y | x, D)")
     k: int = Field(100, ge=2, description="Posterior weight samples (at most the server's max_k)")
     order: int = Field(1, ge=1, description="JVI order for the predictive log-likelihood, < k")
@@ -418,7 +426,7 @@ class PosteriorRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[Image] = Field(min_length=1, max_length=1, description="Exactly one input")
-    scale: Literal["unit", "byte"] = "unit"
+    scale: Scale = Field("unit", description=SCALE_TEXT)
     seed: int = Field(0, ge=0, lt=2**63)
     binarize: Binarize | None = None
     grid: int = Field(80, ge=10, le=200, description="Cells per axis")

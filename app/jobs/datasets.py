@@ -152,9 +152,10 @@ def _zip_members(data: Bytes, max_bytes: int, max_members: int, field: str) -> z
     return archive
 
 
-def _to_rows(array: np.ndarray, input_shape: tuple[int, ...], field: str) -> np.ndarray:
+def _to_rows(array: np.ndarray, input_shape: tuple[int, ...], field: str, domain: str) -> np.ndarray:
     """An array of N inputs, each of ``input_shape`` (or flat, or [H, W] for a [1, H, W] model) -> ``[N, D]``
-    float32 in [0, 1]: unsigned bytes are scaled by 1/255, floats must lie in [0, 1]."""
+    float32 in [0, 1]: unsigned bytes are scaled by 1/255, floats must lie in [0, 1] (any finite value for a
+    model whose ``domain`` is real)."""
     shape = tuple(array.shape[1:])
     accepted = {input_shape, (math.prod(input_shape),), tuple(d for d in input_shape if d != 1) or (1,)}
     if array.ndim < 2 or shape not in accepted:
@@ -166,13 +167,13 @@ def _to_rows(array: np.ndarray, input_shape: tuple[int, ...], field: str) -> np.
     if array.dtype.kind not in "uif":
         raise InvalidInput(f"{field}: values of type {array.dtype} are not numbers in [0, 1] or bytes", field=field)
     rows = array.reshape(array.shape[0], -1)
-    scale = "byte" if array.dtype.kind in "ui" else "unit"
+    scale = "byte" if array.dtype.kind in "ui" else "real" if domain == "real" else "unit"
     out = np.empty(rows.shape, dtype=np.float32)
     # Block by block: a float64 copy of the whole data set would be 8 bytes a value beside the 4 kept.
     for start in range(0, rows.shape[0], CONVERT_ROWS):
         block = rows[start : start + CONVERT_ROWS].astype(np.float64)
         try:
-            out[start : start + CONVERT_ROWS] = check_values(block, scale, field).numpy()  # [0, 1], float32
+            out[start : start + CONVERT_ROWS] = check_values(block, scale, field, domain).numpy()  # [0, 1], float32
         except InvalidInput as exc:  # name the input by its place in the whole data set
             raise _shifted(exc, field, start) from None
     return out
@@ -208,7 +209,13 @@ def _npy(data: Bytes, field: str) -> np.ndarray:
 
 
 def decode_dataset(
-    data: Bytes, input_shape: tuple[int, ...], *, max_inputs: int, max_bytes: int, field: str = "data"
+    data: Bytes,
+    input_shape: tuple[int, ...],
+    *,
+    max_inputs: int,
+    max_bytes: int,
+    field: str = "data",
+    domain: str = "unit",
 ) -> Dataset:
     """The inputs (and, from an ``.npz``, labels) in an uploaded file, for a model of ``input_shape``."""
     if data[:2] == GZIP_MAGIC:
@@ -259,7 +266,7 @@ def decode_dataset(
         raise PayloadTooLarge(f"{field}: {array.shape[0]} inputs, over {max_inputs}", field=field, limit=max_inputs)
     if array.ndim >= 1 and array.shape[0] == 0:
         raise InvalidInput(f"{field}: holds no inputs", field=field, limit="at least 1 input")
-    return Dataset(_to_rows(array, input_shape, field), labels, source)
+    return Dataset(_to_rows(array, input_shape, field, domain), labels, source)
 
 
 def decode_labels(data: Bytes, count: int, *, max_bytes: int, field: str = "labels") -> np.ndarray:

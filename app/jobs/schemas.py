@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..schemas import Binarization, Binarize, CompareEstimatorIn, EstimatorOut, Image, Rerun, Verdict
+from ..schemas import SCALE_TEXT, Binarization, Binarize, CompareEstimatorIn, EstimatorOut, Image, Rerun, Scale, Verdict
 
 __all__ = [
     "ComparisonBrief",
@@ -43,7 +43,7 @@ class JsonInputs(JobOptions):
     """The data set as JSON (for files, send multipart/form-data: docs/api.md)."""
 
     inputs: list[Image] = Field(min_length=1)
-    scale: Literal["unit", "byte"] = "unit"
+    scale: Scale = Field("unit", description=SCALE_TEXT)
     labels: list[Annotated[int, Field(ge=-(2**63), lt=2**63)]] | None = Field(
         None, description="One integer label per input (64-bit), returned in the rows"
     )
@@ -62,7 +62,7 @@ class ComparisonRequest(JobOptions):
         min_length=2, max_length=8, description="The models, 2 to 8, of one input shape and likelihood"
     )
     inputs: list[Image] = Field(min_length=1)
-    scale: Literal["unit", "byte"] = "unit"
+    scale: Scale = Field("unit", description=SCALE_TEXT)
     labels: list[Annotated[int, Field(ge=-(2**63), lt=2**63)]] | None = Field(
         None, description="One integer label per input (64-bit), returned in the rows"
     )

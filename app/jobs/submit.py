@@ -195,7 +195,9 @@ async def read_submission(
         entry = entries[0]
         fields = [f"estimators[{i}]" for i in range(len(req.estimators))]
         plan = plan_in([(f, e, e.sampler) for f, e in zip(fields, req.estimators, strict=True)], distinct=True)
-        x = await asyncio.to_thread(inputs_from_json, req.inputs, req.scale, entry.model.input_shape)
+        x = await asyncio.to_thread(
+            inputs_from_json, req.inputs, req.scale, entry.model.input_shape, "inputs", entry.domain
+        )
         labels = None
         if req.labels is not None:
             if len(req.labels) != len(req.inputs):
@@ -229,7 +231,7 @@ async def read_submission(
         shape = tuple(entry.model.input_shape)
         max_bytes = settings.max_job_inputs * math.prod(shape) * 8 + 4096  # the largest acceptable data set, as float64
         dataset = await asyncio.to_thread(
-            decode_dataset, data, shape, max_inputs=settings.max_job_inputs, max_bytes=max_bytes
+            decode_dataset, data, shape, max_inputs=settings.max_job_inputs, max_bytes=max_bytes, domain=entry.domain
         )
         label_file = await _file(form, "labels")
         if label_file is not None:

@@ -47,7 +47,7 @@ async def evidence(
     """Estimate log p(x) for a JSON batch of inputs, with standard errors and diagnostics."""
     plan = plan_in([("estimator", body.estimator, body.sampler)])
     check_plan(settings, plan, len(body.inputs), ["estimator"], sampler_fields=["sampler"])
-    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     out = await evidence_case.evidence(
         entry, worker, settings, x, plan.entries[0], body.seed, body.binarize, body.diagnostics
     )
@@ -104,7 +104,7 @@ async def compare(
     items += [("reference", body.reference, body.reference.sampler)] if body.reference else []
     plan = plan_in(items)
     check_plan(settings, plan, len(body.inputs), [f for f, _, _ in items], replicates=body.replicates)
-    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     out = await evidence_case.compare(
         entry, worker, settings, x, plan, body.replicates, body.seed, body.binarize, body.reference is not None
     )
@@ -141,5 +141,5 @@ async def posterior(
     body: PosteriorRequest, entry: ReadyModelDep, worker: WorkerDep, settings: SettingsDep
 ) -> PosteriorResponse:
     """A 2-D latent model's posterior p(z | x) for one input on a grid, with q(z | x)'s mean and covariance."""
-    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     return await posterior_case.posterior(entry, worker, settings, x, body)

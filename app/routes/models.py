@@ -65,6 +65,7 @@ async def get_model(name: str, registry: RegistryDep) -> ModelDetail:
         sha256=e.checkpoint.sha256 if e.checkpoint else None,
         input_shape=list(e.checkpoint.model.input_shape) if e.checkpoint else None,
         likelihood=meta["likelihood"] if meta else None,
+        domain=e.checkpoint.domain if e.checkpoint else None,
         metadata=meta,
         defaults={**DEFAULTS, "binarize": binarize},
     )

@@ -41,7 +41,7 @@ async def predict(
 ) -> PredictResponse:
     """Bayesian classifiers: predictive probabilities, entropy split, and with labels log p(y | x, D)."""
     plan = _plan(settings, body.k, body.order, len(body.inputs), "inputs")
-    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape)
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     out = await run_predict(entry, worker, settings, x, body.labels, plan.entries[0].spec, body.seed, body.diagnostics)
     record_request(request, metrics, entry.name, x.shape[0], plan, out.timing)
     return out

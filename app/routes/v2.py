@@ -31,13 +31,15 @@ from ..usecases.evidence import evidence
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=JSONRoute)
 
 
-def _decode(data: list[Any], batch: int, size: int, scale: str, input_shape: tuple[int, ...]) -> torch.Tensor:
+def _decode(
+    data: list[Any], batch: int, size: int, scale: str, input_shape: tuple[int, ...], domain: str
+) -> torch.Tensor:
     """The tensor's values as ``[B, D]``, off the event loop (a body of megabytes takes a while)."""
     flat = _flatten(data)
     if len(flat) != batch * size:
         raise InvalidInput(f"data holds {len(flat)} values, shape says {batch * size}", field="inputs[0].data")
     return inputs_from_json(
-        [flat[i * size : (i + 1) * size] for i in range(batch)], scale, input_shape, "inputs[0].data"
+        [flat[i * size : (i + 1) * size] for i in range(batch)], scale, input_shape, "inputs[0].data", domain
     )
 
 
@@ -119,7 +121,7 @@ async def infer(
     # The cheap check first: the declared batch x k against the budget, before a value is touched.
     check_plan(settings, plan, batch, ["parameters"], inputs_field="inputs[0].shape", sampler_fields=["sampler"])
     scale = params.scale or ("byte" if tensor.datatype == "UINT8" else "unit")
-    x = await asyncio.to_thread(_decode, tensor.data, batch, size, scale, input_shape)
+    x = await asyncio.to_thread(_decode, tensor.data, batch, size, scale, input_shape, entry.domain)
     seed = params.seed
     out = await evidence(entry, worker, settings, x, plan.entries[0], seed, params.binarize, True)
     record_request(request, metrics, name, batch, plan, out.timing)

@@ -43,6 +43,9 @@ REQUIRED_KEYS = ("format_version", "family", "arch", "likelihood", "input_shape"
 TRAINING_STATE_SUFFIX = ".state.safetensors"
 
 
+# What a model's inputs are: binary (its inputs are binarised), in [0, 1], bytes 0..255, or any finite value.
+DOMAINS = ("binary", "unit", "uint8", "real")
+
 # What the service serves a checkpoint as: its file name without `.safetensors`, if it matches this.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -81,6 +84,15 @@ class Checkpoint:
         default = "sample" if self.model.likelihood == "bernoulli" else "none"
         value = self.metadata.get("binarize", default)
         return value if value in ("threshold", "sample", "resample", "none") else default
+
+    @property
+    def domain(self) -> str:
+        """What its inputs are (``DOMAINS``): the metadata's ``domain``, else ``binary`` for a Bernoulli
+        likelihood (greyscale in [0, 1] binarised on the way in) and ``unit`` (values in [0, 1]) for others.
+        A ``real`` model takes any finite value (standardised data, real vectors)."""
+        default = "binary" if self.model.likelihood == "bernoulli" else "unit"
+        value = self.metadata.get("domain", default)
+        return value if value in DOMAINS else default
 
     @property
     def binarize_seed(self) -> int:

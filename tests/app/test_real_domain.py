@@ -1,0 +1,66 @@
+"""Real-valued data (issue: "every input value outside [0, 1] is a 422"): a linear-Gaussian model whose
+checkpoint declares its domain `real` takes any finite value, over HTTP and in a job, and its estimates
+agree with its exact evidence; a model of another domain refuses `scale: real` with one clear 422."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from logpx.io.checkpoint import save_checkpoint
+
+from ..helpers import DATASET, TRAINING, assert_problem, make_client, poor_encoder_model, wait_ready
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("real")
+    save_checkpoint(d / "lgreal.safetensors", poor_encoder_model(input_dim=10, latent=2), training=TRAINING,
+                    dataset=DATASET, extra={"domain": "real"})  # fmt: skip
+    save_checkpoint(
+        d / "lgunit.safetensors", poor_encoder_model(input_dim=10, latent=2), training=TRAINING, dataset=DATASET
+    )
+    return d
+
+
+def _real_inputs(n: int) -> np.ndarray:
+    """Draws from the model itself: real vectors, some values below 0 and above 1."""
+    model = poor_encoder_model(input_dim=10, latent=2)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        z = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        x = z @ model.weight.T + model.bias + 0.1 * torch.randn(n, 10, generator=g, dtype=torch.float64)
+    return x.numpy()
+
+
+def test_a_real_valued_model_scores_real_vectors_against_its_exact_evidence(folder: Path) -> None:
+    x = _real_inputs(12)
+    assert (x < 0).any() and (x > 1).any()
+    exact = poor_encoder_model(input_dim=10, latent=2).exact_log_px(torch.from_numpy(x).float().double())
+    with make_client(folder) as client:
+        wait_ready(client)
+        assert client.get("/v1/models/lgreal").json()["domain"] == "real"
+        body = {"inputs": x.tolist(), "scale": "real", "estimator": {"name": "iwae", "k": 5000}, "seed": 1}
+        out = client.post("/v1/models/lgreal/evidence", json=body).json()
+        for r, e in zip(out["results"], exact.tolist(), strict=True):
+            assert r["log_px"] <= e + 3 * r["std_err"] and e - r["log_px"] < 0.1, (r["log_px"], e)
+        buffer = io.BytesIO()
+        np.save(buffer, x.astype(np.float32))
+        job = client.post("/v1/jobs", data={"model": "lgreal", "estimators": ["iwae:5000"], "seed": "1"},
+                          files={"data": ("x.npy", buffer.getvalue())}).json()  # fmt: skip
+        deadline = time.monotonic() + 60
+        while (status := client.get(f"/v1/jobs/{job['id']}").json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        rows = client.get(f"/v1/jobs/{job['id']}/results").text.splitlines()
+        problem = assert_problem(client.post("/v1/models/lgunit/evidence", json={**body}), 422, "scale")
+    assert status["state"] == "succeeded" and len(rows) == 12
+    for row, e in zip(rows, exact.tolist(), strict=True):  # the job scored the same real vectors
+        assert abs(json.loads(row)["estimates"][0]["log_px"] - e) < 0.1
+    assert "domain is 'unit'" in problem["detail"]
