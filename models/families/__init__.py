@@ -15,6 +15,7 @@ from .base import (
     model_device,
 )
 from .bbb import BayesMLP, BBBConfig, PredictiveSummary, predictive_summary
+from .layered import LayeredVAE, LayeredVAEConfig
 from .layers import chunks_over_k
 from .linear_gaussian import LinearGaussian, LinearGaussianConfig
 from .mlp_vae import MLPVAE, MLPVAEConfig
@@ -30,6 +31,8 @@ __all__ = [
     "Family",
     "GaussianLatentModel",
     "LatentVariableModel",
+    "LayeredVAE",
+    "LayeredVAEConfig",
     "Likelihood",
     "LinearGaussian",
     "LinearGaussianConfig",
@@ -59,6 +62,7 @@ for _cls, _config in (
     (LinearGaussian, LinearGaussianConfig),
     (BayesMLP, BBBConfig),
     (MLPVAE, MLPVAEConfig),
+    (LayeredVAE, LayeredVAEConfig),
 ):
     register_family(_cls, _config)
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import GaussianLatentModel
+from .base import GaussianLatentModel, Likelihood
 from .layers import HALF_LOG_2PI, mlp
 
-__all__ = ["ACTIVATIONS", "MLPVAE", "MLPVAEConfig"]
+__all__ = ["ACTIVATIONS", "MLPVAE", "MLPVAEConfig", "Observation", "Scale"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -58,7 +58,47 @@ class MLPVAEConfig:
             raise ValueError("every size must be at least 1")
 
 
-class MLPVAE(GaussianLatentModel):
+class Observation:
+    """What ``mlp_vae`` and ``layered_vae`` share past their networks: the encoder's scale head read as log
+    sigma, and p(x | z) from the decoder's output (``decode``: ``[..., input_dim]``), Bernoulli on logits or
+    Gaussian with a fixed or learned per-pixel log sigma."""
+
+    config: MLPVAEConfig | Any
+    likelihood: Likelihood
+    log_sigma_x: torch.Tensor
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_sigma(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.config.scale == "log_sigma":
+            return raw
+        if self.config.scale == "log_var":
+            return 0.5 * raw
+        return torch.log(F.softplus(raw))
+
+    def _x_log_sigma(self) -> torch.Tensor | float:
+        return self.log_sigma_x if self.config.gaussian_scale == "learned" else float(self.config.log_sigma_x)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        out = self.decode(z)  # [..., B, D]: logits, or the Gaussian's mean
+        if self.likelihood == "bernoulli":
+            return (x * out - F.softplus(out)).sum(-1)
+        log_sigma = self._x_log_sigma()
+        u = (x - out) * math.exp(-log_sigma) if isinstance(log_sigma, float) else (x - out) * torch.exp(-log_sigma)
+        return (-0.5 * u * u - log_sigma - HALF_LOG_2PI).sum(-1)
+
+    def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        out = self.decode(z)
+        if self.likelihood == "bernoulli":
+            u = torch.rand(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
+            return (u < torch.sigmoid(out)).to(out.dtype)
+        noise = torch.randn(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
+        log_sigma = self._x_log_sigma()
+        return out + (math.exp(log_sigma) if isinstance(log_sigma, float) else torch.exp(log_sigma)) * noise
+
+
+class MLPVAE(Observation, GaussianLatentModel):
     family = "mlp_vae"
 
     def __init__(self, config: MLPVAEConfig, input_shape: tuple[int, ...] | None = None) -> None:
@@ -82,31 +122,7 @@ class MLPVAE(GaussianLatentModel):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
-        raw = self.scale(h)
-        if self.config.scale == "log_sigma":
-            log_sigma = raw
-        elif self.config.scale == "log_var":
-            log_sigma = 0.5 * raw
-        else:
-            log_sigma = torch.log(F.softplus(raw))
-        return self.mu(h), log_sigma
+        return self.mu(h), self.log_sigma(self.scale(h))
 
-    def _x_log_sigma(self) -> torch.Tensor | float:
-        return self.log_sigma_x if self.config.gaussian_scale == "learned" else self.config.log_sigma_x
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        out = self.out(self.decoder(z))  # [..., B, D]: logits, or the Gaussian's mean
-        if self.likelihood == "bernoulli":
-            return (x * out - F.softplus(out)).sum(-1)
-        log_sigma = self._x_log_sigma()
-        u = (x - out) * math.exp(-log_sigma) if isinstance(log_sigma, float) else (x - out) * torch.exp(-log_sigma)
-        return (-0.5 * u * u - log_sigma - HALF_LOG_2PI).sum(-1)
-
-    def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        out = self.out(self.decoder(z))
-        if self.likelihood == "bernoulli":
-            u = torch.rand(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
-            return (u < torch.sigmoid(out)).to(out.dtype)
-        noise = torch.randn(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
-        log_sigma = self._x_log_sigma()
-        return out + (math.exp(log_sigma) if isinstance(log_sigma, float) else torch.exp(log_sigma)) * noise
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.decoder(z))
