@@ -275,8 +275,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from logpx.io import CheckpointError, convert, load_document
+    from logpx.io.pythae import convert_pythae
 
     try:
+        if args.pythae:
+            meta = convert_pythae(Path(args.weights), Path(args.out), args.pythae_arch, args.dataset)
+            print(
+                f"wrote {args.out}: {meta['family']} (latent {meta['arch']['latent']}), input shape {meta['input_shape']}"
+            )
+            return
+        if not args.names or not args.arch:
+            raise CommandError("--names and --arch are needed (or --pythae for a pythae model folder)")
         names = load_document(Path(args.names), "name map")
         spec = load_document(Path(args.arch), "architecture")
         if not Path(args.weights).is_file():
@@ -627,20 +636,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "convert",
-        help="make a logpx checkpoint from your own weights, a name map and an architecture",
+        help="make a logpx checkpoint from your own weights, a name map and an architecture, or a pythae folder",
         description="Write a logpx checkpoint from a state dict (safetensors, or .pt opened with weights_only), a "
-        "name map {logpx_name: your_name} and an architecture {family, arch, input_shape}, each JSON or YAML "
-        "(docs/checkpoints.md has a worked example).",
+        "name map {logpx_name: your_name} and an architecture {family, arch, input_shape}, each JSON or YAML; or, "
+        "with --pythae, from a folder pythae's model.save() wrote (docs/checkpoints.md has worked examples).",
     )
     p.set_defaults(fn=cmd_convert)
-    p.add_argument("weights", help="your state dict: .safetensors, or .pt (loaded with torch.load(weights_only=True))")
     p.add_argument(
-        "--names", required=True, help="JSON or YAML file mapping every logpx tensor name to your tensor name"
+        "weights",
+        help="your state dict: .safetensors, or .pt (loaded with torch.load(weights_only=True)); with --pythae, "
+        "the pythae model folder",
     )
+    p.add_argument("--names", help="JSON or YAML file mapping every logpx tensor name to your tensor name")
     p.add_argument(
-        "--arch",
-        required=True,
-        help='JSON or YAML (.yaml, .yml) file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}',
+        "--arch", help='JSON or YAML (.yaml, .yml) file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}'
+    )
+    p.add_argument("--pythae", action="store_true", help="WEIGHTS is a pythae VAE folder (model_config.json, model.pt)")
+    p.add_argument(
+        "--pythae-arch",
+        choices=["mlp", "conv-mnist"],
+        default=None,
+        help="its networks, when they are not pythae's defaults: conv-mnist is Encoder_Conv_VAE_MNIST / "
+        "Decoder_Conv_AE_MNIST (their .pkl files hold code and are never loaded)",
     )
     p.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
     p.add_argument("--dataset", default=None, help="the data set's name, recorded in the metadata")

@@ -130,7 +130,7 @@ def build_layers(specs: Any, shape: tuple[int, ...], where: str) -> tuple[nn.Seq
         raise ValueError(f"{where}: a list of layers, got {specs!r}")
     layers = []
     for i, spec in enumerate(specs):
-        layer = _layer(spec, shape, f"{where}[{i}]")
+        layer = _layer(spec, shape, f"{where}[{i}]").eval()  # batch norm's inference statistics
         try:
             out = layer(torch.empty(1, *shape, device="meta"))
         except RuntimeError as exc:  # a convolution whose kernel is larger than its input, and the like
@@ -148,8 +148,9 @@ def _materialize(layers: nn.Sequential) -> nn.Sequential:
     """Layers built on the meta device, allocated on the CPU and initialised as torch initialises them."""
     layers = layers.to_empty(device="cpu")
     for module in layers.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
     return layers
 
 

@@ -31,6 +31,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
 }
 Scale = Literal["log_sigma", "log_var", "softplus"]
 

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from ..families import build_model
 from .checkpoint import CheckpointError, model_name_problem, save_checkpoint
 
-__all__ = ["convert", "load_document", "read_state_dict"]
+__all__ = ["convert", "convert_state", "load_document", "read_state_dict"]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -53,6 +53,20 @@ def convert(
     """Write ``out`` from ``weights``; ``names`` maps each logpx tensor name to the user's, ``spec`` is
     ``{"family": ..., "arch": {...}, "input_shape": [...]}``. ``CheckpointError`` names every tensor that
     is missing from the map, absent from the file, left over, or of the wrong shape."""
+    if (problem := model_name_problem(out)) is not None:  # before the weights are read: a name is cheap to fix
+        raise CheckpointError(problem)
+    return convert_state(read_state_dict(weights), weights.name, names, spec, out, dataset)
+
+
+def convert_state(
+    state: dict[str, torch.Tensor],
+    source: str,
+    names: dict[str, str],
+    spec: dict[str, Any],
+    out: Path,
+    dataset: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``convert`` of a state dict already read (``source`` names it in errors and in the metadata)."""
     if (problem := model_name_problem(out)) is not None:
         raise CheckpointError(problem)
     if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
@@ -68,16 +82,15 @@ def convert(
     except (ValueError, TypeError, KeyError) as exc:  # an architecture of the wrong kinds of values
         raise CheckpointError(f"the architecture: {exc}") from None
     expected = {name: list(t.shape) for name, t in skeleton.state_dict().items()}
-    state = read_state_dict(weights)
     problems = []
     if unmapped := sorted(set(expected) - set(names)):
         problems.append(f"the name map does not cover {unmapped}")
     if unknown := sorted(set(names) - set(expected)):
         problems.append(f"the name map names tensors this architecture does not have: {unknown}")
     if absent := sorted(user for name, user in names.items() if name in expected and user not in state):
-        problems.append(f"{weights.name} has no tensors {absent}")
+        problems.append(f"{source} has no tensors {absent}")
     if unused := sorted(set(state) - set(names.values())):
-        problems.append(f"tensors of {weights.name} that nothing maps: {unused}")
+        problems.append(f"tensors of {source} that nothing maps: {unused}")
     for name, user in sorted(names.items()):
         if name in expected and user in state and list(state[user].shape) != expected[name]:
             problems.append(f"{user} has shape {list(state[user].shape)}, {name} needs {expected[name]}")
@@ -85,7 +98,7 @@ def convert(
         raise CheckpointError("; ".join(problems))
     model = build_model(spec["family"], spec["arch"], spec.get("input_shape"))
     model.load_state_dict({name: state[user].to(torch.float32) for name, user in names.items()})
-    training = {"objective": "imported", "k": None, "order": None, "epochs": None, "source": weights.name}
+    training = {"objective": "imported", "k": None, "order": None, "epochs": None, "source": source}
     return save_checkpoint(out, model.eval(), training=training, dataset=dataset or {"name": "unknown"})
 
 

@@ -175,3 +175,90 @@ def test_a_name_the_service_would_not_serve_is_refused_with_one_it_would(
         err = capsys.readouterr().err
         assert err.startswith("error: ") and hint in err, err
         assert not (tmp_path / out).exists()
+
+
+class _PythaeConvMNIST(nn.Module):
+    """pythae 0.1.2's ``Encoder_Conv_VAE_MNIST`` / ``Decoder_Conv_AE_MNIST`` inside its ``VAE``, written out
+    with the same modules and tensor names as a genuine ``model.save()`` folder holds (checked against pythae
+    itself, docs/checkpoints.md): a BCE model, sigmoid output."""
+
+    def __init__(self, latent: int) -> None:
+        super().__init__()
+        conv = [(1, 128), (128, 256), (256, 512), (512, 1024)]
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(i, o, 4, 2, padding=1), nn.BatchNorm2d(o), nn.ReLU()) for i, o in conv
+        )
+        self.encoder.embedding, self.encoder.log_var = nn.Linear(1024, latent), nn.Linear(1024, latent)
+        self.decoder = nn.Module()
+        self.decoder.layers = nn.ModuleList([
+            nn.Linear(latent, 1024 * 4 * 4),
+            nn.Sequential(nn.ConvTranspose2d(1024, 512, 3, 2, padding=1), nn.BatchNorm2d(512), nn.ReLU()),
+            nn.Sequential(nn.ConvTranspose2d(512, 256, 3, 2, padding=1, output_padding=1), nn.BatchNorm2d(256), nn.ReLU()),
+            nn.Sequential(nn.ConvTranspose2d(256, 1, 3, 2, padding=1, output_padding=1), nn.Sigmoid()),
+        ])  # fmt: skip
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):  # inference statistics that are not the defaults
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        self.eval()
+
+    def log_weights(self, x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+        """pythae's own reading of its model: q, the prior, and the BCE of the sigmoid's output."""
+        h = x.reshape(-1, 1, 28, 28)
+        for layer in self.encoder.layers:
+            h = layer(h)
+        h = h.flatten(1)
+        mu, log_var = self.encoder.embedding(h), self.encoder.log_var(h)
+        eps = torch.randn(k, *mu.shape, generator=generator)
+        z = mu + torch.exp(0.5 * log_var) * eps
+        r = self.decoder.layers[0](z.reshape(-1, mu.shape[-1])).reshape(-1, 1024, 4, 4)
+        for layer in self.decoder.layers[1:]:
+            r = layer(r)
+        r = r.reshape(k, -1, 784).clamp(1e-12, 1 - 1e-12)
+        log_px_z = (x * torch.log(r) + (1 - x) * torch.log1p(-r)).sum(-1)
+        prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        q = torch.distributions.Normal(mu, torch.exp(0.5 * log_var)).log_prob(z).sum(-1)
+        return log_px_z + prior - q
+
+
+def test_a_pythae_conv_vae_folder_converts_is_served_and_agrees(tmp_path: Path) -> None:
+    """The documented `logpx convert FOLDER --pythae --pythae-arch conv-mnist`: the folder's cloudpickled
+    networks are never loaded (this one's would run a command), the weights are, and the served model's
+    IWAE over HTTP agrees with pythae's own reading of the same weights."""
+    torch.manual_seed(0)
+    ref = _PythaeConvMNIST(latent=16)
+    folder = tmp_path / "pythae-vae"
+    folder.mkdir()
+    torch.save({"model_state_dict": ref.state_dict()}, folder / "model.pt")
+    config = {"name": "VAEConfig", "input_dim": [1, 28, 28], "latent_dim": 16, "uses_default_encoder": False,
+              "uses_default_decoder": False, "reconstruction_loss": "bce"}  # fmt: skip
+    (folder / "model_config.json").write_text(json.dumps(config))
+    torch.save(_Payload(), folder / "encoder.pkl")  # a cloudpickled network is code: never to be loaded
+    served = tmp_path / "served"
+    without = subprocess.run(
+        [LOGPX, "convert", str(folder), "--pythae", "--out", str(served / "x.safetensors")],
+        capture_output=True,
+        text=True,
+    )
+    assert without.returncode == 1 and "--pythae-arch" in without.stderr and without.stderr.count("\n") == 1
+    done = subprocess.run(
+        [LOGPX, "convert", str(folder), "--pythae", "--pythae-arch", "conv-mnist", "--out",
+         str(served / "pythae-conv.safetensors"), "--dataset", "mnist"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not Path("/tmp/logpx-pwned").exists()
+    x = (torch.rand(1, 784, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    with torch.no_grad():
+        from logpx.estimators import EstimatorSpec, estimate
+
+        want = estimate(ref.log_weights(x, 400, torch.Generator().manual_seed(2)).double(), EstimatorSpec("iwae", 400))
+    with make_client(served) as client:
+        wait_ready(client, timeout=120)
+        body = {"inputs": x.tolist(), "estimator": {"name": "iwae", "k": 400}, "binarize": "none", "seed": 3}
+        r = client.post("/v1/models/pythae-conv/evidence", json=body)
+    assert r.status_code == 200, r.text
+    got = r.json()["results"][0]
+    tolerance = 3 * (got["std_err"] ** 2 + float(want.std_err[0]) ** 2) ** 0.5
+    assert abs(got["log_px"] - float(want.log_px[0])) <= tolerance, (got, float(want.log_px[0]), tolerance)
