@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from logpx.estimators import STD_ERR_FORMULAS, Diagnostics, Estimate, khat_threshold
+from logpx.estimators import STD_ERR_FORMULAS, Diagnostics, Estimate, bits_per_dim, khat_threshold
 from logpx.estimators import Verdict as VerdictValue
 from logpx.plan import Entry, Plan
 from logpx.samplers import Outcome, Speed, duration
@@ -24,6 +24,7 @@ __all__ = [
     "NO_MODEL",
     "ZERO_TIMING",
     "Advising",
+    "Units",
     "diagnostics_out",
     "estimator_out",
     "floats",
@@ -141,11 +142,24 @@ def diagnostics_out(d: Diagnostics, k: int, columns: slice = slice(None)) -> lis
     ]
 
 
+@dataclass(frozen=True)
+class Units:
+    """How a model's log p(x) reads in bits per dimension: its ``dims`` and the ``offset`` of its data's
+    domain (``logpx.estimators.bits_offset``; None: no reading)."""
+
+    dims: int
+    offset: float | None
+
+
 def input_estimates(
-    outcome: Outcome | tuple[Entry, Estimate], advising: Advising, with_diagnostics: bool, columns: slice = slice(None)
+    outcome: Outcome | tuple[Entry, Estimate],
+    advising: Advising,
+    with_diagnostics: bool,
+    columns: slice = slice(None),
+    units: Units | None = None,
 ) -> list[schemas.InputEstimate]:
-    """One ``InputEstimate`` per input of ``columns``: the number, its standard error, its verdict, the
-    diagnostics when asked for, and the sampler's statistics where it has any."""
+    """One ``InputEstimate`` per input of ``columns``: the number (and in bits per dimension, with ``units``),
+    its standard error, its verdict, the diagnostics when asked for, and the sampler's statistics where it has any."""
     entry, est = outcome[0], outcome[1]
     stats = outcome[2] if isinstance(outcome, Outcome) else None
     log_px, std_err = floats(est.log_px[columns]), floats(est.std_err[columns])
@@ -161,7 +175,12 @@ def input_estimates(
         if stats is not None
         else [None] * len(log_px)
     )
+    bits: list[float | None] = (
+        floats(bits_per_dim(est.log_px[columns], units.dims, units.offset))
+        if units is not None and units.offset is not None
+        else [None] * len(log_px)
+    )
     return [
-        schemas.InputEstimate(log_px=v, std_err=e, diagnostics=d, verdict=verdict, sampler_stats=s)
-        for v, e, d, verdict, s in zip(log_px, std_err, diagnostics, verdicts, sampler_stats, strict=True)
+        schemas.InputEstimate(log_px=v, std_err=e, diagnostics=d, verdict=verdict, sampler_stats=s, bits_per_dim=b)
+        for v, e, d, verdict, s, b in zip(log_px, std_err, diagnostics, verdicts, sampler_stats, bits, strict=True)
     ]

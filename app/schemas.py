@@ -194,6 +194,11 @@ class InputEstimate(BaseModel):
     diagnostics: Diagnostics | None = None
     verdict: Verdict
     sampler_stats: SamplerStats | None = None
+    bits_per_dim: float | None = Field(
+        None,
+        description="-log2 p(x) per dimension: for binary and 8-bit data as it is, for a density on [0, 1] read at 8-bit "
+        "resolution (+8 bits); null for real-valued data or where log_px is null",
+    )
 
 
 class Timing(BaseModel):

@@ -31,7 +31,7 @@ from ..inputs import apply_binarization
 from ..metrics import Metrics
 from ..registry import ModelEntry, ModelRegistry
 from ..schemas import Binarization
-from ..usecases import latent_model, request_generator
+from ..usecases import latent_model, request_generator, units_of
 from ..worker import DeviceWorker, TaskContext
 from .datasets import from_stored
 from .store import JobRow, JobStore
@@ -60,12 +60,13 @@ def chunk_work(
     # Rows are results, the same on any replica and after any restart: their advice names the model and the
     # plan to run (within the limits), never a time measured on this machine.
     advice = presenter.Advising(entry.name, settings=settings)
+    units = units_of(entry)
 
     def work(ctx: TaskContext) -> list[dict[str, Any]]:
         generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))
         xd = apply_binarization(torch.from_numpy(x[start:stop]), binarization, generator).to(entry.device)
         outcomes = run_plan(model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check)
-        per_entry = [presenter.input_estimates(o, advice, with_diagnostics=True) for o in outcomes]
+        per_entry = [presenter.input_estimates(o, advice, with_diagnostics=True, units=units) for o in outcomes]
         return [
             {
                 "index": start + i,

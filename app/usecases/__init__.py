@@ -13,13 +13,14 @@ from typing import Any, TypeVar
 
 import torch
 
+from logpx.estimators import bits_offset
 from logpx.families import Classifier, LatentVariableModel
 from logpx.plan import Plan
 from logpx.samplers import fit_within
 
 from ..config import Settings
 from ..errors import DeadlineExceeded, PayloadTooLarge, WrongModelFamily
-from ..presenter import Advising
+from ..presenter import Advising, Units
 from ..registry import ModelEntry
 from ..schemas import Timing
 from ..worker import BatchItem, DeviceWorker, TaskContext, TaskResult
@@ -29,7 +30,7 @@ T = TypeVar("T")
 # can be off by a third (docs/api.md), never by 3x, so nothing that could finish is refused.
 REFUSE_OVER = 3
 
-__all__ = ["advising", "classifier", "latent_model", "request_generator", "submit", "timing"]
+__all__ = ["advising", "classifier", "latent_model", "request_generator", "submit", "timing", "units_of"]
 
 
 def latent_model(entry: ModelEntry) -> LatentVariableModel:
@@ -58,6 +59,11 @@ def classifier(entry: ModelEntry) -> Classifier:
 def request_generator(entry: ModelEntry, seed: int) -> torch.Generator:
     """The request's one source of randomness, on the model's device; torch's global RNG is never used."""
     return torch.Generator(device=entry.device).manual_seed(seed)
+
+
+def units_of(entry: ModelEntry) -> Units:
+    """How the model's log p(x) reads in bits per dimension: its input's size and its data's domain."""
+    return Units(entry.model.input_dim, bits_offset(entry.domain))
 
 
 def advising(entry: ModelEntry, settings: Settings, inputs: int) -> Advising:

@@ -18,7 +18,7 @@ from ..inputs import apply_binarization, finite_or_none, plan_binarization
 from ..registry import ModelEntry
 from ..schemas import CompareResponse, EstimatorOut, EstimatorSummary, EvidenceResponse, InputEstimate, RerunCost
 from ..worker import BatchItem, DeviceWorker, TaskContext
-from . import advising, latent_model, request_generator, submit, timing
+from . import advising, latent_model, request_generator, submit, timing, units_of
 
 __all__ = ["compare", "evidence"]
 
@@ -54,7 +54,7 @@ async def evidence(
     def finish(est: Estimate, columns: slice, outcome: Outcome | None = None) -> _Evidence:
         return _Evidence(
             presenter.estimator_out(plan_entry, est.num_subsets),
-            presenter.input_estimates(outcome or (plan_entry, est), advice, with_diagnostics, columns),
+            presenter.input_estimates(outcome or (plan_entry, est), advice, with_diagnostics, columns, units_of(entry)),
             presenter.rerun_costs(est.verdicts[columns], advice),
         )
 

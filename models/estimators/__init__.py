@@ -11,6 +11,7 @@ from .jackknife import NotExact, jackknife_elements, max_exact_k
 from .logspace import log_mean_exp
 from .paired import CONFIDENCE, ModelScores, ModelSummary, PairedDifference, paired_difference, summarize_model
 from .psis import khat, khat_threshold
+from .units import bits_offset, bits_per_dim
 from .verdict import Level, SamplerStats, Verdict, judge
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "ReplicateSummary",
     "SamplerStats",
     "Verdict",
+    "bits_offset",
+    "bits_per_dim",
     "diagnose",
     "elbo",
     "ess",

@@ -168,6 +168,15 @@ def test_images_upload(client: TestClient) -> None:
     assert png_only["results"][0]["log_px"] == json_out["results"][0]["log_px"]
 
 
+def test_every_estimate_on_an_image_model_also_reads_in_bits_per_dimension(client: TestClient) -> None:
+    """A binary image's log-probability as -log2 p(x) / D: the unit image models are compared in."""
+    out = client.post(
+        "/v1/models/tiny/evidence", json={"inputs": [IMAGE], "estimator": {"name": "iwae", "k": 30}}
+    ).json()
+    (r,) = out["results"]
+    assert r["bits_per_dim"] == pytest.approx(-r["log_px"] / (784 * math.log(2)))
+
+
 def test_infer_v2_matches_evidence(client: TestClient) -> None:
     body = {
         "id": "r1",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def test_a_real_valued_model_scores_real_vectors_against_its_exact_evidence(fold
         out = client.post("/v1/models/lgreal/evidence", json=body).json()
         for r, e in zip(out["results"], exact.tolist(), strict=True):
             assert r["log_px"] <= e + 3 * r["std_err"] and e - r["log_px"] < 0.1, (r["log_px"], e)
+            assert r["bits_per_dim"] is None  # real values of no stated scale: no discrete reading
+        unit = client.post("/v1/models/lgunit/evidence", json={**body, "inputs": [[0.5] * 10], "scale": "unit"}).json()
+        (u,) = unit["results"]  # a density on [0, 1], read at 8-bit resolution: -log2 p / D + 8
+        assert u["bits_per_dim"] == pytest.approx(-u["log_px"] / (10 * math.log(2)) + 8)
         buffer = io.BytesIO()
         np.save(buffer, x.astype(np.float32))
         job = client.post("/v1/jobs", data={"model": "lgreal", "estimators": ["iwae:5000"], "seed": "1"},
