@@ -84,6 +84,17 @@ def check_values(x: np.ndarray, scale: str, field: str, domain: str = "unit") ->
         raise InvalidInput(f"{field}[{i}]: value {j} is not finite", field=f"{field}[{i}]", limit="finite numbers")
     if scale == "real":
         return torch.from_numpy(x.astype(np.float32))
+    if domain == "uint8" and scale == "unit":  # an 8-bit model's data are the 256 values k / 255
+        off = np.abs(x * 255 - np.round(x * 255)) > 1e-3
+        if off.any():
+            i, j = (int(v) for v in np.argwhere(off)[0])
+            raise InvalidInput(
+                f"{field}[{i}]: value {j} is {x[i, j]:g}, not one of the 256 values k / 255 an 8-bit model scores; "
+                "send integers 0..255 with scale 'byte'",
+                field=f"{field}[{i}]",
+                limit="k / 255",
+            )
+        x = np.round(x * 255) / 255
     high = 1.0 if scale == "unit" else 255.0
     out = (x < 0) | (x > high)
     if scale == "byte":

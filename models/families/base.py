@@ -31,7 +31,9 @@ __all__ = [
     "model_device",
 ]
 
-Likelihood = Literal["bernoulli", "gaussian", "categorical"]
+Likelihood = Literal["bernoulli", "gaussian", "categorical", "discretized_logistic"]
+# Likelihoods that are a probability mass over the data's values, so that log p(x) <= 0.
+DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
 
 
 def default_input_shape(input_dim: int) -> tuple[int, ...]:
@@ -87,7 +89,7 @@ class LatentVariableModel(Family):
     @property
     def discrete(self) -> bool:
         """Whether p(x | z) is a probability mass (so that log p(x) <= 0), not a density."""
-        return self.likelihood == "bernoulli"
+        return self.likelihood in DISCRETE_LIKELIHOODS
 
     def sample_noise(self, k: int, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Reparameterisation noise ``[k, B, latent_dim]`` on the generator's device. Drawn up front

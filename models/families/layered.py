@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .base import GaussianLatentModel
-from .mlp_vae import ACTIVATIONS, Observation, Scale
+from .mlp_vae import ACTIVATIONS, LIKELIHOODS, Observation, Scale
 
 __all__ = ["MAX_PARAMETERS", "LayeredVAE", "LayeredVAEConfig", "build_layers"]
 
@@ -160,7 +160,7 @@ class LayeredVAEConfig:
     encoder: list[Any] | None = None  # the trunk's layers, input side first
     decoder: list[Any] | None = None  # the decoder's layers, latent side first
     scale: Scale = "log_var"  # what the encoder's scale head outputs
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    likelihood: Literal["bernoulli", "gaussian", "discretized_logistic"] = "bernoulli"
     gaussian_scale: Literal["fixed", "learned"] = "fixed"
     log_sigma_x: float = 0.0
 
@@ -169,7 +169,7 @@ class LayeredVAEConfig:
             raise ValueError(f"latent must be a positive integer, got {self.latent!r}")
         if self.scale not in ("log_sigma", "log_var", "softplus"):
             raise ValueError(f"scale {self.scale!r} is not log_sigma, log_var or softplus")
-        if self.likelihood not in ("bernoulli", "gaussian") or self.gaussian_scale not in ("fixed", "learned"):
+        if self.likelihood not in LIKELIHOODS or self.gaussian_scale not in ("fixed", "learned"):
             raise ValueError(f"likelihood {self.likelihood!r} / gaussian_scale {self.gaussian_scale!r} not supported")
 
 
@@ -198,7 +198,7 @@ class LayeredVAE(Observation, GaussianLatentModel):
         self.mu = nn.Linear(width, c.latent)
         self.scale = nn.Linear(width, c.latent)
         self.decoder = _materialize(decoder)
-        if c.likelihood == "gaussian" and c.gaussian_scale == "learned":
+        if c.likelihood != "bernoulli" and c.gaussian_scale == "learned":
             self.log_sigma_x = nn.Parameter(torch.zeros(self.input_dim))
         self.eval()  # batch norm's inference statistics, dropout off: this model is only ever evaluated
 

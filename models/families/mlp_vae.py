@@ -21,7 +21,15 @@ from torch import nn
 from .base import GaussianLatentModel, Likelihood
 from .layers import HALF_LOG_2PI, mlp
 
-__all__ = ["ACTIVATIONS", "MLPVAE", "MLPVAEConfig", "Observation", "Scale"]
+__all__ = [
+    "ACTIVATIONS",
+    "LIKELIHOODS",
+    "MLPVAE",
+    "MLPVAEConfig",
+    "Observation",
+    "Scale",
+    "discretized_logistic_log_prob",
+]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -34,6 +42,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
 }
 Scale = Literal["log_sigma", "log_var", "softplus"]
+LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
 
 
 @dataclass(frozen=True)
@@ -44,19 +53,40 @@ class MLPVAEConfig:
     decoder: list[int] = field(default_factory=lambda: [400])  # hidden widths, latent side first
     activation: str = "relu"
     scale: Scale = "log_var"  # what the encoder's scale head outputs
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
-    gaussian_scale: Literal["fixed", "learned"] = "fixed"  # gaussian: one log sigma, or a learned one per pixel
-    log_sigma_x: float = 0.0  # gaussian, fixed: log sigma of p(x | z)
+    likelihood: Literal["bernoulli", "gaussian", "discretized_logistic"] = "bernoulli"
+    gaussian_scale: Literal["fixed", "learned"] = "fixed"  # gaussian and logistic: one log scale, or one per pixel
+    log_sigma_x: float = 0.0  # fixed: log sigma of the Gaussian, log scale of the logistic
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
         if self.scale not in ("log_sigma", "log_var", "softplus"):
             raise ValueError(f"scale {self.scale!r} is not log_sigma, log_var or softplus")
-        if self.likelihood not in ("bernoulli", "gaussian") or self.gaussian_scale not in ("fixed", "learned"):
+        if self.likelihood not in LIKELIHOODS or self.gaussian_scale not in ("fixed", "learned"):
             raise ValueError(f"likelihood {self.likelihood!r} / gaussian_scale {self.gaussian_scale!r} not supported")
         if min(self.input_dim, self.latent, *self.encoder, *self.decoder) < 1:
             raise ValueError("every size must be at least 1")
+
+
+def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(a) - sigmoid(b)) for a > b, without cancellation in either tail: sigmoid(a) - sigmoid(b) =
+    sigmoid(-b) - sigmoid(-a), whichever pair lies further from 1."""
+    flip = (a + b) > 0
+    hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)
+    log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)
+    return log_hi + torch.log(-torch.expm1(log_lo - log_hi))
+
+
+def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
+    """log P(x) per value of 8-bit data (x in [0, 1] on the grid k / 255) under a logistic of ``mean`` and
+    ``log_scale`` on [-1, 1] binned into 256 intervals of width 2/255, the end bins taking the tails (PixelCNN++,
+    Salimans et al. 2017): always a probability, so log P <= 0."""
+    centred = 2 * x - 1  # k / 255 -> [-1, 1]
+    inv = math.exp(-log_scale) if isinstance(log_scale, float) else torch.exp(-log_scale)
+    upper, lower = (centred + 1 / 255 - mean) * inv, (centred - 1 / 255 - mean) * inv
+    interior = _log_sigmoid_difference(upper, lower)
+    left, right = F.logsigmoid(upper), F.logsigmoid(-lower)  # k = 0: P(X < edge); k = 255: P(X > edge)
+    return torch.where(x <= 0.5 / 255, left, torch.where(x >= 254.5 / 255, right, interior))
 
 
 class Observation:
@@ -82,15 +112,25 @@ class Observation:
         return self.log_sigma_x if self.config.gaussian_scale == "learned" else float(self.config.log_sigma_x)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        out = self.decode(z)  # [..., B, D]: logits, or the Gaussian's mean
+        out = self.decode(z)  # [..., B, D]: logits, or the Gaussian's or the logistic's mean
         if self.likelihood == "bernoulli":
             return (x * out - F.softplus(out)).sum(-1)
+        if self.likelihood == "discretized_logistic":
+            return discretized_logistic_log_prob(x, out, self._x_log_sigma()).sum(-1)
         log_sigma = self._x_log_sigma()
         u = (x - out) * math.exp(-log_sigma) if isinstance(log_sigma, float) else (x - out) * torch.exp(-log_sigma)
         return (-0.5 * u * u - log_sigma - HALF_LOG_2PI).sum(-1)
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         out = self.decode(z)
+        if self.likelihood == "discretized_logistic":  # the logistic's draw, on the 8-bit grid of [0, 1]
+            u = torch.rand(out.shape, generator=generator, device=generator.device, dtype=out.dtype).clamp(
+                1e-6, 1 - 1e-6
+            )
+            log_scale = self._x_log_sigma()
+            scale = math.exp(log_scale) if isinstance(log_scale, float) else torch.exp(log_scale)
+            centred = (out + scale * (torch.log(u) - torch.log1p(-u))).clamp(-1, 1)
+            return torch.round((centred + 1) * 127.5) / 255
         if self.likelihood == "bernoulli":
             u = torch.rand(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
             return (u < torch.sigmoid(out)).to(out.dtype)
@@ -112,7 +152,7 @@ class MLPVAE(Observation, GaussianLatentModel):
         self.scale = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
         self.decoder = mlp([c.latent, *c.decoder], ACTIVATIONS[c.activation])
         self.out = nn.Linear(c.decoder[-1] if c.decoder else c.latent, c.input_dim)
-        if c.likelihood == "gaussian" and c.gaussian_scale == "learned":
+        if c.likelihood != "bernoulli" and c.gaussian_scale == "learned":
             self.log_sigma_x = nn.Parameter(torch.zeros(c.input_dim))
 
     def arch(self) -> dict[str, object]:

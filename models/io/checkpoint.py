@@ -88,9 +88,10 @@ class Checkpoint:
     @property
     def domain(self) -> str:
         """What its inputs are (``DOMAINS``): the metadata's ``domain``, else ``binary`` for a Bernoulli
-        likelihood (greyscale in [0, 1] binarised on the way in) and ``unit`` (values in [0, 1]) for others.
+        likelihood (greyscale in [0, 1] binarised on the way in), ``uint8`` for a discretised logistic (the 256
+        values k / 255) and ``unit`` (values in [0, 1]) for others.
         A ``real`` model takes any finite value (standardised data, real vectors)."""
-        default = "binary" if self.model.likelihood == "bernoulli" else "unit"
+        default = {"bernoulli": "binary", "discretized_logistic": "uint8"}.get(self.model.likelihood, "unit")
         value = self.metadata.get("domain", default)
         return value if value in DOMAINS else default
 

@@ -5,6 +5,7 @@ before anything is allocated; a checkpoint of it is served."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -132,3 +133,40 @@ def test_a_convolutional_checkpoint_is_served_with_importance_sampling_and_ais(t
             "/v1/models/conv/evidence", json={**body, "sampler": {"name": "ais", "steps": 20, "leapfrog": 5}}
         ).json()["results"][0]
     assert iwae["log_px"] < 0 and ais["log_px"] < 0 and ais["sampler_stats"]["acceptance"] > 0
+
+
+def test_the_discretised_logistic_is_a_probability_over_the_256_values() -> None:
+    """PixelCNN++'s binned logistic: the 256 bins' probabilities, computed in log space without cancellation,
+    equal an independent float64 computation by plain CDF differences, and sum to 1 for any mean and scale."""
+    from logpx.families.mlp_vae import discretized_logistic_log_prob
+
+    x = torch.arange(256, dtype=torch.float64) / 255
+    for mean, log_scale in ((0.0, -2.0), (0.7, -4.0), (-0.95, -1.0), (0.3, -6.0)):
+        got = discretized_logistic_log_prob(x, torch.tensor(mean, dtype=torch.float64), log_scale)
+        c = 2 * x - 1
+        scale = math.exp(log_scale)
+        hi, lo = torch.sigmoid((c + 1 / 255 - mean) / scale), torch.sigmoid((c - 1 / 255 - mean) / scale)
+        p = torch.where(x == 0, hi, torch.where(x == 1, 1 - lo, hi - lo))
+        fine = p > 1e-6  # where plain differences of numbers near 1 keep ten digits
+        torch.testing.assert_close(got[fine], torch.log(p[fine]), rtol=1e-9, atol=1e-9)
+        assert float(torch.logsumexp(got, 0)) == pytest.approx(0.0, abs=1e-9) and bool((got <= 0).all())
+    far = discretized_logistic_log_prob(torch.tensor([128 / 255], dtype=torch.float64), torch.tensor(-0.9), -6.0)
+    assert torch.isfinite(far).all() and float(far) < -100  # the far tail in log space, never log(0)
+
+
+def test_an_8_bit_model_scores_integers_in_bits_per_dimension(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = LayeredVAEConfig(latent=LATENT, encoder=ENCODER, decoder=DECODER, likelihood="discretized_logistic",
+                              gaussian_scale="learned")  # fmt: skip
+    model = LayeredVAE(config, (1, 28, 28))
+    assert model.discrete  # log P(x) <= 0: a value above 0 nats is impossible, and the verdict says so
+    save_checkpoint(tmp_path / "eight.safetensors", model, training=TRAINING, dataset=DATASET)
+    pixels = torch.randint(0, 256, (784,), generator=torch.Generator().manual_seed(3)).tolist()
+    with make_client(tmp_path) as client:
+        wait_ready(client)
+        assert client.get("/v1/models/eight").json()["domain"] == "uint8"
+        body = {"inputs": [pixels], "scale": "byte", "estimator": {"name": "iwae", "k": 50}}
+        (r,) = client.post("/v1/models/eight/evidence", json=body).json()["results"]
+        off_grid = client.post("/v1/models/eight/evidence", json={**body, "inputs": [[0.5] * 784], "scale": "unit"})
+    assert r["log_px"] < 0 and r["bits_per_dim"] == pytest.approx(-r["log_px"] / (784 * math.log(2)))
+    assert off_grid.status_code == 422 and "k / 255" in off_grid.json()["detail"]
