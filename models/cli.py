@@ -336,17 +336,25 @@ def _job_summary(status: dict[str, Any]) -> None:
         print(f"  error: {status['error']}")
 
 
-def cmd_job_submit(args: argparse.Namespace) -> None:
+def _submit_data_set(args: argparse.Namespace, comparison: bool) -> None:
+    """A job (or with ``comparison`` a comparison) over the data-set file ``args.data``: prints its id, then
+    with ``--watch`` follows it to the end."""
     estimators = [_with_sampler(e, args.sampler) for e in args.estimators]
+    options = {"estimators": estimators, "labels": args.labels, "seed": args.seed, "binarize": args.binarize}
     with _client(args) as client:
         if not Path(args.data).is_file():
             raise CommandError(f"{args.data}: no such file")
-        status = client.submit_job(
-            args.model, args.data, estimators=estimators, labels=args.labels, seed=args.seed, binarize=args.binarize
-        )
-        print(status["id"])
+        if comparison:
+            out = client.submit_comparison(args.models, args.data, **options)
+        else:
+            out = client.submit_job(args.model, args.data, **options)
+        print(out["id"])
         if args.watch:
-            _watch(client, status["id"])
+            (_watch_comparison if comparison else _watch)(client, out["id"])
+
+
+def cmd_job_submit(args: argparse.Namespace) -> None:
+    _submit_data_set(args, comparison=False)
 
 
 def _comparison_report(out: dict[str, Any]) -> None:
@@ -379,28 +387,22 @@ def _comparison_report(out: dict[str, Any]) -> None:
 
 
 def cmd_compare_models(args: argparse.Namespace) -> None:
-    estimators = [_with_sampler(e, args.sampler) for e in args.estimators]
-    with _client(args) as client:
-        if not Path(args.data).is_file():
-            raise CommandError(f"{args.data}: no such file")
-        out = client.submit_comparison(
-            args.models, args.data, estimators=estimators, labels=args.labels, seed=args.seed, binarize=args.binarize
-        )
-        print(out["id"])
-        if args.watch:
-            _watch_comparison(client, out["id"])
+    _submit_data_set(args, comparison=True)
 
 
 def _watch_comparison(client: LogpxClient, comparison_id: str) -> None:
     from tqdm import tqdm
 
     out = client.comparison(comparison_id)
+    # While it runs, its jobs' statuses (cheap) say how far it is; the figures (every row read) once, at the end.
+    jobs = out["jobs"]
     with tqdm(total=out["total"], desc=f"comparison {comparison_id[:8]}", unit="input") as bar:
-        while out["state"] in ("queued", "running"):
-            bar.n = out["done"]
+        while any(j["state"] in ("queued", "running") for j in jobs):
+            bar.n = min(j["progress"]["done"] for j in jobs)
             bar.refresh()
             time.sleep(1.0)
-            out = client.comparison(comparison_id)
+            jobs = [client.job(j["id"]) for j in jobs]
+        out = client.comparison(comparison_id)
         bar.n = out["done"]
         bar.set_postfix_str(out["state"])
     _comparison_report(out)

@@ -19,20 +19,15 @@ from ..jobs.schemas import ComparisonBrief, ComparisonList, ComparisonStatus
 from ..jobs.store import ACTIVE, JobRow, JobStore
 from ..jobs.submit import owner, read_submission, store_jobs
 from ..schemas import problem_responses
-from .jobs import MIN_PREFIX, RunnerDep, StoreDep, csv_line
+from .jobs import RunnerDep, StoreDep, check_id, csv_line
 
 router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"])
 ERRORS = problem_responses(401, 404, 413, 415, 422, 429, 503, 507)
 
 
 async def _comparison(store: JobStore, comparison_id: str) -> list[JobRow]:
-    """The jobs of the comparison named by its id or a unique prefix of it (hex, ``MIN_PREFIX`` or more)."""
-    if not (MIN_PREFIX <= len(comparison_id) <= 32 and all(c in "0123456789abcdef" for c in comparison_id)):
-        raise JobNotFound(
-            f"no comparison with id {comparison_id!r} (an id is 32 hex digits; a unique prefix of {MIN_PREFIX} or "
-            "more will do)",
-            field="id",
-        )
+    """The jobs of the comparison named by its id or a unique prefix of it."""
+    check_id(comparison_id, "comparison")
     jobs = await asyncio.to_thread(store.comparison_jobs, comparison_id)
     ids = {j.comparison for j in jobs}
     if len(ids) > 1:

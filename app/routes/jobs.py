@@ -76,13 +76,18 @@ async def submit(
 MIN_PREFIX = 6  # as git does: any unique prefix of an id names its job (the CLI's progress bar shows 8)
 
 
-async def _job(store: JobStore, job_id: str) -> JobRow:
-    """The job named by its id or a unique prefix of it (hex, at least ``MIN_PREFIX`` characters)."""
-    if not (MIN_PREFIX <= len(job_id) <= 32 and all(c in "0123456789abcdef" for c in job_id)):
+def check_id(value: str, what: str) -> None:
+    """A job's or a comparison's id, or a unique prefix of it: hex, at least ``MIN_PREFIX`` characters."""
+    if not (MIN_PREFIX <= len(value) <= 32 and all(c in "0123456789abcdef" for c in value)):
         raise JobNotFound(
-            f"no job with id {job_id!r} (an id is 32 hex digits; a unique prefix of {MIN_PREFIX} or more will do)",
+            f"no {what} with id {value!r} (an id is 32 hex digits; a unique prefix of {MIN_PREFIX} or more will do)",
             field="id",
         )
+
+
+async def _job(store: JobStore, job_id: str) -> JobRow:
+    """The job named by its id or a unique prefix of it."""
+    check_id(job_id, "job")
     matches = await asyncio.to_thread(store.find, job_id)
     if len(matches) > 1:
         raise JobNotFound(f"{job_id!r} is the prefix of more than one job id: give more of it", field="id")

@@ -24,5 +24,7 @@ def bits_offset(domain: str) -> float | None:
 
 
 def bits_per_dim(log_px: torch.Tensor, dims: int, offset: float) -> torch.Tensor:
-    """``log_px`` (nats) as bits per dimension: -log_px / (dims ln 2) + offset."""
-    return -log_px / (dims * math.log(2)) + offset
+    """``log_px`` (nats) as bits per dimension: -log_px / (dims ln 2) + offset; NaN where that is below 0 (a
+    density so peaked that its 8-bit bin would hold a probability above 1: the binned reading does not hold)."""
+    bits = -log_px / (dims * math.log(2)) + offset
+    return bits.masked_fill(bits < 0, float("nan"))

@@ -159,47 +159,35 @@ def _anneal(
     which adapts them and returns them. Returns ``(log_w [k, B] float64, acceptance [B], steps [T, B])``.
     """
     with threads_for_rows(z.shape[0] * z.shape[1], z.device):  # few chains: one thread is faster on a CPU
-        return _anneal_chains(target, z, betas, steps, leapfrog, generator, check_fn)
-
-
-def _anneal_chains(
-    target: _Target,
-    z: torch.Tensor,
-    betas: torch.Tensor,
-    steps: torch.Tensor | None,
-    leapfrog: int,
-    generator: torch.Generator,
-    check_fn: CheckFn | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    k, batch = z.shape[:2]
-    num = betas.shape[0] - 1
-    tuning = steps is None
-    step_sizes = torch.empty(num, batch, dtype=z.dtype, device=z.device) if tuning else steps
-    assert step_sizes is not None
-    step = torch.full((batch,), INITIAL_STEP, dtype=z.dtype, device=z.device)
-    adapt = 1 + max(ADAPT_MIN, 2 / num)
-    log_w = torch.zeros(k, batch, dtype=torch.float64, device=z.device)
-    accept_sum = torch.zeros(batch, dtype=torch.float64, device=z.device)
-    state = target.state(z, float(betas[0]))
-    for t in range(1, num + 1):
-        if check_fn is not None:
-            check_fn()
-        beta = float(betas[t])
-        log_w += (float(betas[t]) - float(betas[t - 1])) * state.f.double()
-        if t == num:  # the last transition would not change any weight
-            step_sizes[t - 1] = step if tuning else step_sizes[t - 1]
-            break
-        state = target.state(state.position, beta)  # log pi and its gradient at the new temperature
-        current = step if tuning else step_sizes[t - 1]
-        state, info = _hmc(target, state, beta, current.view(1, batch, 1), leapfrog, generator)
-        rate = info.acceptance.double().mean(dim=0)  # [B]
-        accept_sum += rate
-        if tuning:
-            step_sizes[t - 1] = step
-            factor = torch.where(rate > TARGET_ACCEPTANCE, adapt, 1 / adapt).to(z.dtype)
-            step = (step * factor).clamp(*STEP_BOUNDS)
-    acceptance = accept_sum / max(1, num - 1)
-    return log_w, acceptance.to(z.dtype), step_sizes
+        k, batch = z.shape[:2]
+        num = betas.shape[0] - 1
+        tuning = steps is None
+        step_sizes = torch.empty(num, batch, dtype=z.dtype, device=z.device) if tuning else steps
+        assert step_sizes is not None
+        step = torch.full((batch,), INITIAL_STEP, dtype=z.dtype, device=z.device)
+        adapt = 1 + max(ADAPT_MIN, 2 / num)
+        log_w = torch.zeros(k, batch, dtype=torch.float64, device=z.device)
+        accept_sum = torch.zeros(batch, dtype=torch.float64, device=z.device)
+        state = target.state(z, float(betas[0]))
+        for t in range(1, num + 1):
+            if check_fn is not None:
+                check_fn()
+            beta = float(betas[t])
+            log_w += (float(betas[t]) - float(betas[t - 1])) * state.f.double()
+            if t == num:  # the last transition would not change any weight
+                step_sizes[t - 1] = step if tuning else step_sizes[t - 1]
+                break
+            state = target.state(state.position, beta)  # log pi and its gradient at the new temperature
+            current = step if tuning else step_sizes[t - 1]
+            state, info = _hmc(target, state, beta, current.view(1, batch, 1), leapfrog, generator)
+            rate = info.acceptance.double().mean(dim=0)  # [B]
+            accept_sum += rate
+            if tuning:
+                step_sizes[t - 1] = step
+                factor = torch.where(rate > TARGET_ACCEPTANCE, adapt, 1 / adapt).to(z.dtype)
+                step = (step * factor).clamp(*STEP_BOUNDS)
+        acceptance = accept_sum / max(1, num - 1)
+        return log_w, acceptance.to(z.dtype), step_sizes
 
 
 def tune(

@@ -69,3 +69,11 @@ def test_a_real_valued_model_scores_real_vectors_against_its_exact_evidence(fold
     for row, e in zip(rows, exact.tolist(), strict=True):  # the job scored the same real vectors
         assert abs(json.loads(row)["estimates"][0]["log_px"] - e) < 0.1
     assert "domain is 'unit'" in problem["detail"]
+
+
+def test_a_binned_reading_above_probability_one_is_no_number() -> None:
+    """A density on [0, 1] so peaked that its 8-bit bin would hold a probability above 1 has no bits/dim."""
+    from logpx.estimators import bits_per_dim
+
+    bits = bits_per_dim(torch.tensor([10_000.0, -100.0]), 10, 8.0)
+    assert torch.isnan(bits[0]) and float(bits[1]) == pytest.approx(100 / (10 * math.log(2)) + 8)
