@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         description="Activation elements per chunk over k (unset: 2^23 on CPU, cache-sized; 2^28 on CUDA)",
     )
     deadline_s: float = Field(120.0, gt=0, description="Compute deadline per request (504 after it)")
+    certify_deadline_s: float = Field(
+        3600.0, gt=0, description="Compute deadline of one AIS certification (POST /v1/models/{name}/certify)"
+    )
     queue_depth: int = Field(8, ge=1, description="Requests waiting per device before 503")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503")
     batch_max_inputs: int = Field(0, ge=0, description="Dynamic batching: most inputs coalesced into one pass (0: off)")

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from logpx.plan import Plan
 
+from .certifier import Certifier
 from .config import Settings
 from .errors import UnsupportedMediaType
 from .metrics import Metrics
@@ -30,6 +31,10 @@ async def get_worker(request: Request) -> DeviceWorker:
 
 async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+async def get_certifier(request: Request) -> Certifier:
+    return request.app.state.certifier
 
 
 async def get_metrics(request: Request) -> Metrics:
@@ -79,4 +84,5 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 WorkerDep = Annotated[DeviceWorker, Depends(get_worker)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+CertifierDep = Annotated[Certifier, Depends(get_certifier)]
 ReadyModelDep = Annotated[ModelEntry, Depends(ready_model)]

@@ -130,6 +130,12 @@ class JobActive(ProblemError):
     status, title = 409, "Job still active"
 
 
+class CertificatePending(ProblemError):
+    """409: ``steps: auto`` asks for a certificate the model does not have yet; its certification is running."""
+
+    status, title = 409, "Certificate pending"
+
+
 class StoreUnavailable(ProblemError):
     """503: the job store does not answer (a database away, a lock held too long): try again later."""
 

@@ -12,7 +12,7 @@ from logpx.plan import AIS, Cost, Entry, Plan
 from .config import Settings
 from .errors import InvalidInput, PayloadTooLarge
 
-__all__ = ["bounded", "check_bdmc", "check_plan"]
+__all__ = ["bounded", "check_bdmc", "check_plan", "require_fixed"]
 
 
 def _at(prefix: str, name: str) -> str:
@@ -35,6 +35,7 @@ def check_plan(
     samplers = (
         list(sampler_fields) if sampler_fields is not None else [_at(f, "sampler") if f else "sampler" for f in fields]
     )
+    require_fixed(plan, samplers)
     if inputs > settings.max_batch:
         raise PayloadTooLarge(
             f"{inputs} inputs, at most {settings.max_batch}", field=inputs_field, limit=settings.max_batch
@@ -51,9 +52,9 @@ def check_plan(
                 field=_at(field, "order"),
                 limit=settings.max_order,
             )
-        if isinstance(sampler, AIS) and sampler.steps > settings.max_ais_steps:
+        if isinstance(sampler, AIS) and sampler.temperatures > settings.max_ais_steps:
             raise InvalidInput(
-                f"steps={sampler.steps} is over the limit {settings.max_ais_steps}",
+                f"steps={sampler.temperatures} is over the limit {settings.max_ais_steps}",
                 field=_at(sampler_field, "steps"),
                 limit=settings.max_ais_steps,
             )
@@ -87,6 +88,19 @@ def check_plan(
     return cost
 
 
+def require_fixed(plan: Plan, sampler_fields: Sequence[str]) -> None:
+    """Every AIS schedule fixed: ``steps: auto`` is resolved by the doors that look the model's certificates
+    up (evidence, compare, jobs); elsewhere it is a 422 naming the field."""
+    for field, entry in zip(sampler_fields, plan.entries, strict=True):
+        if isinstance(entry.sampler, AIS) and entry.sampler.auto:
+            raise InvalidInput(
+                f"{_at(field, 'steps')}: auto is chosen per model by its certificate, which this endpoint does not "
+                "look up (a comparison of several models, OIP): name the steps, e.g. the certified ones "
+                "(GET /v1/models/{name}/certificates)",
+                field=_at(field, "steps"),
+            )
+
+
 def bounded(plan: Plan, settings: Settings) -> Plan:
     """``plan`` with each sample count and AIS schedule cut to the limits that bind requests and jobs alike
     (``max_k``, ``max_ais_steps``): advice that escalates past them (4x the temperatures) would be refused
@@ -96,7 +110,7 @@ def bounded(plan: Plan, settings: Settings) -> Plan:
         spec, sampler = e.spec, e.sampler
         if spec.k > settings.max_k:
             spec = dataclasses.replace(spec, k=settings.max_k)
-        if isinstance(sampler, AIS) and sampler.steps > settings.max_ais_steps:
+        if isinstance(sampler, AIS) and sampler.temperatures > settings.max_ais_steps:
             sampler = dataclasses.replace(sampler, steps=settings.max_ais_steps)
         entries.append(Entry(spec, sampler))
     return Plan(tuple(entries))
@@ -116,9 +130,9 @@ def check_bdmc(settings: Settings, sampler: AIS, inputs: int, k: int) -> None:
             field="num_inputs",
             limit=settings.max_batch_k,
         )
-    if sampler.steps > settings.max_ais_steps:
+    if sampler.temperatures > settings.max_ais_steps:
         raise InvalidInput(
-            f"steps={sampler.steps} is over the limit {settings.max_ais_steps}",
+            f"steps={sampler.temperatures} is over the limit {settings.max_ais_steps}",
             field="sampler.steps",
             limit=settings.max_ais_steps,
         )

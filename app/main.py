@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from logpx.runtime import keep_freed_memory, set_thread_budget
 
 from . import __version__
+from .certifier import Certifier
 from .config import Settings, get_settings
 from .errors import register_error_handlers
 from .jobs.runner import OPENING, JobRunner
@@ -25,7 +26,7 @@ from .jobs.store import open_store
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .registry import ModelRegistry
-from .routes import comparisons, estimate, evidence, health, jobs, metrics, models, page, predict, v2
+from .routes import certificates, comparisons, estimate, evidence, health, jobs, metrics, models, page, predict, v2
 from .schemas import problem_responses
 from .worker import DeviceWorker
 
@@ -63,7 +64,8 @@ async def _run_jobs(
             logging.getLogger("logpx").error("jobs are off: %s", app.state.jobs_off)
             wait = 0.0
             await asyncio.sleep(STORE_RETRY_S)
-    runner = JobRunner(store, registry, worker, settings, metrics)
+    runner = JobRunner(store, registry, worker, settings, metrics, app.state.certifier)
+    app.state.certifier.store = store
     app.state.jobs, app.state.runner, app.state.jobs_off = store, runner, None
     await runner.run_forever()
 
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         worker.start()
         app.state.registry, app.state.worker = registry, worker
+        app.state.certifier = Certifier(worker, settings)
         app.state.jobs = app.state.runner = None  # until the job store opens: jobs are off, the rest is served
         app.state.jobs_off = OPENING
         app.state.event_streams = {"open": 0}  # job event streams open now (routes/jobs.py caps them)
@@ -103,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await running
             if app.state.runner is not None:
                 await app.state.runner.stop()
+            await app.state.certifier.stop()
             await loading
             worker.stop()
             if app.state.jobs is not None:
@@ -124,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = app_metrics
     register_error_handlers(app)
-    for module in (health, models, evidence, estimate, predict, jobs, comparisons, v2, metrics, page):
+    for module in (health, models, evidence, certificates, estimate, predict, jobs, comparisons, v2, metrics, page):
         app.include_router(module.router)
     app.mount("/static", page.static_files, name="static")
     generate_openapi = app.openapi

@@ -5,9 +5,11 @@ objects that run it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import torch
 
+from logpx.certificate import Certificate
 from logpx.estimators import STD_ERR_FORMULAS, Diagnostics, Estimate, bits_per_dim, khat_threshold
 from logpx.estimators import Verdict as VerdictValue
 from logpx.plan import Entry, Plan
@@ -122,13 +124,33 @@ def verdicts_out(verdicts: list[VerdictValue], advising: Advising) -> list[schem
     return [verdict_out(v, advising) for v in verdicts]
 
 
-def estimator_out(entry: Entry, num_subsets: tuple[int, ...] = ()) -> schemas.EstimatorOut:
+def certificate_out(c: Certificate) -> schemas.CertificateOut:
+    return schemas.CertificateOut(
+        setting=sampler_out(c.setting),
+        plan=str(c.setting),
+        checkpoint=c.checkpoint,
+        chains=c.chains,
+        inputs=c.inputs,
+        mean_gap=c.mean_gap,
+        gap_std_err=c.gap_std_err,
+        gap_bound=c.gap_bound,
+        log_w_var=c.log_w_var,
+        seed=c.seed,
+        seconds=round(c.seconds, 3),
+        created=datetime.fromtimestamp(c.created, UTC).isoformat(timespec="seconds"),
+    )
+
+
+def estimator_out(
+    entry: Entry, num_subsets: tuple[int, ...] = (), certificate: Certificate | None = None
+) -> schemas.EstimatorOut:
     spec = entry.spec
     return schemas.EstimatorOut(
         **estimator_in(spec).model_dump(),
         subsets=[schemas.SubsetInfo(left_out=j, num_subsets=n) for j, n in enumerate(num_subsets, start=1)],
         std_err_formula=STD_ERR_FORMULAS[spec.name],
         sampler=sampler_out(entry.sampler),
+        certificate=certificate_out(certificate) if certificate is not None else None,
     )
 
 

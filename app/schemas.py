@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from logpx.estimators import DEFAULT_SPEC
 from logpx.plan import Sampler
@@ -59,12 +67,38 @@ class SamplerIn(BaseModel):
         description="A sampler logpx runs: importance or ais (and any registered with logpx.plan.Sampler)",
         json_schema_extra={"examples": ["importance", "ais"]},
     )
-    steps: int | None = Field(None, ge=1, description="AIS: intermediate temperatures T (default 1000)")
+    steps: int | str | None = Field(
+        None,
+        description='AIS: intermediate temperatures T >= 1 (default 1000), or "auto": the fewest a certificate of the '
+        "model bounds by tolerance nats of BDMC gap (POST /v1/models/{name}/certify)",
+        json_schema_extra={"examples": [1000, "auto"]},
+    )
     leapfrog: int | None = Field(None, ge=1, le=100, description="AIS: leapfrog steps per HMC move (default 10)")
     init: Literal["encoder", "prior"] | None = Field(None, description="AIS: start chains at q(z|x) (default) or p(z)")
     schedule: Literal["sigmoid", "linear", "geometric"] | None = Field(
         None, description="AIS: temperatures (default sigmoid)"
     )
+    tolerance: float | None = Field(
+        None,
+        gt=0,
+        le=5,
+        description="AIS with steps auto: the BDMC gap (nats) its certificate must bound (default 0.1)",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: int | str | None) -> int | str | None:
+        if v is None or v == "auto" or (isinstance(v, int) and v >= 1):
+            return v
+        raise ValueError(f"steps must be a whole number >= 1 or 'auto', got {v!r}")
+
+    @model_serializer(mode="wrap")
+    def _without_tolerance(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``tolerance`` is stated where it applies (steps auto), not as a null on every fixed schedule."""
+        out: dict[str, Any] = handler(self)
+        if self.tolerance is None:
+            out.pop("tolerance", None)
+        return out
 
     @model_validator(mode="after")
     def _known(self) -> SamplerIn:
@@ -167,6 +201,24 @@ class SubsetInfo(BaseModel):
     num_subsets: int
 
 
+class CertificateOut(BaseModel):
+    """A BDMC measurement of an AIS setting on inputs simulated from the checkpoint (docs/estimators.md,
+    "Certified AIS"): the gap between reverse and forward AIS bounds the mean bias of ``chains`` chains."""
+
+    setting: SamplerIn
+    plan: str = Field(description="The setting in the plan's text, e.g. ais:400")
+    checkpoint: str = Field(description="sha256 of the checkpoint file it was measured on")
+    chains: int = Field(description="Chains each way; it covers estimates with at least this many")
+    inputs: int = Field(description="Inputs simulated from the model")
+    mean_gap: float = Field(description="Mean BDMC gap (nats) over the simulated inputs")
+    gap_std_err: float = Field(description="Its standard error over inputs")
+    gap_bound: float = Field(description="mean_gap + 1.645 gap_std_err: the gap's one-sided 95% upper bound")
+    log_w_var: float = Field(description="Forward log-weights' variance over chains, averaged over the inputs")
+    seed: int
+    seconds: float = Field(description="Compute time of this measurement")
+    created: str = Field(description="When it was measured (UTC, ISO 8601)")
+
+
 class EstimatorOut(BaseModel):
     name: str
     k: int
@@ -175,6 +227,9 @@ class EstimatorOut(BaseModel):
     std_err_formula: str
     sampler: SamplerIn = Field(
         default_factory=SamplerIn, description="What produced the log-weights, defaults filled in"
+    )
+    certificate: CertificateOut | None = Field(
+        None, description="AIS: the model's certificate of the setting that ran, where one covers these chains"
     )
 
 
@@ -537,3 +592,43 @@ class EstimateResponse(BaseModel):
     inputs: int = Field(description="Columns (B)")
     estimators: list[EstimatorResults]
     timing: Timing
+
+
+class CertifyRequest(BaseModel):
+    """Find the fewest AIS temperatures whose BDMC gap on data simulated from the model is under ``tolerance``
+    nats at 95% confidence, for the given leapfrog count, start and schedule."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tolerance": 0.1}]})
+
+    tolerance: float = Field(0.1, gt=0, le=5, description="Nats of BDMC gap the setting must stay under")
+    leapfrog: int = Field(10, ge=1, le=100)
+    init: Literal["encoder", "prior"] = "encoder"
+    schedule: Literal["sigmoid", "linear", "geometric"] = "sigmoid"
+    inputs: int = Field(16, ge=2, le=256, description="Inputs simulated from the model")
+    chains: int = Field(16, ge=2, le=1000, description="Chains each way; the certificate covers at least this many")
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+
+
+class CertifyResponse(BaseModel):
+    """Where a certification stands: ``certified`` (a stored certificate meets the tolerance: ``certificate``),
+    ``running`` (poll ``GET /v1/models/{name}/certificates``), ``uncertified`` (no setting up to the largest
+    tried meets it) or ``failed`` (``error``)."""
+
+    model: str
+    status: Literal["certified", "running", "uncertified", "failed"]
+    tolerance: float
+    request: CertifyRequest
+    certificate: CertificateOut | None = None
+    trials: list[CertificateOut] = Field(default_factory=list, description="Settings measured so far, in order")
+    expected_s: float | None = Field(
+        None, description="running: expected compute time of the trials up to 800 steps at this server's speed"
+    )
+    error: str | None = None
+    note: str
+
+
+class CertificatesResponse(BaseModel):
+    model: str
+    checkpoint: str
+    certificates: list[CertificateOut]
+    certifications: list[CertifyResponse] = Field(description="Certifications run by this server process")

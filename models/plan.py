@@ -10,9 +10,11 @@ One text grammar, parsed and printed by the same code (``parse(str(x)) == x``)::
     PLAN    := ENTRY ( " " ENTRY )*
     ENTRY   := SPEC [ "@" SAMPLER ]                      (no sampler: importance)
     SPEC    := elbo:K | iwae:K | jvi:K:ORDER             (jvi:K is read as order 1)
-    SAMPLER := importance | ais:STEPS[:LEAPFROG[:INIT[:SCHEDULE]]] | any registered sampler's NAME[:ARGS]
+    SAMPLER := importance | ais:STEPS[:LEAPFROG[:INIT[:SCHEDULE]]] | ais:auto[:LEAPFROG[:INIT[:SCHEDULE[:TOL]]]]
+             | any registered sampler's NAME[:ARGS]
 
     iwae:5000 jvi:5000:1 jvi:5000:2        iwae:100@ais:1000        iwae:100@ais:1000:10:prior:linear
+    iwae:16@ais:auto                       (the schedule certified to 0.1 nats; ais:auto:10:encoder:sigmoid:0.05)
 
 ``parse(str(x)) == x`` for every value; a sampler's printed arguments stop at the last one that differs
 from its default (AIS always prints its steps), so ``ais:1000:10`` is read as given and printed as ``ais:1000``.
@@ -21,6 +23,7 @@ from its default (AIS always prints its steps), so ``ais:1000:10`` is read as gi
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple, get_args
@@ -30,6 +33,8 @@ from .estimators.jackknife import DEFAULT_EXACT_BUDGET, check_exact, jackknife_e
 __all__ = [
     "AIS",
     "AIS_TUNE_CHAINS",
+    "AUTO",
+    "DEFAULT_TOLERANCE",
     "IMPORTANCE",
     "Cost",
     "Entry",
@@ -187,38 +192,78 @@ IMPORTANCE = Importance()  # the default sampler, one value for every default ar
 AIS_TUNE_CHAINS = 8  # chains of the tuning pass that fixes AIS step sizes (Wu et al. 2017 tune on few)
 AISInit = Literal["encoder", "prior"]
 AISSchedule = Literal["sigmoid", "linear", "geometric"]
+AUTO = "auto"  # AIS steps chosen by a certificate (logpx.samplers.certify)
+DEFAULT_TOLERANCE = 0.1  # nats of BDMC gap a certified setting is held to unless the client names another
 
 
 @dataclass(frozen=True)
 class AIS(Sampler):
     """Annealed importance sampling (Neal 2001) with HMC moves: k chains through ``steps`` temperatures,
-    ``leapfrog`` steps per move, started at the encoder or the prior, temperatures on ``schedule``."""
+    ``leapfrog`` steps per move, started at the encoder or the prior, temperatures on ``schedule``.
+
+    ``steps="auto"``: the fewest temperatures whose BDMC gap a certificate of the model bounds by
+    ``tolerance`` nats (``logpx.samplers.certify``); such a plan runs once ``logpx.certificate.resolve`` has replaced it
+    with the certified setting. ``tolerance`` belongs to ``auto`` alone."""
 
     name: ClassVar[str] = "ais"
     annealed: ClassVar[bool] = True
     printed_args: ClassVar[int] = 1  # ais:1000, never a bare ais: the steps are what a reader looks for
 
-    steps: int = 1000
+    steps: int | Literal["auto"] = 1000
     leapfrog: int = 10
     init: AISInit = "encoder"
     schedule: AISSchedule = "sigmoid"
+    tolerance: float = DEFAULT_TOLERANCE
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.leapfrog < 1:
+        steps, tolerance = self.steps, self.tolerance
+        if isinstance(steps, str) and steps != AUTO:  # the text grammar's argument
+            steps = _integers([steps], "AIS steps", steps, "a whole number or auto")[0]
+        if isinstance(tolerance, str):
+            try:
+                tolerance = float(tolerance)
+            except ValueError:
+                raise ValueError(f"AIS tolerance {tolerance!r}: expected a number of nats") from None
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "tolerance", float(tolerance))
+        if not (math.isfinite(self.tolerance) and self.tolerance > 0):
+            raise ValueError(f"AIS tolerance must be a positive number of nats, got {self.tolerance}")
+        if self.steps != AUTO and self.tolerance != DEFAULT_TOLERANCE:
+            raise ValueError("tolerance applies to steps auto only: a fixed schedule is certified by BDMC, not chosen")
+        if (self.steps != AUTO and int(self.steps) < 1) or self.leapfrog < 1:
             raise ValueError(f"AIS needs steps >= 1 and leapfrog >= 1, got {self.steps}, {self.leapfrog}")
         if self.init not in get_args(AISInit):
             raise ValueError(f"unknown AIS init {self.init!r}; choose one of {list(get_args(AISInit))}")
         if self.schedule not in get_args(AISSchedule):
             raise ValueError(f"unknown AIS schedule {self.schedule!r}; choose one of {list(get_args(AISSchedule))}")
 
+    def settings(self) -> dict[str, Any]:
+        """Its settings; ``tolerance`` only where it applies (steps auto)."""
+        out = super().settings()
+        if not self.auto:
+            del out["tolerance"]
+        return out
+
+    @property
+    def auto(self) -> bool:
+        """Its steps are to be chosen by a certificate."""
+        return self.steps == AUTO
+
+    @property
+    def temperatures(self) -> int:
+        """The steps of a fixed schedule (``ValueError`` for auto: nothing runs before ``resolve``)."""
+        if isinstance(self.steps, str):
+            raise ValueError(f"{self} has no schedule until a certificate chooses it (logpx.certificate.resolve)")
+        return self.steps
+
     def evaluations(self, k: int) -> int:
         """Gradient evaluations: the k chains and the tuning pass's, each temperature's HMC move with its
         leapfrog steps and the state at the new temperature."""
-        return (k + AIS_TUNE_CHAINS) * self.steps * (self.leapfrog + 1)
+        return (k + AIS_TUNE_CHAINS) * self.temperatures * (self.leapfrog + 1)
 
     def bdmc_evaluations(self, k: int) -> int:
         """Gradient evaluations of BDMC per simulated input: k chains forwards, k in reverse, one tuning pass."""
-        return (2 * k + AIS_TUNE_CHAINS) * self.steps * (self.leapfrog + 1)
+        return (2 * k + AIS_TUNE_CHAINS) * self.temperatures * (self.leapfrog + 1)
 
 
 @dataclass(frozen=True)

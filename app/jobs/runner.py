@@ -13,18 +13,20 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from logpx.certificate import Certificate
 from logpx.estimators import DatasetSummary, Level
 from logpx.plan import Plan
 from logpx.samplers import run_plan
 
 from .. import presenter
+from ..certifier import Certifier
 from ..config import Settings
 from ..errors import ModelNotFound, ModelNotReady, ProblemError
 from ..inputs import apply_binarization
@@ -49,7 +51,14 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 def chunk_work(
-    entry: ModelEntry, settings: Settings, job: JobRow, plan: Plan, x: np.ndarray, labels: np.ndarray | None, start: int
+    entry: ModelEntry,
+    settings: Settings,
+    job: JobRow,
+    plan: Plan,
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    start: int,
+    certificates: Sequence[Certificate] = (),
 ) -> Callable[[TaskContext], list[dict[str, Any]]]:
     """The worker's task for the chunk of ``job`` beginning at input ``start``: ``run_plan`` on the slice,
     one row per input. An input whose estimate fails (a model that is not finite there) fails alone."""
@@ -65,7 +74,9 @@ def chunk_work(
     def work(ctx: TaskContext) -> list[dict[str, Any]]:
         generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))
         xd = apply_binarization(torch.from_numpy(x[start:stop]), binarization, generator).to(entry.device)
-        outcomes = run_plan(model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check)
+        outcomes = run_plan(
+            model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check, certificates=certificates
+        )
         per_entry = [presenter.input_estimates(o, advice, with_diagnostics=True, units=units) for o in outcomes]
         return [
             {
@@ -132,8 +143,10 @@ class JobRunner:
         worker: DeviceWorker,
         settings: Settings,
         metrics: Metrics | None = None,
+        certifier: Certifier | None = None,
     ) -> None:
         self.store, self.registry, self.worker, self.settings, self.metrics = store, registry, worker, settings, metrics
+        self.certifier = certifier
         self.replica = uuid.uuid4().hex  # this process, as lease holder
         self._wake = asyncio.Event()
         self._current: str | None = None
@@ -253,7 +266,8 @@ class JobRunner:
             log.info("job %s: running from input %d of %d", job.id, job.done, job.total)
             while job.done < job.total:
                 started = time.monotonic()
-                work = chunk_work(entry, self.settings, job, plan, x, labels, job.done)
+                known = self.certifier.known(entry) if self.certifier is not None else []
+                work = chunk_work(entry, self.settings, job, plan, x, labels, job.done, known)
                 rows = (await self.worker.submit_background(work, self.settings.deadline_s)).value
                 summary = add_to_summary(job.summary, names, rows)
                 args = (

@@ -25,6 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from logpx.certificate import Certificate
 from logpx.plan import Plan
 
 __all__ = ["ACTIVE", "TERMINAL", "DatasetRow", "JobRow", "JobStore", "open_store"]
@@ -81,6 +82,16 @@ results = sa.Table(
     sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("idx", sa.Integer, primary_key=True),
     sa.Column("row", sa.Text, nullable=False),
+)
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("checkpoint", sa.String(64), nullable=False),
+    sa.Column("setting", sa.String(128), nullable=False),
+    sa.Column("certificate", sa.Text, nullable=False),  # Certificate.to_json()
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Index("certificates_checkpoint", "checkpoint"),
 )
 
 
@@ -492,6 +503,27 @@ class JobStore:
                 .limit(limit)
             )
             return [r.row for r in c.execute(q)]
+
+    def add_certificate(self, cert: Certificate) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                certificates.insert().values(
+                    checkpoint=cert.checkpoint,
+                    setting=str(cert.setting),
+                    certificate=json.dumps(cert.to_json()),
+                    created=cert.created,
+                )
+            )
+
+    def certificates(self, checkpoint: str) -> list[Certificate]:
+        """Every certificate measured on the checkpoint with this sha256, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(certificates.c.certificate)
+                .where(certificates.c.checkpoint == checkpoint)
+                .order_by(certificates.c.id)
+            ).all()
+        return [Certificate.from_json(json.loads(r.certificate)) for r in rows]
 
 
 def open_store(url: str, wait_s: float) -> JobStore:

@@ -30,7 +30,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..inputs import inputs_from_json, plan_binarization
-from ..limits import check_plan
+from ..limits import check_plan, require_fixed
 from ..plans import estimator_in, plan_in, require_distinct, sampler_in, sampler_out
 from ..registry import ModelEntry, ModelRegistry
 from ..schemas import CompareEstimatorIn, SamplerIn
@@ -283,6 +283,7 @@ def _store_jobs(store: JobStore, settings: Settings, who: str, sub: Submission, 
     models all binarise as its first does: the same binary inputs for every model (per input, never per model)."""
     model = latent_model(sub.entry)
     dataset = sub.dataset
+    require_fixed(sub.plan, [f"{f}.sampler" for f in sub.fields])
     chunk = min(chunk_size(settings, sub.plan), dataset.x.shape[0])
     check_plan(settings, sub.plan, chunk, sub.fields)  # every chunk within the limits, checked once
     binarization = plan_binarization(

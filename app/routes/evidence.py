@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from logpx.estimators import DEFAULT_SPEC
 from logpx.plan import AIS, EstimatorSpec, Plan
 
-from ..deps import MetricsDep, ReadyModelDep, SettingsDep, WorkerDep, record_request, require_json
+from ..deps import CertifierDep, MetricsDep, ReadyModelDep, SettingsDep, WorkerDep, record_request, require_json
 from ..errors import InvalidInput
 from ..inputs import decode_inputs, parse_estimator, parse_sampler, read_uploads
 from ..json_route import JSONRoute
@@ -43,13 +43,22 @@ async def evidence(
     worker: WorkerDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    certifier: CertifierDep,
 ) -> EvidenceResponse:
     """Estimate log p(x) for a JSON batch of inputs, with standard errors and diagnostics."""
-    plan = plan_in([("estimator", body.estimator, body.sampler)])
+    plan = certifier.plan(entry, plan_in([("estimator", body.estimator, body.sampler)]), ["sampler"])
     check_plan(settings, plan, len(body.inputs), ["estimator"], sampler_fields=["sampler"])
     x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     out = await evidence_case.evidence(
-        entry, worker, settings, x, plan.entries[0], body.seed, body.binarize, body.diagnostics
+        entry,
+        worker,
+        settings,
+        x,
+        plan.entries[0],
+        body.seed,
+        body.binarize,
+        body.diagnostics,
+        certifier.known(entry),
     )
     record_request(request, metrics, entry.name, x.shape[0], plan, out.timing)
     return out
@@ -62,6 +71,7 @@ async def evidence_images(
     worker: WorkerDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    certifier: CertifierDep,
     files: Annotated[list[UploadFile], File(description="PNG or JPEG, greyscale, of the model's input_shape")],
     estimator: Annotated[str, Form(pattern="^(elbo|iwae|jvi)$")] = DEFAULT_SPEC.name,
     k: Annotated[int, Form(ge=2)] = DEFAULT_SPEC.k,
@@ -70,16 +80,22 @@ async def evidence_images(
     binarize: Annotated[Binarize | None, Form()] = None,
     diagnostics: Annotated[bool, Form()] = True,
     sampler: Annotated[str, Form(description="importance, or ais: k annealed chains")] = "importance",
-    steps: Annotated[int | None, Form(ge=1, description="AIS temperatures (default 1000)")] = None,
+    steps: Annotated[
+        str | None,
+        Form(pattern="^([0-9]{1,12}|auto)$", description="AIS temperatures (default 1000), or auto (certified)"),
+    ] = None,
     leapfrog: Annotated[int | None, Form(ge=1, le=100, description="AIS leapfrog steps (default 10)")] = None,
 ) -> EvidenceResponse:
     """The same as ``evidence``, with image files as a multipart upload (field ``files``, repeated)."""
     spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "")
-    sampler_in = parse_sampler({"name": sampler, "steps": steps, "leapfrog": leapfrog}, "")
-    plan = Plan((entry_in(spec, sampler_in, "", sampler_field=""),))
+    steps_in = int(steps) if steps is not None and steps.isdigit() else steps  # the form's text: a number or auto
+    sampler_in = parse_sampler({"name": sampler, "steps": steps_in, "leapfrog": leapfrog}, "")
+    plan = certifier.plan(entry, Plan((entry_in(spec, sampler_in, "", sampler_field=""),)), ["sampler"])
     check_plan(settings, plan, len(files), [""], inputs_field="files")
     x = await read_uploads(files, entry.model.input_shape)
-    out = await evidence_case.evidence(entry, worker, settings, x, plan.entries[0], seed, binarize, diagnostics)
+    out = await evidence_case.evidence(
+        entry, worker, settings, x, plan.entries[0], seed, binarize, diagnostics, certifier.known(entry)
+    )
     record_request(request, metrics, entry.name, x.shape[0], plan, out.timing)
     return out
 
@@ -92,6 +108,7 @@ async def compare(
     worker: WorkerDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    certifier: CertifierDep,
 ) -> CompareResponse:
     """Several estimators on the same draws (common random numbers), over replicates, against a reference."""
     if body.replicates > settings.max_replicates:
@@ -102,11 +119,20 @@ async def compare(
         )
     items = [(f"estimators[{i}]", e, e.sampler) for i, e in enumerate(body.estimators)]
     items += [("reference", body.reference, body.reference.sampler)] if body.reference else []
-    plan = plan_in(items)
+    plan = certifier.plan(entry, plan_in(items), [f"{f}.sampler" for f, _, _ in items])
     check_plan(settings, plan, len(body.inputs), [f for f, _, _ in items], replicates=body.replicates)
     x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     out = await evidence_case.compare(
-        entry, worker, settings, x, plan, body.replicates, body.seed, body.binarize, body.reference is not None
+        entry,
+        worker,
+        settings,
+        x,
+        plan,
+        body.replicates,
+        body.seed,
+        body.binarize,
+        body.reference is not None,
+        certifier.known(entry),
     )
     record_request(request, metrics, entry.name, x.shape[0], plan, out.timing, body.replicates)
     return out

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..deps import RegistryDep, SettingsDep
+from ..deps import CertifierDep, RegistryDep, SettingsDep
 from ..errors import JobActive, JobNotFound, ServerSaturated, StoreUnavailable
 from ..jobs.present import status
 from ..jobs.runner import JobRunner
@@ -59,6 +59,7 @@ async def submit(
     settings: SettingsDep,
     store: StoreDep,
     runner: RunnerDep,
+    certifier: CertifierDep,
 ) -> JobStatus:
     """Run estimators over a whole data set in the background. JSON (``model``, ``inputs``, ``labels``,
     ``estimators``, ``seed``, ``binarize``) or multipart/form-data (``model``, file ``data``: IDX, gzipped
@@ -67,6 +68,8 @@ async def submit(
     with the job and its ``Location``."""
     submission = await read_submission(request, registry, settings)
     request.state.log.update(model=submission.entry.name)
+    # steps auto runs at the setting certified when the job is accepted: every chunk, and a resumed job, the same.
+    submission.plan = certifier.plan(submission.entry, submission.plan, [f"{f}.sampler" for f in submission.fields])
     job = await asyncio.to_thread(store_job, store, settings, owner(settings), submission)
     runner.wake()
     response.headers["Location"] = f"/v1/jobs/{job.id}"

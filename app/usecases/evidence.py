@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from logpx.certificate import Certificate
 from logpx.estimators import Estimate, summarize_replicates
 from logpx.plan import Entry, Importance, Plan
 from logpx.samplers import Outcome, estimate_entry, run_plan
@@ -41,6 +42,7 @@ async def evidence(
     seed: int,
     binarize_method: str | None,
     with_diagnostics: bool,
+    certificates: Sequence[Certificate] = (),
 ) -> EvidenceResponse:
     """One estimator on ``x``. Importance sampling goes through the worker's dynamic batcher (requests
     with the same entry share one forward pass, each with its own draws); other samplers run the plan."""
@@ -53,7 +55,9 @@ async def evidence(
 
     def finish(est: Estimate, columns: slice, outcome: Outcome | None = None) -> _Evidence:
         return _Evidence(
-            presenter.estimator_out(plan_entry, est.num_subsets),
+            presenter.estimator_out(
+                plan_entry, est.num_subsets, outcome.stats.certificate if outcome and outcome.stats else None
+            ),
             presenter.input_estimates(outcome or (plan_entry, est), advice, with_diagnostics, columns, units_of(entry)),
             presenter.rerun_costs(est.verdicts[columns], advice),
         )
@@ -85,7 +89,13 @@ async def evidence(
         def run(ctx: TaskContext) -> _Evidence:
             xd = apply_binarization(x, binarization, generator).to(device)
             (outcome,) = run_plan(
-                model, xd, Plan((plan_entry,)), generator, max_elements=settings.max_elements, check=ctx.check
+                model,
+                xd,
+                Plan((plan_entry,)),
+                generator,
+                max_elements=settings.max_elements,
+                check=ctx.check,
+                certificates=certificates,
             )
             return finish(outcome.estimate, slice(None), outcome)
 
@@ -113,6 +123,7 @@ async def compare(
     seed: int,
     binarize_method: str | None,
     has_reference: bool,
+    certificates: Sequence[Certificate] = (),
 ) -> CompareResponse:
     """Every entry of ``plan`` on the same draws per replicate (common random numbers); the last entry is
     the reference when ``has_reference``. The verdict per input is that of the entry's first replicate."""
@@ -121,27 +132,37 @@ async def compare(
     generator = request_generator(entry, seed)
     binarization = plan_binarization(x, model.likelihood, binarize_method, seed, entry.binarize, entry.binarize_seed)
 
-    def work(ctx: TaskContext) -> tuple[torch.Tensor, list[Estimate]]:
+    def work(ctx: TaskContext) -> tuple[torch.Tensor, list[Outcome]]:
         values = torch.empty(len(plan), replicates, x.shape[0], dtype=torch.float64)
-        first: list[Estimate] = []
+        first: list[Outcome] = []
         xd = apply_binarization(x, binarization, generator).to(entry.device)
         for r in range(replicates):
-            outcomes = run_plan(model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check)
+            outcomes = run_plan(
+                model,
+                xd,
+                plan,
+                generator,
+                max_elements=settings.max_elements,
+                check=ctx.check,
+                certificates=certificates,
+            )
             for s, outcome in enumerate(outcomes):
                 values[s, r] = outcome.estimate.log_px.cpu()
             if r == 0:
-                first = [o.estimate for o in outcomes]
+                first = outcomes
         return values, first
 
     result = await submit(worker, work, settings, entry, plan, x.shape[0], replicates)
     values, first = result.value
     reference = values[-1] if has_reference else None
     summaries = []
-    for plan_entry, v, est in zip(plan.entries, values, first, strict=True):
-        s = summarize_replicates(v, reference)
+    for plan_entry, v, outcome in zip(plan.entries, values, first, strict=True):
+        s, est = summarize_replicates(v, reference), outcome.estimate
         summaries.append(
             EstimatorSummary(
-                estimator=presenter.estimator_out(plan_entry, est.num_subsets),
+                estimator=presenter.estimator_out(
+                    plan_entry, est.num_subsets, outcome.stats.certificate if outcome.stats else None
+                ),
                 mean=presenter.floats(s.mean),
                 sd=presenter.floats(s.sd),
                 diff_to_reference=presenter.floats(s.diff_to_reference) if s.diff_to_reference is not None else None,
@@ -158,6 +179,8 @@ async def compare(
         binarization=binarization,
         reference=summaries[-1] if has_reference else None,
         estimators=summaries[: len(summaries) - has_reference],
-        reruns=presenter.rerun_costs([v for est in first for v in est.verdicts], advising(entry, settings, x.shape[0])),
+        reruns=presenter.rerun_costs(
+            [v for o in first for v in o.estimate.verdicts], advising(entry, settings, x.shape[0])
+        ),
         timing=timing(result, started),
     )

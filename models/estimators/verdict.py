@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..certificate import Certificate
 from ..plan import AIS, IMPORTANCE, Entry, EstimatorSpec, External, Plan, Sampler, WeightDraws
 from .diagnostics import Diagnostics
 from .psis import khat_threshold
@@ -20,6 +21,7 @@ __all__ = [
     "ACCEPTANCE_RANGE",
     "AIS_ADVICE",
     "AIS_RERUN",
+    "CERTIFIED_GAP",
     "EXTERNAL_ADVICE",
     "KHAT_GOOD",
     "MIN_AIS_CHAINS",
@@ -66,6 +68,10 @@ MIN_ESS = 10.0
 # dynamics", section 4.4; Beskos et al. 2013): below, the chains barely move between temperatures; at
 # the very top, the step is so small that they hardly explore.
 ACCEPTANCE_RANGE = (0.4, 0.95)
+# A certificate (logpx.certificate) lets fewer than MIN_AIS_CHAINS chains be reliable when its BDMC gap's
+# upper bound is within this many nats: the gap bounds the mean bias of the certified chain count on data
+# simulated from the model, and more chains only shrink it (docs/estimators.md, "Certified AIS").
+CERTIFIED_GAP = 0.1
 # A longer schedule is the remedy for AIS weights whose tail is too heavy: the variance of log w falls
 # roughly as 1/T (Neal 2001, section 4), so 4x the temperatures halves its spread.
 AIS_LONGER = 4
@@ -92,10 +98,12 @@ EXTERNAL_ADVICE = (
 
 
 class SamplerStats(NamedTuple):
-    """What the sampler reports per input (``[B]`` each), for the verdict; AIS only."""
+    """What the sampler reports per input (``[B]`` each), for the verdict; AIS only. ``certificate``: the
+    model's certificate of the setting that ran, if one covers it."""
 
     acceptance: torch.Tensor
     step_size: torch.Tensor
+    certificate: Certificate | None = None
 
 
 class Verdict(NamedTuple):
@@ -130,15 +138,18 @@ def judge(
     k = spec.k
     annealed = isinstance(sampler, AIS)
     limit = khat_threshold(k)
+    certificate = stats.certificate if stats is not None else None
+    certified = certificate is not None and certificate.covers(sampler, k) and certificate.gap_bound <= CERTIFIED_GAP
     columns = {
         "log_px": log_px.tolist(),
         "std_err": std_err.tolist(),
         "khat": diagnostics.khat.tolist(),
         "ess": diagnostics.ess.tolist(),
         "acceptance": stats.acceptance.tolist() if stats is not None else [None] * log_px.shape[0],
+        "log_w_var": diagnostics.log_weight_var.tolist(),
     }
     out = []
-    for value, se, khat, ess, acceptance in zip(*columns.values(), strict=True):
+    for value, se, khat, ess, acceptance, log_w_var in zip(*columns.values(), strict=True):
         found: list[tuple[Level, str]] = []
         if not math.isfinite(value) or not math.isfinite(se):
             found.append(
@@ -152,11 +163,24 @@ def judge(
             found.append(
                 (Level.CAUTION, "the ELBO is a lower bound whose gap (the KL to the posterior) does not shrink with k")
             )
-        if annealed and k < MIN_AIS_CHAINS:
+        if annealed and k < MIN_AIS_CHAINS and certified:
+            assert certificate is not None
+            # The certified gap bounds the bias on inputs like the simulated ones; an input whose log-weights
+            # vary more than theirs did on average is not covered (docs/estimators.md, "Certified AIS").
+            if not log_w_var <= certificate.log_w_var:
+                found.append(
+                    (
+                        Level.CAUTION,
+                        f"its AIS log-weights vary more (variance {log_w_var:.3g}) than on the simulated inputs of "
+                        f"the setting's certificate ({certificate.log_w_var:.3g}): the certified gap may not hold here",
+                    )
+                )
+        elif annealed and k < MIN_AIS_CHAINS:
             found.append(
                 (
                     Level.CAUTION,
-                    f"{k} AIS chains are too few for k-hat to judge their weights (it needs {MIN_AIS_CHAINS})",
+                    f"{k} AIS chains are too few for k-hat to judge their weights (it needs {MIN_AIS_CHAINS}), and no "
+                    f"certificate of this setting with a gap under {CERTIFIED_GAP:g} nats covers {k} chains",
                 )
             )
         elif k < MIN_KHAT_DRAWS:
@@ -191,7 +215,7 @@ def _advice(level: Level, spec: EstimatorSpec, sampler: Sampler) -> tuple[str, P
                 EstimatorSpec("iwae", max(spec.k, MIN_AIS_CHAINS)),
                 sampler
                 if spec.k < MIN_AIS_CHAINS
-                else AIS(sampler.steps * AIS_LONGER, sampler.leapfrog, sampler.init, sampler.schedule),
+                else AIS(sampler.temperatures * AIS_LONGER, sampler.leapfrog, sampler.init, sampler.schedule),
             )
         )
         return (

@@ -74,7 +74,7 @@ def print_advice(
         estimators = " ".join(str(s) for s in args.estimators)
         print(
             f"    run: logpx evaluate {args.checkpoint} {data_args(args)} --split {args.split} --limit {images} "
-            f"--estimators {estimators} --ais {sampler.steps} --ais-chains {chains} "
+            f"--estimators {estimators} --ais {sampler.temperatures} --ais-chains {chains} "
             f"--ais-leapfrog {sampler.leapfrog} --ais-limit {args.ais_limit} --bdmc {BDMC_INPUTS}"
         )
         if speed is not None:
@@ -445,7 +445,7 @@ def evaluate_ais(
     parts, errs, accept = [], [], []
     verdicts = Verdicts()
     # Per batch: the tuning pass and the estimating pass, each over every temperature.
-    with torch.no_grad(), tqdm(total=2 * config.steps * len(batches), desc="ais", unit="temperature") as bar:
+    with torch.no_grad(), tqdm(total=2 * config.temperatures * len(batches), desc="ais", unit="temperature") as bar:
         for xb in batches:
             ((_, est, stats),) = run_plan(model, xb, plan, generator, check=lambda: bar.update(1))
             assert stats is not None
@@ -456,7 +456,7 @@ def evaluate_ais(
     values = torch.cat(parts).double()
     n = values.shape[0]
     ais_out: dict[str, object] = {
-        "steps": config.steps,
+        "steps": config.temperatures,
         "leapfrog": config.leapfrog,
         "chains": args.ais_chains,
         "init": config.init,
@@ -470,7 +470,7 @@ def evaluate_ais(
     }
     out: dict[str, object] = {"ais": ais_out}
     print(
-        f"  {'ais-' + str(config.steps):>14}: mean log p(x) = {float(values.mean()):.3f} over the first {n} images "
+        f"  {'ais-' + str(config.temperatures):>14}: mean log p(x) = {float(values.mean()):.3f} over the first {n} images "
         f"({args.ais_chains} chains, leapfrog {config.leapfrog}); verdicts: {verdicts.text()}"
     )
     ais_out["advice"] = print_advice(args, verdicts.advice, speed, n)
@@ -486,7 +486,7 @@ def evaluate_ais(
         seconds = speed.seconds(Cost(evaluations=evals, gradient_evals=evals, samples=0, jackknife=0))
         print(f"BDMC on {args.bdmc} simulated inputs: expected {duration(seconds)}; {thread_text()}")
         # The tuning pass, then forward and reverse AIS, each over every temperature.
-        with torch.no_grad(), tqdm(total=3 * config.steps, desc="bdmc", unit="temperature") as bar:
+        with torch.no_grad(), tqdm(total=3 * config.temperatures, desc="bdmc", unit="temperature") as bar:
             bounds = bdmc(model, args.bdmc, args.ais_chains, config, generator, check_fn=lambda: bar.update(1))
         gaps = (bounds.upper - bounds.lower).double()
         out["bdmc"] = {

@@ -8,14 +8,18 @@ Either way the estimators and diagnostics of ``logpx.estimators`` apply to the r
 from .ais import AISResult, HMCInfo, HMCState, ais, reverse_ais, schedule, tune
 from .bdmc import BDMCResult, BDMCSummary, bdmc, simulate
 from .bdmc import summarize as summarize_bdmc
+from .certify import CERTIFY_CHAINS, CERTIFY_INPUTS, Certification, certify, certify_evaluations
 from .draw import Draw, draw
 from .run import Outcome, estimate_entry, run_plan
 from .speed import Speed, duration, fit_within, measure
 
 __all__ = [
+    "CERTIFY_CHAINS",
+    "CERTIFY_INPUTS",
     "AISResult",
     "BDMCResult",
     "BDMCSummary",
+    "Certification",
     "Draw",
     "HMCInfo",
     "HMCState",
@@ -23,6 +27,8 @@ __all__ = [
     "Speed",
     "ais",
     "bdmc",
+    "certify",
+    "certify_evaluations",
     "draw",
     "duration",
     "estimate_entry",

@@ -202,7 +202,7 @@ def tune(
     their own, adapted towards ``TARGET_ACCEPTANCE``; ``ais`` and ``reverse_ais`` then hold them fixed."""
     target = _Target(model, x, config.init)
     z0 = _start(model, x, chains, config.init, generator)
-    betas = schedule(config.steps, config.schedule)
+    betas = schedule(config.temperatures, config.schedule)
     return _anneal(target, z0, betas, None, config.leapfrog, generator, check_fn)[2]
 
 
@@ -234,7 +234,7 @@ def ais(
     temperature (deadlines, cancellation)."""
     steps = tune(model, x, config, generator, check_fn) if step_sizes is None else step_sizes
     target = _Target(model, x, config.init)
-    betas = schedule(config.steps, config.schedule)
+    betas = schedule(config.temperatures, config.schedule)
 
     def run(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         z0 = _start(model, x, rows, config.init, generator)
@@ -280,7 +280,7 @@ def reverse_ais(
     # Tuned forwards (or given: ``tune``'s result), used backwards.
     steps = tune(model, x, config, generator, check_fn) if step_sizes is None else step_sizes
     target = _Target(model, x, config.init)
-    betas = schedule(config.steps, config.schedule).flip(0)
+    betas = schedule(config.temperatures, config.schedule).flip(0)
     # Reverse transition t uses the step size tuned for the same temperature going forwards.
     reverse_steps = torch.cat([steps[:-1].flip(0), steps[-1:]])
 

@@ -9,10 +9,12 @@ verdict, and the rest of the batch is unaffected.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
+from ..certificate import Certificate, certificate_for
 from ..estimators import Estimate, SamplerStats, estimate
 from ..families import LatentVariableModel
 from ..plan import Entry, Plan
@@ -55,15 +57,20 @@ def run_plan(
     *,
     max_elements: int | None = None,
     check: CheckFn | None = None,
+    certificates: Sequence[Certificate] = (),
 ) -> list[Outcome]:
     """Every entry of ``plan`` on ``x`` ``[B, input_dim]`` (on the model's device), in the plan's order.
     Samplers draw in the order they first appear, from ``generator``: the same generator state gives the
-    same outcomes. Runs without autograd (AIS enables it inside, for its gradients only)."""
+    same outcomes. Runs without autograd (AIS enables it inside, for its gradients only). ``certificates``:
+    the model's (``logpx.samplers.certify``); the one that covers an AIS entry goes to its verdict."""
     draws: dict[object, Draw] = {}
     with torch.no_grad():  # estimates are numbers, not graphs; AIS turns gradients on where it needs them
         for sampler, k in plan.draws().items():
             draws[sampler] = draw(sampler, model, x, k, generator, max_elements=max_elements, check_fn=check)
-    return [
-        estimate_entry(e, draws[e.sampler].log_w, discrete=model.discrete, stats=draws[e.sampler].stats, check_fn=check)
-        for e in plan.entries
-    ]
+    outcomes = []
+    for e in plan.entries:
+        stats = draws[e.sampler].stats
+        if stats is not None:
+            stats = stats._replace(certificate=certificate_for(e.sampler, e.spec.k, certificates))
+        outcomes.append(estimate_entry(e, draws[e.sampler].log_w, discrete=model.discrete, stats=stats, check_fn=check))
+    return outcomes

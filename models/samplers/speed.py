@@ -114,8 +114,8 @@ def _halved(plan: Plan) -> Plan | None:
     changed = False
     for e in plan.entries:
         sampler, spec = e.sampler, e.spec
-        if isinstance(sampler, AIS) and sampler.steps > 1:
-            sampler = dataclasses.replace(sampler, steps=sampler.steps // 2)
+        if isinstance(sampler, AIS) and sampler.temperatures > 1:
+            sampler = dataclasses.replace(sampler, steps=sampler.temperatures // 2)
         elif spec.k // 2 >= max(MIN_K, spec.order + 1):
             spec = dataclasses.replace(spec, k=spec.k // 2)
         else:

@@ -1,0 +1,207 @@
+"""The service's AIS certificates: which are known for each checkpoint (the job store keeps them; without a
+store, this process remembers them), certifications running on the device worker below interactive
+requests, and ``plan``: a request's ``steps: auto`` resolved at its door to the certified setting, or a 409
+that starts the certification and says when to come back.
+
+A certification in progress is this process's: one stopped with the server is not resumed (POST it again;
+the trials it finished are stored and a new search reuses none of their time, but finds the same setting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from logpx.certificate import Certificate, Uncertified, resolve
+from logpx.plan import AIS, Plan
+from logpx.samplers import certify, certify_evaluations, duration
+
+from . import presenter
+from .config import Settings
+from .errors import CertificatePending
+from .jobs.store import JobStore
+from .registry import ModelEntry
+from .schemas import CertifyRequest, CertifyResponse
+from .usecases import latent_model, request_generator
+from .worker import DeviceWorker, TaskContext
+
+__all__ = ["Certifier"]
+
+log = logging.getLogger("logpx")
+TYPICAL_STEPS = (50, 100, 200, 400, 800)  # the trials whose time a 202 states (more if the gap needs more)
+
+
+@dataclass
+class _Run:
+    model: str
+    checkpoint: str
+    request: CertifyRequest
+    status: str = "running"
+    trials: list[Certificate] = field(default_factory=list)
+    chosen: Certificate | None = None
+    error: str | None = None
+    expected_s: float | None = None
+
+
+class Certifier:
+    def __init__(self, worker: DeviceWorker, settings: Settings) -> None:
+        self.worker, self.settings = worker, settings
+        self.store: JobStore | None = None  # set once the job store opens
+        self._known: dict[str, list[Certificate]] = {}
+        self._runs: list[_Run] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()
+
+    def known(self, entry: ModelEntry) -> list[Certificate]:
+        """Every certificate of the entry's checkpoint file (by its sha256), oldest first."""
+        assert entry.checkpoint is not None
+        sha = entry.checkpoint.sha256
+        with self._lock:
+            cached = self._known.get(sha)
+        if cached is None and self.store is not None:
+            cached = self.store.certificates(sha)
+            with self._lock:
+                self._known[sha] = cached
+        return list(cached or [])
+
+    def _add(self, cert: Certificate) -> None:
+        if self.store is not None:
+            self.store.add_certificate(cert)
+        with self._lock:
+            self._known.setdefault(cert.checkpoint, []).append(cert)
+
+    def best(self, entry: ModelEntry, request: CertifyRequest) -> Certificate | None:
+        """The stored certificate ``request`` would choose, if one meets its tolerance already."""
+        try:
+            plan = resolve(Plan.of(f"iwae:{request.chains}@{_auto(request)}"), self.known(entry))
+        except Uncertified:
+            return None
+        setting = plan.entries[0].sampler
+        return next(c for c in reversed(self.known(entry)) if c.setting == setting and c.meets(request.tolerance))
+
+    def finished(self, entry: ModelEntry, request: CertifyRequest, cert: Certificate) -> CertifyResponse:
+        """The answer for a certificate already known: nothing runs."""
+        return self.response(_Run(entry.name, cert.checkpoint, request, "certified", [], cert))
+
+    def response(self, run: _Run) -> CertifyResponse:
+        request = run.request
+        if run.status == "running":
+            note = f"certifying: {len(run.trials)} trial(s) done; poll GET /v1/models/{run.model}/certificates" + (
+                f"; trials up to 800 steps take about {duration(run.expected_s)} here" if run.expected_s else ""
+            )
+        elif run.status == "certified":
+            assert run.chosen is not None
+            note = (
+                f"{run.chosen.setting} keeps the BDMC gap under {request.tolerance:g} nats (95% bound "
+                f"{run.chosen.gap_bound:.3f}); requests with steps auto now run it"
+            )
+        elif run.status == "uncertified":
+            note = (
+                f"no schedule up to {max(t.setting.temperatures for t in run.trials)} steps kept the gap under "
+                f"{request.tolerance:g} nats: raise the tolerance or the leapfrog steps"
+            )
+        else:
+            note = f"the certification failed: {run.error}"
+        return CertifyResponse(
+            model=run.model,
+            status=run.status,
+            tolerance=request.tolerance,
+            request=request,
+            certificate=presenter.certificate_out(run.chosen) if run.chosen is not None else None,
+            trials=[presenter.certificate_out(t) for t in run.trials],
+            expected_s=run.expected_s if run.status == "running" else None,
+            error=run.error,
+            note=note,
+        )
+
+    def runs(self, entry: ModelEntry) -> list[_Run]:
+        assert entry.checkpoint is not None
+        return [r for r in self._runs if r.model == entry.name and r.checkpoint == entry.checkpoint.sha256]
+
+    def start(self, entry: ModelEntry, request: CertifyRequest) -> _Run:
+        """The running certification of ``request`` on the entry, started now unless one runs already."""
+        assert entry.checkpoint is not None
+        for run in self.runs(entry):
+            if run.status == "running" and run.request == request:
+                return run
+        expected = None
+        if entry.speed is not None:
+            evals = sum(
+                certify_evaluations(
+                    AIS(steps=s, leapfrog=request.leapfrog, init=request.init, schedule=request.schedule),
+                    request.inputs,
+                    request.chains,
+                )
+                for s in TYPICAL_STEPS
+            )
+            expected = evals / entry.speed.gradient_per_s
+        run = _Run(entry.name, entry.checkpoint.sha256, request, expected_s=expected)
+        self._runs.append(run)
+        task = asyncio.create_task(self._certify(entry, run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run
+
+    async def _certify(self, entry: ModelEntry, run: _Run) -> None:
+        request, model = run.request, latent_model(entry)
+        generator = request_generator(entry, request.seed)
+
+        def trial_done(cert: Certificate) -> None:
+            self._add(cert)
+            run.trials.append(cert)
+
+        def work(ctx: TaskContext) -> Certificate | None:
+            return certify(
+                model,
+                request.tolerance,
+                generator,
+                leapfrog=request.leapfrog,
+                init=request.init,
+                schedule=request.schedule,
+                inputs=request.inputs,
+                chains=request.chains,
+                checkpoint=run.checkpoint,
+                seed=request.seed,
+                max_elements=self.settings.max_elements,
+                check_fn=ctx.check,
+                on_trial=trial_done,
+            ).chosen
+
+        try:
+            result = await self.worker.submit_background(work, self.settings.certify_deadline_s)
+            run.chosen = result.value
+            run.status = "certified" if result.value is not None else "uncertified"
+        except Exception as exc:  # one failed certification never takes the service down: it says why
+            log.exception("certification of %s failed", entry.name)
+            run.status, run.error = "failed", getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+
+    def plan(self, entry: ModelEntry, plan: Plan, sampler_fields: Sequence[str]) -> Plan:
+        """``plan`` with ``steps: auto`` resolved by the entry's certificates. Without one, its certification
+        starts (or is found running) and the request is a 409 naming the field, the certification and its time."""
+        if not any(isinstance(e.sampler, AIS) and e.sampler.auto for e in plan.entries):
+            return plan
+        try:
+            return resolve(plan, self.known(entry))
+        except Uncertified as exc:
+            s = exc.sampler
+            request = CertifyRequest(tolerance=s.tolerance, leapfrog=s.leapfrog, init=s.init, schedule=s.schedule)
+            run = self.start(entry, request)
+            field_name = sampler_fields[exc.entry]
+            expected = f" (trials up to 800 steps take about {duration(run.expected_s)} here)" if run.expected_s else ""
+            raise CertificatePending(
+                f"{field_name}: {exc}; its certification is running{expected}: retry when GET "
+                f"/v1/models/{entry.name}/certificates shows it certified, or name the steps yourself",
+                field=f"{field_name}.steps",
+                limit={"tolerance": s.tolerance, "expected_s": round(run.expected_s, 1) if run.expected_s else None},
+            ) from None
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _auto(request: CertifyRequest) -> str:
+    return f"ais:auto:{request.leapfrog}:{request.init}:{request.schedule}:{request.tolerance}"

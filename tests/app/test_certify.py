@@ -1,0 +1,116 @@
+"""``steps: auto`` over HTTP: the first request starts the model's certification and is told to come back
+(409), the certified setting then runs with its certificate cited, the certificate is reused (also by a job
+and after a restart, from the store) and is gone once the checkpoint file changes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from logpx.io.checkpoint import save_checkpoint
+from logpx.samplers import simulate
+
+from ..helpers import DATASET, TRAINING, assert_problem, make_client, poor_encoder_model, wait_ready
+
+pytestmark = pytest.mark.slow
+TOLERANCE = 0.1
+AUTO = {"name": "ais", "steps": "auto", "leapfrog": 5, "tolerance": TOLERANCE}
+
+
+def _save(path: Path, seed: int) -> None:
+    # 60 dimensions, 3 latents, a poor encoder: the search needs a few doublings at these settings.
+    save_checkpoint(path, poor_encoder_model(seed=seed), training=TRAINING, dataset=DATASET, extra={"domain": "real"})
+
+
+def _wait_certified(client, name: str, timeout: float = 180.0) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/v1/models/{name}/certificates").json()
+        runs = body["certifications"]
+        if runs and runs[-1]["status"] != "running":
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.5)
+
+
+def test_auto_steps_certify_once_run_certified_and_expire_with_the_checkpoint(tmp_path: Path) -> None:
+    models, data = tmp_path / "models", tmp_path / "data"
+    models.mkdir()
+    _save(models / "lg.safetensors", seed=0)
+    _save(models / "lg2.safetensors", seed=2)
+    model = poor_encoder_model()
+    with torch.no_grad():
+        x, _ = simulate(model, 4, torch.Generator().manual_seed(4))
+        exact = model.exact_log_px(x)
+    x = x.float().numpy()
+    body = {"inputs": x.tolist(), "scale": "real", "estimator": {"name": "iwae", "k": 16}, "sampler": AUTO, "seed": 2}
+    with make_client(models, data_dir=data) as client:
+        wait_ready(client)
+        pending = client.post("/v1/models/lg/evidence", json=body)
+        assert_problem(pending, 409, "sampler.steps")
+        assert "certification is running" in pending.json()["detail"]
+        known = _wait_certified(client, "lg")
+        run = known["certifications"][-1]
+        assert run["status"] == "certified", run
+        cert = run["certificate"]
+        assert cert["gap_bound"] <= TOLERANCE and cert["chains"] == 16 and cert["inputs"] == 16
+        # Every trial with fewer steps failed the bound; every trial is stored.
+        fewer = [t for t in run["trials"] if t["setting"]["steps"] < cert["setting"]["steps"]]
+        assert fewer and all(t["gap_bound"] > TOLERANCE for t in fewer), run["trials"]
+        assert len(known["certificates"]) == len(run["trials"])
+
+        out = client.post("/v1/models/lg/evidence", json=body)
+        assert out.status_code == 200, out.text
+        out = out.json()
+        assert out["estimator"]["sampler"]["steps"] == cert["setting"]["steps"]
+        assert out["estimator"]["certificate"]["plan"] == cert["plan"]
+        for r, e in zip(out["results"], exact.tolist(), strict=True):
+            assert abs(r["log_px"] - e) <= TOLERANCE + 3 * r["std_err"], (r["log_px"], e)
+        # 16 chains on a setting certified with 16: no "too few chains for k-hat" caution.
+        assert not any("too few" in reason for r in out["results"] for reason in r["verdict"]["reasons"])
+
+        started = time.monotonic()
+        again = client.post("/v1/models/lg/certify", json={"tolerance": TOLERANCE, "leapfrog": 5})
+        assert again.status_code == 200 and again.json()["status"] == "certified"
+        assert again.json()["certificate"] == cert and time.monotonic() - started < 1.0
+
+        job = client.post(
+            "/v1/jobs",
+            json={
+                "model": "lg",
+                "inputs": x.tolist(),
+                "scale": "real",
+                "seed": 1,
+                "estimators": [{"name": "iwae", "k": 16, "sampler": AUTO}],
+            },
+        )
+        assert job.status_code == 202, job.text
+        assert job.json()["summary"][0]["estimator"]["sampler"]["steps"] == cert["setting"]["steps"]
+        # A comparison of several models cannot resolve auto once for all: a 422 naming the field.
+        comparison = client.post(
+            "/v1/comparisons",
+            json={
+                "models": ["lg", "lg2"],
+                "inputs": x.tolist(),
+                "scale": "real",
+                "estimators": [{"name": "iwae", "k": 16, "sampler": AUTO}],
+            },
+        )
+        assert comparison.status_code == 422 and "steps" in comparison.json()["field"], comparison.text
+
+    with make_client(models, data_dir=data) as client:  # restarted: the store keeps the certificates
+        wait_ready(client)
+        assert (
+            client.get("/v1/models/lg/certificates").json()["certificates"][-1]["plan"]
+            == known["certificates"][-1]["plan"]
+        )
+        assert client.post("/v1/models/lg/evidence", json=body).status_code == 200
+
+    _save(models / "lg.safetensors", seed=1)  # the file changes: its certificates do not carry over
+    with make_client(models, data_dir=data) as client:
+        wait_ready(client)
+        assert client.get("/v1/models/lg/certificates").json()["certificates"] == []
+        assert_problem(client.post("/v1/models/lg/evidence", json=body), 409, "sampler.steps")
