@@ -62,6 +62,18 @@ class Settings(BaseSettings):
         description="Activation elements per chunk over k (unset: 2^23 on CPU, cache-sized; 2^28 on CUDA)",
     )
     deadline_s: float = Field(120.0, gt=0, description="Compute deadline per request (504 after it)")
+    ray_address: str | None = Field(
+        None,
+        description="Run jobs' chunks on Ray (pip install 'logpx[ray]'): auto, ray://HOST:10001, HOST:6379, or local "
+        "(a Ray instance of this machine, started with the server); unset: in the server process",
+    )
+    ray_actors: int = Field(
+        0, ge=0, description="Ray: actors per model (0: one per GPU of the cluster, else one per CPU)"
+    )
+    ray_actor_threads: int = Field(1, ge=1, description="Ray: torch threads of each CPU actor")
+    ray_actor_cpus: float = Field(
+        1.0, gt=0, description="Ray: CPUs each CPU actor reserves (below 1, a node that dies can be covered by others)"
+    )
     certify_deadline_s: float = Field(
         3600.0, gt=0, description="Compute deadline of one AIS certification (POST /v1/models/{name}/certify)"
     )

@@ -21,6 +21,7 @@ from . import __version__
 from .certifier import Certifier
 from .config import Settings, get_settings
 from .errors import register_error_handlers
+from .jobs.executors import make_executor
 from .jobs.runner import OPENING, JobRunner
 from .jobs.store import open_store
 from .metrics import Metrics
@@ -64,7 +65,18 @@ async def _run_jobs(
             logging.getLogger("logpx").error("jobs are off: %s", app.state.jobs_off)
             wait = 0.0
             await asyncio.sleep(STORE_RETRY_S)
-    runner = JobRunner(store, registry, worker, settings, metrics, app.state.certifier)
+    while True:  # jobs on Ray when LOGPX_RAY_ADDRESS names a cluster: off, saying why, until it answers
+        try:
+            executor = await asyncio.to_thread(make_executor, worker, settings)
+            break
+        except Exception as exc:  # a cluster away, ray not installed, a wrong address
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+            app.state.jobs_off = (
+                f"the Ray cluster could not be joined ({reason}); trying again every {STORE_RETRY_S:g} s"
+            )
+            logging.getLogger("logpx").error("jobs are off: %s", app.state.jobs_off)
+            await asyncio.sleep(STORE_RETRY_S)
+    runner = JobRunner(store, registry, worker, settings, metrics, app.state.certifier, executor)
     app.state.certifier.store = store
     app.state.jobs, app.state.runner, app.state.jobs_off = store, runner, None
     await runner.run_forever()
@@ -106,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await running
             if app.state.runner is not None:
                 await app.state.runner.stop()
+                app.state.runner.executor.close()
             await app.state.certifier.stop()
             await loading
             worker.stop()

@@ -27,6 +27,8 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from logpx.runtime import adopt_thread_budget
+
 from .errors import ClientDisconnected, DeadlineExceeded, ServerSaturated
 
 __all__ = ["BatchItem", "DeviceWorker", "TaskContext", "TaskResult", "finish_batch"]
@@ -261,6 +263,7 @@ class DeviceWorker:
         return group
 
     def _run(self) -> None:
+        adopt_thread_budget()  # this thread's BLAS obeys the budget too, not only torch's own kernels
         while True:
             task = self._next(background=True)
             if task is None:

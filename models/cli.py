@@ -317,6 +317,41 @@ def cmd_bdmc(args: argparse.Namespace) -> None:
     )
 
 
+def _certificate_row(c: dict[str, Any]) -> list[Any]:
+    return [c["plan"], c["mean_gap"], c["gap_std_err"], c["gap_bound"], c["chains"], c["inputs"], c["seconds"]]
+
+
+def cmd_certify(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .samplers import duration
+
+    settings = {"tolerance": args.tolerance, "leapfrog": args.leapfrog, "init": args.init, "schedule": args.schedule}
+    with _client(args) as client:
+        out = client.certify(args.model, **settings, inputs=args.inputs, chains=args.chains, seed=args.seed)
+        if out["status"] == "running":
+            expected = f", trials up to 800 steps about {duration(out['expected_s'])}" if out["expected_s"] else ""
+            print(f"model {args.model}: certifying for {args.tolerance:g} nats{expected}", file=sys.stderr)
+        with tqdm(desc="certify", unit="trial", disable=out["status"] != "running") as bar:
+            while out["status"] == "running":
+                time.sleep(1.0)
+                runs = [r for r in client.certificates(args.model)["certifications"] if r["request"] == out["request"]]
+                out = runs[-1] if runs else out
+                bar.update(len(out["trials"]) - bar.n)
+    if out["trials"]:
+        headers = ["setting", "mean gap", "std err", "95% bound", "chains", "inputs", "seconds"]
+        print(_table(headers, [_certificate_row(t) for t in out["trials"]]))
+    print(out["note"])
+    if out["status"] == "certified":
+        print(f"run it: logpx score IMAGES --model {args.model} --k {args.chains} --sampler {_auto_text(args)}")
+    else:
+        raise CommandError(out["note"])
+
+
+def _auto_text(args: argparse.Namespace) -> str:
+    return f"ais:auto:{args.leapfrog}:{args.init}:{args.schedule}:{args.tolerance:g}"
+
+
 def _job_summary(status: dict[str, Any]) -> None:
     """Each estimator's mean over the inputs done, with its verdict counts: no number without them."""
     print(f"job {status['id']}: {status['state']}, {status['progress']['done']}/{status['progress']['total']} inputs")
@@ -696,6 +731,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ais:STEPS[:LEAPFROG]",
         help="the AIS setting to certify (default ais:1000)",
     )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the chains (default 0)")
+    p = sub.add_parser(
+        "certify",
+        help="choose AIS steps for you: the fewest whose BDMC gap stays under a tolerance",
+        description="Find the fewest AIS temperatures whose BDMC gap on data simulated from the model stays under "
+        "TOLERANCE nats (95%% one-sided), and store it: requests with steps auto then run it (docs/estimators.md, "
+        "Certified AIS). Waits for the search with a progress bar.",
+    )
+    p.set_defaults(fn=cmd_certify)
+    _client_options(p)
+    p.add_argument("--model", required=True, help="the model's name, as `logpx models` lists it")
+    p.add_argument("--tolerance", type=float, default=0.1, help="nats of BDMC gap (default 0.1)")
+    p.add_argument("--leapfrog", type=int, default=10, help="leapfrog steps per HMC move (default 10)")
+    p.add_argument("--init", choices=["encoder", "prior"], default="encoder", help="chains start (default encoder)")
+    p.add_argument("--schedule", choices=["sigmoid", "linear", "geometric"], default="sigmoid", help="temperatures")
+    p.add_argument("--inputs", type=int, default=16, help="inputs simulated from the model (default 16)")
+    p.add_argument("--chains", type=int, default=16, help="chains each way; covers requests of at least as many")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the chains (default 0)")
     p = sub.add_parser(
         "compare-models",

@@ -229,6 +229,28 @@ class LogpxClient:
             body["sampler"] = _sampler(sampler)
         return self._json(self._http.post(f"/v1/models/{model}/bdmc", json=body))
 
+    def certify(
+        self,
+        model: str,
+        *,
+        tolerance: float = 0.1,
+        leapfrog: int = 10,
+        init: str = "encoder",
+        schedule: str = "sigmoid",
+        inputs: int = 16,
+        chains: int = 16,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Certify the fewest AIS steps whose BDMC gap stays under ``tolerance`` nats: ``status`` is
+        ``certified`` at once when a stored certificate meets it, else ``running`` (poll ``certificates``)."""
+        body = {"tolerance": tolerance, "leapfrog": leapfrog, "init": init, "schedule": schedule}
+        body |= {"inputs": inputs, "chains": chains, "seed": seed}
+        return self._json(self._http.post(f"/v1/models/{model}/certify", json=body))
+
+    def certificates(self, model: str) -> dict[str, Any]:
+        """The model's certificates and this server's certifications of it."""
+        return self._json(self._http.get(f"/v1/models/{model}/certificates"))
+
     def predict(
         self,
         model: str,

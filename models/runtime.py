@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "CheckFn",
+    "adopt_thread_budget",
     "cpu_limit",
     "keep_freed_memory",
     "resolve_device",
@@ -94,6 +95,14 @@ def set_thread_budget(threads: int) -> None:
     global _budget
     _budget = threads or cpu_limit()
     torch.set_num_threads(_budget)
+
+
+def adopt_thread_budget() -> None:
+    """Apply the budget in the calling thread. torch reports one count for the process, but MKL keeps its
+    thread count per thread: a thread started later (the service's device worker) ran its matrix products
+    on every core whatever the budget, and rounded them differently from a one-thread run of the same chunk
+    (found by comparing a job's rows on Ray actors with the in-process worker's)."""
+    torch.set_num_threads(thread_budget())
 
 
 def thread_budget() -> int:

@@ -100,6 +100,7 @@ def test_every_view_in_a_real_browser(browser: Any, checkpoints: Path, shots: Pa
         facts = page.text_content("#card-facts")
         assert "valid_k 50.00" not in facts and "epoch 25.00" not in facts and "(held out at k = 50" in facts
         assert "50000 training images, 10000 held out" in facts
+        assert "AIS certificates" in facts and "none yet: logpx certify --model" in facts  # none on a fresh store
         page.screenshot(path=str(shots / "models.png"), full_page=True)
         page.set_viewport_size({"width": 420, "height": 900})  # a phone: the table scrolls, the page does not
         assert page.evaluate("document.documentElement.scrollWidth") <= 420

@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 from logpx.estimators import KHAT_EDGES, DatasetSummary
 
 from ..presenter import estimator_out
-from .schemas import DatasetInfo, JobLinks, JobOptions, JobStatus, JobSummary, KhatHistogram, Progress
+from .schemas import (
+    ChunkProvenance,
+    DatasetInfo,
+    JobLinks,
+    JobOptions,
+    JobStatus,
+    JobSummary,
+    KhatHistogram,
+    Progress,
+    RunsOn,
+)
 from .store import JobRow
 
 __all__ = ["iso", "status"]
@@ -40,6 +50,14 @@ def status(job: JobRow) -> JobStatus:
                 rerun=worst.get("rerun") if worst else None,  # absent from summaries stored before it existed
             )
         )
+    provenance = [ChunkProvenance.model_validate(p) for p in job.summary.get("provenance", [])]
+    runs_on = None
+    if provenance:
+        runs_on = RunsOn(
+            executor="+".join(dict.fromkeys(p.executor for p in provenance)),
+            nodes=len({p.node or p.host for p in provenance}),
+            actors=len({(p.node or p.host, p.pid) for p in provenance}),
+        )
     base = f"/v1/jobs/{job.id}"
     return JobStatus(
         id=job.id,
@@ -64,4 +82,6 @@ def status(job: JobRow) -> JobStatus:
         started=iso(job.started),
         finished=iso(job.finished),
         links=JobLinks(self=base, events=f"{base}/events", results=f"{base}/results"),
+        runs_on=runs_on,
+        provenance=provenance,
     )

@@ -36,6 +36,7 @@ from ..schemas import Binarization
 from ..usecases import latent_model, request_generator, units_of
 from ..worker import DeviceWorker, TaskContext
 from .datasets import from_stored
+from .executors import ChunkResult, Executor, InProcess
 from .store import JobRow, JobStore
 
 __all__ = ["JobRunner", "chunk_seed"]
@@ -73,7 +74,9 @@ def chunk_work(
 
     def work(ctx: TaskContext) -> list[dict[str, Any]]:
         generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))
-        xd = apply_binarization(torch.from_numpy(x[start:stop]), binarization, generator).to(entry.device)
+        # A copy in torch's own (64-byte aligned) memory: the slice's alignment depends on where the data set was
+        # read into (the store, Ray's object store), and BLAS kernels round a row differently at another alignment.
+        xd = apply_binarization(torch.tensor(x[start:stop]), binarization, generator).to(entry.device)
         outcomes = run_plan(
             model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check, certificates=certificates
         )
@@ -144,9 +147,11 @@ class JobRunner:
         settings: Settings,
         metrics: Metrics | None = None,
         certifier: Certifier | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.store, self.registry, self.worker, self.settings, self.metrics = store, registry, worker, settings, metrics
         self.certifier = certifier
+        self.executor = executor or InProcess(worker, settings)
         self.replica = uuid.uuid4().hex  # this process, as lease holder
         self._wake = asyncio.Event()
         self._current: str | None = None
@@ -264,26 +269,35 @@ class JobRunner:
             plan = job.plan  # parsed once per run, not per chunk: it was checked when the job was accepted
             names = [str(e) for e in plan.entries]
             log.info("job %s: running from input %d of %d", job.id, job.done, job.total)
-            while job.done < job.total:
-                started = time.monotonic()
-                known = self.certifier.known(entry) if self.certifier is not None else []
-                work = chunk_work(entry, self.settings, job, plan, x, labels, job.done, known)
-                rows = (await self.worker.submit_background(work, self.settings.deadline_s)).value
-                summary = add_to_summary(job.summary, names, rows)
-                args = (
-                    job,
-                    self.replica,
-                    job.done,
-                    rows,
-                    summary,
-                    time.monotonic() - started,
-                    self.settings.job_lease_s,
-                )
-                outcome = await self._store(self.store.commit_chunk, *args)
-                if outcome != "ok":
-                    log.info("job %s: %s after input %d", job.id, outcome, job.done)
-                    return
-                job = replace(job, done=job.done + len(rows), summary=summary)
+            known = self.certifier.known(entry) if self.certifier is not None else []
+            # Chunks in flight, by first input: dispatched ahead up to the executor's parallelism, committed in
+            # order (the store's progress is a prefix of the data set).
+            pending: dict[int, asyncio.Task[ChunkResult]] = {}
+            ahead = job.done
+            started = time.monotonic()
+            try:
+                while job.done < job.total:
+                    while len(pending) < self.executor.parallelism and ahead < job.total:
+                        run = self.executor.run(entry, job, plan, x, labels, ahead, known)
+                        pending[ahead] = asyncio.create_task(run)
+                        ahead += job.chunk_size
+                    chunk = await pending.pop(job.done)
+                    rows = chunk.rows
+                    summary = add_to_summary(job.summary, names, rows)
+                    provenance = {"start": job.done, "count": len(rows), **chunk.provenance}
+                    summary["provenance"] = [*job.summary.get("provenance", []), provenance]
+                    now = time.monotonic()  # wall time between commits: with several actors, not their sum
+                    args = (job, self.replica, job.done, rows, summary, now - started, self.settings.job_lease_s)
+                    started = now
+                    outcome = await self._store(self.store.commit_chunk, *args)
+                    if outcome != "ok":
+                        log.info("job %s: %s after input %d", job.id, outcome, job.done)
+                        return
+                    job = replace(job, done=job.done + len(rows), summary=summary)
+            finally:
+                for task in pending.values():  # cancelled, lost or failed: the chunks still out are dropped
+                    task.cancel()
+                self.executor.forget(job)
             log.info("job %s: succeeded", job.id)
         except _GaveUp:
             raise

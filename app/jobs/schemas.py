@@ -111,6 +111,27 @@ class JobLinks(BaseModel):
     results: str
 
 
+class ChunkProvenance(BaseModel):
+    """Where one committed chunk ran (rows are a function of the seed and the chunk, never of this)."""
+
+    start: int = Field(description="Its first input's index")
+    count: int
+    executor: str = Field(description="in-process (the server's device worker) or ray")
+    node: str | None = Field(description="Ray node id (null in-process)")
+    host: str
+    device: str
+    seconds: float = Field(description="Its compute time where it ran")
+    pid: int | None = Field(None, description="Ray: the actor's process")
+
+
+class RunsOn(BaseModel):
+    """Where the job's chunks have run so far, from their provenance."""
+
+    executor: str
+    nodes: int = Field(description="Distinct Ray nodes (1 in-process)")
+    actors: int = Field(description="Distinct actor processes (1 in-process)")
+
+
 class JobStatus(BaseModel):
     id: str
     model: str
@@ -127,6 +148,8 @@ class JobStatus(BaseModel):
     started: str | None
     finished: str | None
     links: JobLinks
+    runs_on: RunsOn | None = Field(None, description="Where its chunks ran (null before the first commits)")
+    provenance: list[ChunkProvenance] = Field(default_factory=list, description="Per committed chunk, in order")
 
 
 class JobList(BaseModel):

@@ -172,6 +172,13 @@ async function showCard(name) {
     const atK = meta.final_bounds.valid_k ? ` (held out at k = ${meta.final_bounds.valid_k}` + (meta.final_bounds.epoch ? `, epoch ${meta.final_bounds.epoch})` : ")") : "";
     add("final bounds", bounds.map(([k, v]) => `${k} ${fmt(v, 2)}`).join(", ") + atK);
   }
+  if (detail.capabilities && detail.capabilities.includes("bdmc")) {
+    // Certificates of AIS settings for this checkpoint file: what `steps: auto` runs (docs/estimators.md).
+    const known = await (await api(`/v1/models/${encodeURIComponent(name)}/certificates`)).json();
+    add("AIS certificates", known.certificates.length
+      ? known.certificates.map((c) => `${c.plan}: gap ${fmt(c.mean_gap, 3)} ± ${fmt(c.gap_std_err, 3)}, 95% bound ${fmt(c.gap_bound, 3)} nats (${c.inputs} simulated inputs x ${c.chains} chains, ${c.created})`).join("; ")
+      : `none yet: logpx certify --model ${name} (or choose "AIS, certified steps" when scoring)`);
+  }
   const history = (meta.training && meta.training.history) || [];
   const keys = history.length ? Object.keys(history[0]).filter((k) => isBound(k) && typeof history[0][k] === "number") : [];
   $("#card-chart").replaceChildren();
@@ -240,7 +247,8 @@ $("#score-form").addEventListener("submit", (event) => {
   guarded("score", () => running("score", async (signal, step) => {
     requireImage();
     const model = $("#score-model").value, k = Number($("#score-k").value), seed = Number($("#score-seed").value);
-    const sampler = $("#score-sampler").value, steps = Number($("#score-steps").value);
+    const choice = $("#score-sampler").value, sampler = choice === "importance" ? "importance" : "ais";
+    const steps = choice === "ais-auto" ? "auto" : Number($("#score-steps").value);
     const body = $("#score-table tbody");
     body.replaceChildren();
     const chosen = $$("#score-form input[name=estimator]:checked");
@@ -271,7 +279,10 @@ $("#score-form").addEventListener("submit", (event) => {
       advice.textContent = r.verdict.advice;
       why.append(advice);
       if (r.verdict.rerun) why.append(rerunButton(r.verdict.rerun), command(scoreCommand(model, r.verdict.rerun)));
-      const row = cells(body.insertRow(), [`${name}${order ? `:${order}` : ""} k=${k} (${out.estimator.sampler.name})`, value, fmt(r.std_err), fmt(r.diagnostics && r.diagnostics.khat, 2), verdictCell(r.verdict), why]);
+      const ran = out.estimator.sampler, cert = out.estimator.certificate;
+      if (cert) why.append(` Certified: ${cert.plan}, BDMC gap bound ${fmt(cert.gap_bound, 3)} nats on ${cert.inputs} simulated inputs (${cert.created}).`);
+      const label = `${name}${order ? `:${order}` : ""} k=${k} (${ran.name}${ran.name === "ais" ? ` ${ran.steps} steps` : ""})`;
+      const row = cells(body.insertRow(), [label, value, fmt(r.std_err), fmt(r.diagnostics && r.diagnostics.khat, 2), verdictCell(r.verdict), why]);
       row.cells[1].className = row.cells[2].className = "num";
     }
   }));

@@ -4,6 +4,8 @@ and after a restart, from the store) and is gone once the checkpoint file change
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -114,3 +116,20 @@ def test_auto_steps_certify_once_run_certified_and_expire_with_the_checkpoint(tm
         wait_ready(client)
         assert client.get("/v1/models/lg/certificates").json()["certificates"] == []
         assert_problem(client.post("/v1/models/lg/evidence", json=body), 409, "sampler.steps")
+
+
+def test_logpx_certify_waits_for_the_search_and_prints_every_trial(tmp_path: Path) -> None:
+    from tests.local_server import LocalServer
+
+    _save(tmp_path / "lg.safetensors", seed=0)
+    with LocalServer(tmp_path) as server:
+        run = [str(Path(sys.executable).with_name("logpx")), "certify", "--url", server.url, "--model", "lg"]
+        args = ["--tolerance", str(TOLERANCE), "--leapfrog", "5"]
+        out = subprocess.run([*run, *args], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "ais:50:5" in out.stdout and "keeps the BDMC gap under 0.1 nats" in out.stdout, out.stdout
+        assert "--sampler ais:auto:5:encoder:sigmoid:0.1" in out.stdout
+        again = subprocess.run([*run, *args], capture_output=True, text=True, timeout=60)  # stored: at once
+        assert again.returncode == 0 and "certifying" not in again.stderr, again.stderr
+        bad = subprocess.run([*run, "--tolerance", "-1"], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "tolerance" in bad.stderr, bad.stderr
