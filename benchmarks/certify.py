@@ -18,16 +18,24 @@ from pathlib import Path
 
 import torch
 
-from logpx.certificate import resolve
+from logpx.certificate import Certificate, resolve
 from logpx.families import LatentVariableModel
 from logpx.io import binarize, load_checkpoint
 from logpx.io.data import read_idx
 from logpx.plan import AIS, Plan
-from logpx.samplers import certify, run_plan
+from logpx.samplers import Certification, certify, run_plan
 
 from .machine import RESULTS_DIR, machine_info, timed_together
 
 DIGITS = Path("tests/data/mnist-valid200/valid200-images-idx3-ubyte.gz")
+
+
+def resolve_chosen(trials: tuple[Certificate, ...], tolerance: float) -> Certificate | None:
+    """The certificate ``steps: auto`` would choose among ``trials``."""
+    setting = trials[0].setting
+    auto = f"ais:auto:{setting.leapfrog}:{setting.init}:{setting.schedule}:{tolerance}"
+    chosen = resolve(Plan.parse(f"iwae:1@{auto}"), trials).entries[0].sampler
+    return next(t for t in trials if t.setting == chosen and t.meets(tolerance))
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -40,22 +48,33 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--speed-digits", type=int, default=2, help="digits per timed run at 100 chains")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous run's JSON: reuse its certificates (as the service does) instead of certifying",
+    )
     args = parser.parse_args(argv)
     checkpoint = load_checkpoint(args.checkpoint, args.device)
     model = checkpoint.model
     assert isinstance(model, LatentVariableModel)
 
     started = time.monotonic()
-    found = certify(
-        model,
-        args.tolerance,
-        torch.Generator(device=args.device).manual_seed(0),
-        checkpoint=checkpoint.sha256,
-        on_trial=lambda c: print(
-            f"  {c.setting}: gap {c.mean_gap:.4f} +- {c.gap_std_err:.4f}, bound {c.gap_bound:.4f}, {c.seconds:.1f} s",
-            flush=True,
-        ),
-    )
+    if args.reuse:
+        saved = json.loads(Path(args.reuse).read_text())
+        trials = tuple(Certificate.from_json(t) for t in saved["trials"])
+        assert all(t.checkpoint == checkpoint.sha256 for t in trials), "those certificates are of another file"
+        found = Certification(args.tolerance, resolve_chosen(trials, args.tolerance), trials)
+    else:
+        found = certify(
+            model,
+            args.tolerance,
+            torch.Generator(device=args.device).manual_seed(0),
+            checkpoint=checkpoint.sha256,
+            on_trial=lambda c: print(
+                f"  {c.setting}: gap {c.mean_gap:.4f} +- {c.gap_std_err:.4f}, bound {c.gap_bound:.4f}, {c.seconds:.1f} s",
+                flush=True,
+            ),
+        )
     certify_s = time.monotonic() - started
     if found.chosen is None:
         raise SystemExit(f"nothing up to the largest trial meets {args.tolerance} nats")
@@ -84,8 +103,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             flush=True,
         )
     diff = values["4x"].log_px - values["certified"].log_px
-    diff_se = float(((values["4x"].std_err ** 2 + values["certified"].std_err ** 2).sum().sqrt()) / args.digits)
-    print(f"4x longer minus certified: {float(diff.mean()):.4f} +- {diff_se:.4f} nats (tolerance {args.tolerance:g})")
+    variance = values["4x"].std_err ** 2 + values["certified"].std_err ** 2
+    reliable = torch.tensor([v.level.value == "reliable" for v in values["certified"].verdicts])
+    split = {}
+    for name, rows in (("all", torch.ones_like(reliable)), ("reliable", reliable), ("caution", ~reliable)):
+        n = int(rows.sum())
+        if n:
+            split[name] = (n, float(diff[rows].mean()), float(variance[rows].sum().sqrt()) / n)
+            print(
+                f"4x longer minus certified, {name} ({n} digits): {split[name][1]:.4f} +- {split[name][2]:.4f} nats "
+                f"(tolerance {args.tolerance:g})"
+            )
+    diff_se = split["all"][2]
 
     fast = x[: args.speed_digits]
     advised = AIS(steps=1000)
@@ -96,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     times = timed_together(
         {"certified": lambda: run(setting), "advised": lambda: run(advised)}, repeats=args.repeats, device=args.device
     )
-    speed = {name: args.speed_digits / t["median"] for name, t in times.items()}
+    speed = {name: args.speed_digits / t["median_s"] for name, t in times.items()}
     print(
         f"100 chains: {speed['certified']:.3f} digits/s at {setting}, {speed['advised']:.3f} at {advised} "
         f"({speed['certified'] / speed['advised']:.2f}x)"
@@ -115,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "longer_mean": float(values["4x"].log_px.mean()),
             "difference": float(diff.mean()),
             "difference_se": diff_se,
+            "by_verdict": {k: {"digits": n, "difference": d, "se": e} for k, (n, d, e) in split.items()},
         },
         "digits_per_s_100_chains": speed,
     }

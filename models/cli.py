@@ -200,6 +200,12 @@ def cmd_score(args: argparse.Namespace) -> None:
         + (f", ais steps={sampler['steps']} leapfrog={sampler['leapfrog']}" if sampler["name"] == "ais" else "")
         + f", binarize={out['binarization']['method']}, seed={out['seed']}"
     )
+    cert = est.get("certificate")
+    if cert:
+        print(
+            f"certified: {cert['plan']} keeps the BDMC gap under {cert['gap_bound']:.3f} nats (95%) on {cert['inputs']} "
+            f"inputs simulated from the model, {cert['chains']} chains ({cert['created']})"
+        )
     rows = []
     for path, r in zip(args.images, out["results"], strict=True):
         d = r.get("diagnostics") or {}

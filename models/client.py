@@ -185,7 +185,7 @@ class LogpxClient:
             if value is not None:  # each left out takes the server's default
                 form[key] = str(value)
         for key, value in (_sampler(sampler) if sampler else {}).items():
-            if key in ("name", "steps", "leapfrog"):  # the form's fields; init and schedule keep their defaults
+            if key in ("name", "steps", "leapfrog", "tolerance"):  # the form's; init and schedule keep their defaults
                 form["sampler" if key == "name" else key] = str(value)
         if binarize:
             form["binarize"] = binarize

@@ -16,6 +16,7 @@ PUBLIC = {
     "logpx.training",
     "logpx.evaluation",
     "logpx.plan",
+    "logpx.certificate",
 }
 # The installed name of each repository folder (pyproject.toml, [tool.setuptools] package-dir).
 INSTALLED = {"models": "logpx", "app": "logpx.app"}

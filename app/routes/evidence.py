@@ -85,11 +85,14 @@ async def evidence_images(
         Form(pattern="^([0-9]{1,12}|auto)$", description="AIS temperatures (default 1000), or auto (certified)"),
     ] = None,
     leapfrog: Annotated[int | None, Form(ge=1, le=100, description="AIS leapfrog steps (default 10)")] = None,
+    tolerance: Annotated[
+        float | None, Form(gt=0, le=5, description="AIS with steps auto: nats of BDMC gap (default 0.1)")
+    ] = None,
 ) -> EvidenceResponse:
     """The same as ``evidence``, with image files as a multipart upload (field ``files``, repeated)."""
     spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "")
     steps_in = int(steps) if steps is not None and steps.isdigit() else steps  # the form's text: a number or auto
-    sampler_in = parse_sampler({"name": sampler, "steps": steps_in, "leapfrog": leapfrog}, "")
+    sampler_in = parse_sampler({"name": sampler, "steps": steps_in, "leapfrog": leapfrog, "tolerance": tolerance}, "")
     plan = certifier.plan(entry, Plan((entry_in(spec, sampler_in, "", sampler_field=""),)), ["sampler"])
     check_plan(settings, plan, len(files), [""], inputs_field="files")
     x = await read_uploads(files, entry.model.input_shape)

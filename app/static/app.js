@@ -548,7 +548,9 @@ function showJob(job) {
   state.job = job;
   const p = job.progress;
   $("#job-line").textContent = `job ${job.id}: ${job.state}, ${p.done} of ${p.total} inputs (${Math.round(100 * p.fraction)}%)` +
-    (p.eta_s ? `, about ${Math.ceil(p.eta_s)} s left` : "") + (job.error ? `; ${job.error}` : "");
+    (p.eta_s ? `, about ${Math.ceil(p.eta_s)} s left` : "") +
+    (job.runs_on ? `; runs ${job.runs_on.executor === "ray" ? `on Ray, ${job.runs_on.actors} actor(s) on ${job.runs_on.nodes} node(s)` : "in the server"}` : "") +
+    (job.error ? `; ${job.error}` : "");
   $("#job-progress").value = p.fraction;
   const body = $("#job-summary tbody");
   body.replaceChildren();

@@ -220,7 +220,8 @@ def _advice(level: Level, spec: EstimatorSpec, sampler: Sampler) -> tuple[str, P
         )
         return (
             f"rerun AIS as {rerun} (at least {MIN_AIS_CHAINS} chains, and {AIS_LONGER}x the temperatures if k-hat "
-            "stays high), and certify that setting with BDMC on data simulated from the model"
+            "stays high), and certify that setting with BDMC on data simulated from the model; or let a certificate "
+            f"choose the schedule (steps auto, tolerance {CERTIFIED_GAP:g} nats), which also judges fewer chains"
         ), rerun
     if isinstance(sampler, WeightDraws):
         return WEIGHT_DRAWS_ADVICE, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -128,6 +129,11 @@ class LatentVariableModel(Family):
     def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log q(z | x)``: ``x`` ``[B, input_dim]``, ``z`` ``[..., B, latent_dim]`` -> ``[..., B]``."""
 
+    def q_for(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``z -> log q(z | x)`` for a fixed ``x``: what depends on x alone (the encoder's pass) computed once,
+        for samplers that evaluate q at many z (AIS from the encoder)."""
+        return lambda z: self.log_q(x, z)
+
     @abstractmethod
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         """``log p(z)``: ``[..., B, latent_dim]`` -> ``[..., B]``."""
@@ -165,6 +171,10 @@ class GaussianLatentModel(LatentVariableModel):
 
     def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return normal_log_prob(z, *self.encode(x))
+
+    def q_for(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        mu, log_sigma = self.encode(x)
+        return lambda z: normal_log_prob(z, mu, log_sigma)
 
     def sample_q(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         mu, log_sigma = self.encode(x)

@@ -9,6 +9,7 @@ is the one-layer architecture with ``latent=2``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -116,6 +117,18 @@ class VAE(LatentVariableModel):
             mu2, log_sigma2 = self.encoder2(h1)
             out = out + normal_log_prob(h2, mu2, log_sigma2)
         return out
+
+    def q_for(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        mu1, log_sigma1 = self.encoder(x)  # once; q(h2 | h1) depends on z and is evaluated each time
+
+        def log_q(z: torch.Tensor) -> torch.Tensor:
+            h1, h2 = self._split(z)
+            out = normal_log_prob(h1, mu1, log_sigma1)
+            if h2 is not None:
+                out = out + normal_log_prob(h2, *self.encoder2(h1))
+            return out
+
+        return log_q
 
     def sample_q(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         e1, e2 = self._split(noise)

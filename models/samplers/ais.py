@@ -76,37 +76,47 @@ def schedule(steps: int, kind: AISSchedule, dtype: torch.dtype = torch.float64) 
 
 class _Target:
     """The tempered log-density and its gradient for one batch of inputs: ``base(z) + b f(z)``, with
-    ``base`` = log pi_0 and ``f`` the annealed term, returned separately so that f's value at the
-    current state is at hand for the next weight increment."""
+    ``base`` = log pi_0 and ``f`` the annealed term. Both are kept apart with their gradients, so that the
+    chains' state at a new temperature is a sum, not another evaluation of the model (one in L + 1 saved per
+    temperature), and q(z | x)'s parameters are computed once per batch (``LatentVariableModel.q_for``)."""
 
     def __init__(self, model: LatentVariableModel, x: torch.Tensor, init: AISInit) -> None:
         self.model, self.x, self.init = model, x, init
+        self.log_q = model.q_for(x) if init == "encoder" else None
 
     def parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log pi_0(z), f(z))``, each ``[k, B]``."""
-        if self.init == "prior":
+        if self.log_q is None:
             return self.model.log_prior(z), self.model.log_likelihood(self.x, z)
-        log_q = self.model.log_q(self.x, z)
+        log_q = self.log_q(z)
         return log_q, self.model.log_joint(self.x, z) - log_q
 
-    def state(self, z: torch.Tensor, beta: float) -> HMCState:
-        """The chains at ``z`` under pi_beta: position, log-density, its gradient and the annealed term."""
+    def state(self, z: torch.Tensor) -> HMCState:
+        """The chains at ``z``: both terms and their gradients, for any temperature."""
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             base, f = self.parts(z)
-            log_pi = base + beta * f
-            (grad,) = torch.autograd.grad(log_pi.sum(), z)
-        return HMCState(z.detach(), log_pi.detach(), grad, f.detach())
+            # Two backward passes: base's touches only log pi_0 (elementwise for a Gaussian q or prior).
+            (grad_base,) = torch.autograd.grad(base.sum(), z, retain_graph=True)
+            (grad_f,) = torch.autograd.grad(f.sum(), z)
+        return HMCState(z.detach(), base.detach(), f.detach(), grad_base, grad_f)
 
 
 class HMCState(NamedTuple):
-    """Chains ``position`` ``[k, B, d]`` with ``log_density`` log pi_beta, its ``grad`` and the annealed
-    term ``f`` (``[k, B]``) at that position: what the next move and the next weight increment need."""
+    """Chains ``position`` ``[k, B, d]`` with the two terms of log pi_beta there, ``base`` = log pi_0 and the
+    annealed ``f`` (``[k, B]``), and their gradients: the density and gradient at any temperature."""
 
     position: torch.Tensor
-    log_density: torch.Tensor
-    grad: torch.Tensor
+    base: torch.Tensor
     f: torch.Tensor
+    grad_base: torch.Tensor
+    grad_f: torch.Tensor
+
+    def log_density(self, beta: float) -> torch.Tensor:
+        return self.base + beta * self.f
+
+    def grad(self, beta: float) -> torch.Tensor:
+        return self.grad_base + beta * self.grad_f
 
 
 class HMCInfo(NamedTuple):
@@ -119,27 +129,28 @@ class HMCInfo(NamedTuple):
 def _hmc(
     target: _Target, state: HMCState, beta: float, step: torch.Tensor, leapfrog: int, generator: torch.Generator
 ) -> tuple[HMCState, HMCInfo]:
-    """One HMC move leaving pi_beta invariant from ``state`` (``target.state`` of its position at
-    ``beta``); ``step`` ``[1, B, 1]``. Returns the chains' new state and the move's ``HMCInfo``."""
+    """One HMC move leaving pi_beta invariant from ``state``; ``step`` ``[1, B, 1]``. Returns the chains'
+    new state and the move's ``HMCInfo``."""
     z = state.position
     p = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-    h0 = state.log_density - 0.5 * (p * p).sum(-1)
-    z_new, p_new = z, p + 0.5 * step * state.grad
+    h0 = state.log_density(beta) - 0.5 * (p * p).sum(-1)
+    z_new, p_new = z, p + 0.5 * step * state.grad(beta)
     for i in range(leapfrog):
         z_new = z_new + step * p_new
-        proposal = target.state(z_new, beta)
+        proposal = target.state(z_new)
         if i < leapfrog - 1:
-            p_new = p_new + step * proposal.grad
-    p_new = p_new + 0.5 * step * proposal.grad
-    h1 = proposal.log_density - 0.5 * (p_new * p_new).sum(-1)
+            p_new = p_new + step * proposal.grad(beta)
+    p_new = p_new + 0.5 * step * proposal.grad(beta)
+    h1 = proposal.log_density(beta) - 0.5 * (p_new * p_new).sum(-1)
     log_accept = torch.nan_to_num(h1 - h0, nan=-math.inf).clamp(max=0.0)
     accept = torch.rand(log_accept.shape, generator=generator, device=z.device, dtype=z.dtype).log() < log_accept
     keep = accept.unsqueeze(-1)
     new = HMCState(
         torch.where(keep, proposal.position, state.position),
-        torch.where(accept, proposal.log_density, state.log_density),
-        torch.where(keep, proposal.grad, state.grad),
+        torch.where(accept, proposal.base, state.base),
         torch.where(accept, proposal.f, state.f),
+        torch.where(keep, proposal.grad_base, state.grad_base),
+        torch.where(keep, proposal.grad_f, state.grad_f),
     )
     return new, HMCInfo(log_accept.exp(), accept)
 
@@ -168,7 +179,7 @@ def _anneal(
         adapt = 1 + max(ADAPT_MIN, 2 / num)
         log_w = torch.zeros(k, batch, dtype=torch.float64, device=z.device)
         accept_sum = torch.zeros(batch, dtype=torch.float64, device=z.device)
-        state = target.state(z, float(betas[0]))
+        state = target.state(z)
         for t in range(1, num + 1):
             if check_fn is not None:
                 check_fn()
@@ -177,7 +188,6 @@ def _anneal(
             if t == num:  # the last transition would not change any weight
                 step_sizes[t - 1] = step if tuning else step_sizes[t - 1]
                 break
-            state = target.state(state.position, beta)  # log pi and its gradient at the new temperature
             current = step if tuning else step_sizes[t - 1]
             state, info = _hmc(target, state, beta, current.view(1, batch, 1), leapfrog, generator)
             rate = info.acceptance.double().mean(dim=0)  # [B]
