@@ -28,24 +28,32 @@ FROM build-base AS build-cpu
 # tests and headers (145 MB) serve only C++ builds against it, never this service.
 ARG TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 ARG HOST_CA=""
-# Optional extras of the project, e.g. EXTRAS="[ray]" for the Ray head, workers and service of the compose
-# ray profile (docs/deploy.md, "Jobs on Ray").
-ARG EXTRAS=""
 # hadolint ignore=DL3013
 RUN if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi \
     && pip install $TORCH_SPEC \
-    && pip install ".$EXTRAS" \
+    && pip install . \
     && rm -rf "$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"/test \
               "$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"/include
+# Optional extras of the project, in a layer of their own (the one above is shared): EXTRAS="[ray]" for the Ray
+# head, workers and service of the compose ray profile (docs/deploy.md, "Jobs on Ray").
+ARG EXTRAS=""
+# hadolint ignore=DL3013
+RUN if [ -n "$EXTRAS" ]; then \
+        if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi; pip install ".$EXTRAS"; \
+    fi
 
 FROM build-base AS build-cuda
 ARG TORCH_SPEC="torch==2.13.0"
 ARG HOST_CA=""
-ARG EXTRAS=""
 # hadolint ignore=DL3013
 RUN if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi \
     && pip install $TORCH_SPEC \
-    && pip install ".$EXTRAS"
+    && pip install .
+ARG EXTRAS=""
+# hadolint ignore=DL3013
+RUN if [ -n "$EXTRAS" ]; then \
+        if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi; pip install ".$EXTRAS"; \
+    fi
 
 FROM ${PYTHON_IMAGE} AS runtime-base
 ENV PATH=/opt/venv/bin:$PATH \

@@ -46,6 +46,9 @@ serve: venv
 ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)  # a docker CLI with no engine is not enough
 ENGINE_CMD := $(ENGINE) $(if $(filter podman,$(ENGINE)),--runtime runc --cgroup-manager cgroupfs,)
 BASE_IMAGE ?= python:3.11-slim-bookworm
+# `make image EXTRAS='[ray]' IMAGE_TAG=cpu-ray`: the image of the compose ray profile (docs/deploy.md).
+IMAGE_TAG ?= cpu
+EXTRAS ?=
 TORCH_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl))
 HOST_CA ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt))
 BUILD_MOUNTS := $(if $(filter podman,$(ENGINE)),--format docker $(if $(TORCH_WHEEL),--build-arg TORCH_SPEC=/wheels/$(notdir $(TORCH_WHEEL)) -v $(dir $(TORCH_WHEEL)):/wheels:ro) $(if $(HOST_CA),--build-arg HOST_CA=/host-ca.crt -v $(HOST_CA):/host-ca.crt:ro))
@@ -56,7 +59,7 @@ image:
 		{ $(ENGINE_CMD) image inspect localhost/logpx-base:bookworm >/dev/null 2>&1 && base=localhost/logpx-base:bookworm; } || \
 		base=$$(docker/base-image.sh "$(ENGINE_CMD)"); \
 	echo "base image: $$base"; \
-	$(ENGINE_CMD) build --target cpu -t logpx:cpu --build-arg PYTHON_IMAGE=$$base $(BUILD_MOUNTS) .
+	$(ENGINE_CMD) build --target cpu -t logpx:$(IMAGE_TAG) --build-arg PYTHON_IMAGE=$$base --build-arg EXTRAS='$(EXTRAS)' $(BUILD_MOUNTS) .
 
 # Where nginx:1.27-alpine and postgres:16-alpine cannot be pulled: the same contracts on the Debian base
 # (docker/nginx.Dockerfile, docker/postgres.Dockerfile); use them with LOGPX_NGINX_IMAGE=localhost/logpx-nginx

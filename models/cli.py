@@ -281,6 +281,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from logpx.io import CheckpointError, convert, load_document
+    from logpx.io.convert import BY_ORDER
     from logpx.io.pythae import convert_pythae
 
     try:
@@ -290,9 +291,11 @@ def cmd_convert(args: argparse.Namespace) -> None:
                 f"wrote {args.out}: {meta['family']} (latent {meta['arch']['latent']}), input shape {meta['input_shape']}"
             )
             return
-        if not args.names or not args.arch:
-            raise CommandError("--names and --arch are needed (or --pythae for a pythae model folder)")
-        names = load_document(Path(args.names), "name map")
+        if not args.arch or bool(args.names) == args.by_order:
+            raise CommandError(
+                "--arch and one of --names or --by-order are needed (or --pythae for a pythae model folder)"
+            )
+        names = BY_ORDER if args.by_order else load_document(Path(args.names), "name map")
         spec = load_document(Path(args.arch), "architecture")
         if not Path(args.weights).is_file():
             raise CommandError(f"no such file: {args.weights}")
@@ -691,6 +694,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the pythae model folder",
     )
     p.add_argument("--names", help="JSON or YAML file mapping every logpx tensor name to your tensor name")
+    p.add_argument(
+        "--by-order",
+        action="store_true",
+        help="no name map: pair the tensors in the order both networks hold them (an nn.Sequential's, or a .pt "
+        "state dict's module order); every pair's shape is checked",
+    )
     p.add_argument(
         "--arch", help='JSON or YAML (.yaml, .yml) file: {"family": "mlp_vae", "arch": {...}, "input_shape": [28, 28]}'
     )

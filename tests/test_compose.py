@@ -66,7 +66,7 @@ def project(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
     # it requires from being removed: the project's containers go by its label first, then the rest.
     remove_containers(f"label=com.docker.compose.project={name}", env)
     down = subprocess.run(
-        [COMPOSE, "-p", name, "--profile", "cpu", "--profile", "scale", "down", "-v"],
+        [COMPOSE, "-p", name, "--profile", "cpu", "--profile", "scale", "--profile", "ray", "down", "-v"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert down.returncode == 0, down.stderr[-2000:]
@@ -154,3 +154,33 @@ def test_scale_profile_replicas_share_jobs_in_postgres(project: tuple[str, dict[
     assert seen["progress"]["done"] == 6  # submitted through one replica, read through the other
     through_nginx = httpx.get(f"{url}/v1/jobs/{submitted['id']}", headers=AUTH, timeout=30).json()
     assert through_nginx["state"] == "succeeded"
+
+
+@pytest.mark.skipif(
+    os.environ.get("LOGPX_TEST_RAY_COMPOSE") != "1",
+    reason="the ray profile's image (pip install '.[ray]' on top of the CPU image) and three more containers add "
+    "about 3 minutes to a suite near its 15-minute budget: LOGPX_TEST_RAY_COMPOSE=1 runs it (docs/deploy.md)",
+)
+def test_ray_profile_runs_a_job_on_the_ray_workers(project: tuple[str, dict[str, str]]) -> None:
+    name, env = project
+    build = subprocess.run(
+        ["make", "image", "ENGINE=podman", "EXTRAS=[ray]", "IMAGE_TAG=cpu-ray"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    port = free_port()
+    _compose(name, {**env, "LOGPX_RAY_PORT": str(port)}, "--profile", "ray", "up", "-d", "nginx-ray")
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url)
+    job = {"model": "vae1-iwae50", "inputs": [[0.0] * 784] * 40, "estimators": [{"name": "iwae", "k": 1000}]}
+    submitted = httpx.post(f"{url}/v1/jobs", json=job, headers=AUTH, timeout=60).json()
+    deadline = time.monotonic() + 300
+    while (seen := httpx.get(f"{url}/v1/jobs/{submitted['id']}", headers=AUTH, timeout=30).json())["state"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline, seen
+        time.sleep(1)
+    assert seen["state"] == "succeeded", seen["error"]
+    assert seen["runs_on"]["executor"] == "ray" and seen["progress"]["done"] == 40, seen["runs_on"]
+    assert seen["runs_on"]["nodes"] >= 2, seen["provenance"]  # spread over the cluster's nodes

@@ -17,7 +17,9 @@ from safetensors import safe_open
 from ..families import build_model
 from .checkpoint import CheckpointError, model_name_problem, save_checkpoint
 
-__all__ = ["convert", "convert_state", "load_document", "read_state_dict"]
+__all__ = ["BY_ORDER", "convert", "convert_state", "load_document", "names_by_order", "read_state_dict"]
+
+BY_ORDER = "by-order"  # in place of a name map: pair the tensors in the order the two networks hold them
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -27,7 +29,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
-                return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+                # The format stores names sorted as text ("10.weight" before "2.weight"): in natural order they
+                # are an nn.Sequential's module order again (what `--by-order` pairs by).
+                return {name: f.get_tensor(name) for name in sorted(f.keys(), key=_natural)}
         except Exception as exc:  # safetensors raises its own error types for a malformed header
             raise CheckpointError(f"{path.name}: not a readable safetensors file ({type(exc).__name__})") from None
     try:
@@ -47,10 +51,43 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+# A module's own tensors in the order PyTorch registers them (Linear, convolutions, norms); others by name.
+_REGISTERED = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    *path, last = name.split(".")
+    key: list[tuple[int, int | str]] = [(0, int(p)) if p.isdigit() else (1, p) for p in path]
+    return [*key, (0, _REGISTERED[last]) if last in _REGISTERED else (1, last)]
+
+
+def names_by_order(expected: dict[str, list[int]], state: dict[str, torch.Tensor], source: str) -> dict[str, str]:
+    """The name map that pairs the architecture's tensors (``expected``: name -> shape, in module order) with
+    ``state``'s in the order it holds them: a ``.pt`` state dict's is its module order; a safetensors file's is
+    natural order, an ``nn.Sequential``'s. Any count or shape that does not pair is one line saying where."""
+    ours, theirs = list(expected), list(state)
+    if len(ours) != len(theirs):
+        raise CheckpointError(
+            f"by order: the architecture has {len(ours)} tensors, {source} has {len(theirs)}; give a name map (--names)"
+        )
+    for i, (name, user) in enumerate(zip(ours, theirs, strict=True)):
+        if list(state[user].shape) != expected[name]:
+            raise CheckpointError(
+                f"by order: tensor {i} of {source}, {user} {list(state[user].shape)}, pairs with {name} which needs "
+                f"{expected[name]}: the networks hold their layers in different orders; give a name map (--names)"
+            )
+    return dict(zip(ours, theirs, strict=True))
+
+
 def convert(
-    weights: Path, names: dict[str, str], spec: dict[str, Any], out: Path, dataset: dict[str, Any] | None = None
+    weights: Path,
+    names: dict[str, str] | str,
+    spec: dict[str, Any],
+    out: Path,
+    dataset: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``out`` from ``weights``; ``names`` maps each logpx tensor name to the user's, ``spec`` is
+    """Write ``out`` from ``weights``; ``names`` maps each logpx tensor name to the user's (or is ``BY_ORDER``:
+    ``names_by_order``), ``spec`` is
     ``{"family": ..., "arch": {...}, "input_shape": [...]}``. ``CheckpointError`` names every tensor that
     is missing from the map, absent from the file, left over, or of the wrong shape."""
     if (problem := model_name_problem(out)) is not None:  # before the weights are read: a name is cheap to fix
@@ -61,7 +98,7 @@ def convert(
 def convert_state(
     state: dict[str, torch.Tensor],
     source: str,
-    names: dict[str, str],
+    names: dict[str, str] | str,
     spec: dict[str, Any],
     out: Path,
     dataset: dict[str, Any] | None = None,
@@ -69,7 +106,9 @@ def convert_state(
     """``convert`` of a state dict already read (``source`` names it in errors and in the metadata)."""
     if (problem := model_name_problem(out)) is not None:
         raise CheckpointError(problem)
-    if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
+    if names != BY_ORDER and (
+        not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items())
+    ):
         raise CheckpointError("the name map must be an object of logpx tensor name -> your tensor name, both strings")
     if not isinstance(spec, dict):
         raise CheckpointError("the architecture file must be an object with 'family', 'arch' and 'input_shape'")
@@ -82,6 +121,8 @@ def convert_state(
     except (ValueError, TypeError, KeyError) as exc:  # an architecture of the wrong kinds of values
         raise CheckpointError(f"the architecture: {exc}") from None
     expected = {name: list(t.shape) for name, t in skeleton.state_dict().items()}
+    if isinstance(names, str):
+        names = names_by_order(expected, state, source)
     problems = []
     if unmapped := sorted(set(expected) - set(names)):
         problems.append(f"the name map does not cover {unmapped}")

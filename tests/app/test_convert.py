@@ -262,3 +262,68 @@ def test_a_pythae_conv_vae_folder_converts_is_served_and_agrees(tmp_path: Path) 
     got = r.json()["results"][0]
     tolerance = 3 * (got["std_err"] ** 2 + float(want.std_err[0]) ** 2) ** 0.5
     assert abs(got["log_px"] - float(want.log_px[0])) <= tolerance, (got, float(want.log_px[0]), tolerance)
+
+
+class _ExamplesConvVAE(nn.Module):
+    """A conv VAE written the way the PyTorch examples and most tutorials write it: Sequential trunks and two
+    Linear heads, registered encoder, heads, decoder."""
+
+    def __init__(self, latent: int = 16) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Flatten()
+        )
+        self.fc_mu, self.fc_logvar = nn.Linear(3136, latent), nn.Linear(3136, latent)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, 3136), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1),
+        )  # fmt: skip
+
+
+EXAMPLES_ARCH = {"family": "layered_vae", "input_shape": [1, 28, 28],
+        "arch": {"latent": 16, "scale": "log_var", "likelihood": "bernoulli",
+                 "encoder": [{"type": "conv2d", "out": 32, "kernel": 4, "stride": 2, "padding": 1}, "relu",
+                             {"type": "conv2d", "out": 64, "kernel": 4, "stride": 2, "padding": 1}, "relu", "flatten"],
+                 "decoder": [{"type": "linear", "out": 3136}, "relu", {"type": "unflatten", "shape": [64, 7, 7]},
+                             {"type": "conv_transpose2d", "out": 32, "kernel": 4, "stride": 2, "padding": 1}, "relu",
+                             {"type": "conv_transpose2d", "out": 1, "kernel": 4, "stride": 2, "padding": 1}]}}  # fmt: skip
+
+
+def test_convert_by_order_pairs_a_state_dict_in_module_order(tmp_path: Path) -> None:
+    """`logpx convert --by-order`: no name map for a network held in the same order as the description; the
+    converted encoder and decoder compute what the user's do. A file whose order differs is one clear line."""
+    from logpx.io import load_checkpoint
+
+    torch.manual_seed(0)
+    ref = _ExamplesConvVAE()
+    torch.save(ref.state_dict(), tmp_path / "weights.pt")
+    (tmp_path / "arch.json").write_text(json.dumps(EXAMPLES_ARCH))
+    out = tmp_path / "examples-conv.safetensors"
+    done = subprocess.run(
+        [LOGPX, "convert", str(tmp_path / "weights.pt"), "--arch", str(tmp_path / "arch.json"), "--by-order",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    model = load_checkpoint(out).model
+    x = (torch.rand(3, 784, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        h = ref.encoder(x.view(3, 1, 28, 28))
+        mu, log_sigma = model.encode(x)
+        assert torch.allclose(mu, ref.fc_mu(h), atol=1e-5) and torch.allclose(
+            log_sigma, 0.5 * ref.fc_logvar(h), atol=1e-5
+        )
+        logits = ref.decoder(z).view(3, 784)
+        want = (x * logits - F.softplus(logits)).sum(-1)
+        assert torch.allclose(model.log_likelihood(x, z), want, atol=1e-3, rtol=1e-5)
+    # A safetensors file keeps names sorted (decoder first): by order, the first pair does not fit.
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "weights.safetensors"))
+    wrong = subprocess.run(
+        [LOGPX, "convert", str(tmp_path / "weights.safetensors"), "--arch", str(tmp_path / "arch.json"), "--by-order",
+         "--out", str(tmp_path / "wrong.safetensors")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1, wrong.stderr
+    assert "by order: tensor 0 of weights.safetensors, decoder.0.weight" in wrong.stderr and "--names" in wrong.stderr
+    assert not (tmp_path / "wrong.safetensors").exists()
