@@ -65,17 +65,17 @@ async def _run_jobs(
             logging.getLogger("logpx").error("jobs are off: %s", app.state.jobs_off)
             wait = 0.0
             await asyncio.sleep(STORE_RETRY_S)
+    pause = 2.0  # a head started beside the service takes seconds: try again soon, then every STORE_RETRY_S
     while True:  # jobs on Ray when LOGPX_RAY_ADDRESS names a cluster: off, saying why, until it answers
         try:
             executor = await asyncio.to_thread(make_executor, worker, settings)
             break
         except Exception as exc:  # a cluster away, ray not installed, a wrong address
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
-            app.state.jobs_off = (
-                f"the Ray cluster could not be joined ({reason}); trying again every {STORE_RETRY_S:g} s"
-            )
+            app.state.jobs_off = f"the Ray cluster could not be joined ({reason}); trying again in {pause:g} s"
             logging.getLogger("logpx").error("jobs are off: %s", app.state.jobs_off)
-            await asyncio.sleep(STORE_RETRY_S)
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, STORE_RETRY_S)
     runner = JobRunner(store, registry, worker, settings, metrics, app.state.certifier, executor)
     app.state.certifier.store = store
     app.state.jobs, app.state.runner, app.state.jobs_off = store, runner, None

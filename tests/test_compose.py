@@ -172,8 +172,18 @@ def test_ray_profile_runs_a_job_on_the_ray_workers(project: tuple[str, dict[str,
     _compose(name, {**env, "LOGPX_RAY_PORT": str(port)}, "--profile", "ray", "up", "-d", "nginx-ray")
     url = f"http://127.0.0.1:{port}"
     _wait_ready(url)
-    job = {"model": "vae1-iwae50", "inputs": [[0.0] * 784] * 40, "estimators": [{"name": "iwae", "k": 1000}]}
-    submitted = httpx.post(f"{url}/v1/jobs", json=job, headers=AUTH, timeout=60).json()
+    job = {
+        "model": "vae1-iwae50",
+        "inputs": [[0.0] * 784] * 40,
+        "estimators": [{"name": "iwae", "k": 5000}],
+    }  # 4 chunks
+    deadline = time.monotonic() + 120
+    # Jobs are off (503, saying why) until the service has joined the Ray head, which starts beside it.
+    while (response := httpx.post(f"{url}/v1/jobs", json=job, headers=AUTH, timeout=60)).status_code == 503:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(2)
+    assert response.status_code == 202, response.text
+    submitted = response.json()
     deadline = time.monotonic() + 300
     while (seen := httpx.get(f"{url}/v1/jobs/{submitted['id']}", headers=AUTH, timeout=30).json())["state"] in (
         "queued",

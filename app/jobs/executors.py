@@ -176,20 +176,26 @@ class RayExecutor:
             ray.init(num_cpus=settings.ray_actors or None, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, namespace="logpx")
-        resources = ray.cluster_resources()
-        self.gpus = int(resources.get("GPU", 0))
-        cpus = int(resources.get("CPU", 1))
-        self.parallelism = settings.ray_actors or (self.gpus or max(1, cpus))
+        self._size()
         self._pools: dict[tuple[str, str], asyncio.Queue[Any]] = {}
         self._blobs: dict[tuple[str, str], Any] = {}  # checkpoint references, held: a restarted actor reads them again
         self._data: dict[str, tuple[Any, Any]] = {}  # job id -> (x, labels) references
         self._actor_cls = ray.remote(ChunkActor)
-        log.info("jobs run on Ray at %s: %d actors (%d GPUs, %d CPUs)", address, self.parallelism, self.gpus, cpus)
+        log.info("jobs run on Ray at %s: %d actors (%d GPUs) per model", address, self.parallelism, self.gpus)
+
+    def _size(self) -> None:
+        """The pool size from the cluster as it is now: asked again for each new pool, because workers that
+        join after the service (compose and KubeRay start them together) should get actors too."""
+        resources = self.ray.cluster_resources()
+        self.gpus = int(resources.get("GPU", 0))
+        cpus = resources.get("CPU", 1) / (1 if self.gpus else self.settings.ray_actor_cpus)
+        self.parallelism = self.settings.ray_actors or (self.gpus or max(1, int(cpus)))
 
     def _pool(self, entry: ModelEntry) -> asyncio.Queue[Any]:
         assert entry.checkpoint is not None and entry.checkpoint.path is not None
         key = (entry.name, entry.checkpoint.sha256)
         if key not in self._pools:
+            self._size()
             blob = self._blobs[key] = self.ray.put(Path(entry.checkpoint.path).read_bytes())
             # Spread over the nodes; an actor that dies is restarted wherever its resources are free.
             options: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 2, "scheduling_strategy": "SPREAD"}
