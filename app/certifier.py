@@ -67,11 +67,20 @@ class Certifier:
                 self._known[sha] = cached
         return list(cached or [])
 
-    def _add(self, cert: Certificate) -> None:
+    def refresh(self, entry: ModelEntry) -> None:
+        """Forget the cached certificates of the entry's checkpoint: the next ``known`` reads the store."""
+        assert entry.checkpoint is not None
         if self.store is not None:
-            self.store.add_certificate(cert)
+            with self._lock:
+                self._known.pop(entry.checkpoint.sha256, None)
+
+    def _add(self, cert: Certificate) -> None:
         with self._lock:
-            self._known.setdefault(cert.checkpoint, []).append(cert)
+            if self.store is not None:  # the store has them all: the next ``known`` reads it again
+                self.store.add_certificate(cert)
+                self._known.pop(cert.checkpoint, None)
+            else:  # no store (jobs off): this process remembers them
+                self._known.setdefault(cert.checkpoint, []).append(cert)
 
     def best(self, entry: ModelEntry, request: CertifyRequest) -> Certificate | None:
         """The stored certificate ``request`` would choose, if one meets its tolerance already."""
@@ -183,6 +192,11 @@ class Certifier:
         starts (or is found running) and the request is a 409 naming the field, the certification and its time."""
         if not any(isinstance(e.sampler, AIS) and e.sampler.auto for e in plan.entries):
             return plan
+        try:
+            return resolve(plan, self.known(entry))
+        except Uncertified:
+            pass
+        self.refresh(entry)  # another replica may have certified it since this one last read the store
         try:
             return resolve(plan, self.known(entry))
         except Uncertified as exc:
