@@ -1,6 +1,7 @@
-"""Jobs on a Ray cluster (docs/deploy.md, "Ray"): a two-node cluster on this machine (two `ray start`, one CPU
-each), a job over 300 inputs through the service, chunks from both nodes in its provenance, and rows equal to
-the same job on the in-process executor, value for value; the same with the second node SIGKILLed mid-job."""
+"""Jobs on a Ray cluster (docs/deploy.md, "Jobs on Ray"): a two-node cluster on this machine (two `ray start`,
+one CPU each), a job over 300 inputs through the service, chunks from both nodes in its provenance, and rows
+equal to the same job on the in-process executor, value for value; the same with the second node SIGKILLed
+mid-job, and with the service SIGKILLed mid-job and started again on the same store."""
 
 from __future__ import annotations
 
@@ -148,6 +149,7 @@ def test_a_service_killed_mid_job_resumes_it_on_ray(cluster, in_process, tmp_pat
 
 
 def _diff(a, b, path=""):  # type: ignore[no-untyped-def]
+    """Where two rows differ, for the assertion's message."""
     if isinstance(a, dict):
         for k in a:
             yield from _diff(a[k], b.get(k), f"{path}.{k}")
