@@ -42,31 +42,35 @@ def _node(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def cluster() -> Iterator[tuple[str, subprocess.Popen[bytes], dict[str, str]]]:
+    """Two nodes; yields the address, the second node and the environment every Ray process of the test (the
+    service included) runs with: a short RAY_TMPDIR (Ray's Unix socket paths are limited to 107 bytes) and a HOME
+    of its own (a ~/.ray/auth_token left by another Ray on this machine would be sent to this cluster, which
+    has none)."""
     port = free_port()
-    # A short directory of its own: Ray's Unix sockets live under it, and their paths are limited to 107 bytes.
     tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = {"RAY_TMPDIR": tmp}
-    head = _node(["--head", "--port", str(port), "--include-dashboard", "false"], env)
+    (Path(tmp) / "home").mkdir()
+    env = {"RAY_TMPDIR": tmp, "HOME": str(Path(tmp) / "home")}
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while subprocess.run([RAY, "status", "--address", address], capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline, "the Ray head never came up"
-        time.sleep(1)
-    worker = _node(["--address", address], env)
-    while True:
-        status = subprocess.run([RAY, "status", "--address", address], capture_output=True, text=True).stdout
-        if status.count("node_") >= 2:
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(1)
+    procs = [_node(["--head", "--port", str(port), "--include-dashboard", "false"], env)]
     try:
-        yield address, worker
+        deadline = time.monotonic() + 90
+        while True:
+            status = subprocess.run(
+                [RAY, "status", "--address", address], env={**os.environ, **env}, capture_output=True, text=True
+            )
+            if status.stdout.count("node_") >= len(procs):
+                if len(procs) == 2:
+                    break
+                procs.append(_node(["--address", address], env))
+            assert time.monotonic() < deadline, status.stdout[-1000:] + status.stderr[-1000:]
+            time.sleep(1)
+        yield address, procs[1], env
     finally:
-        for proc in (worker, head):
+        for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (worker, head):
+        for proc in procs:
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -114,8 +118,8 @@ def in_process() -> list[dict]:  # type: ignore[type-arg]
 # One cluster for both, in this order: the second test kills its second node.
 @pytest.mark.parametrize("kill_a_node", [False, True], ids=["two-nodes", "node-killed"])
 def test_a_job_runs_on_both_nodes_with_the_same_rows(cluster, in_process, kill_a_node: bool) -> None:  # type: ignore[no-untyped-def]
-    address, worker = cluster
-    env = {**EXACT, "LOGPX_DEVICE": "cpu", "LOGPX_RAY_ADDRESS": address, "LOGPX_RAY_ACTORS": "2",
+    address, worker, ray_env = cluster
+    env = {**ray_env, **EXACT, "LOGPX_DEVICE": "cpu", "LOGPX_RAY_ADDRESS": address, "LOGPX_RAY_ACTORS": "2",
            "LOGPX_RAY_ACTOR_CPUS": "0.5"}  # fmt: skip
     with LocalServer(ROOT / "checkpoints", env=env) as server:
         status, rows = _job(server.url, kill=worker if kill_a_node else None)
@@ -130,8 +134,8 @@ def test_a_job_runs_on_both_nodes_with_the_same_rows(cluster, in_process, kill_a
 def test_a_service_killed_mid_job_resumes_it_on_ray(cluster, in_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """SIGKILL the service mid-job and start it again on the same store: the job resumes from its last
     committed chunk on the Ray actors and its rows are the in-process run's."""
-    address, _ = cluster  # its second node is dead by now: one node is left
-    env = {**EXACT, "LOGPX_DEVICE": "cpu", "LOGPX_RAY_ADDRESS": address, "LOGPX_RAY_ACTORS": "2",
+    address, _, ray_env = cluster  # its second node is dead by now: one node is left
+    env = {**ray_env, **EXACT, "LOGPX_DEVICE": "cpu", "LOGPX_RAY_ADDRESS": address, "LOGPX_RAY_ACTORS": "2",
            "LOGPX_RAY_ACTOR_CPUS": "0.5", "LOGPX_DATA_DIR": str(tmp_path / "data"), "LOGPX_JOB_LEASE_S": "2",
            "LOGPX_JOB_POLL_S": "0.2"}  # fmt: skip
     with LocalServer(ROOT / "checkpoints", env=env) as server:
