@@ -58,8 +58,6 @@ class Executor(Protocol):
         certificates: Sequence[Certificate],
     ) -> ChunkResult: ...
 
-    def describe(self) -> dict[str, Any]: ...
-
     def forget(self, job: JobRow) -> None: ...
 
     def close(self) -> None: ...
@@ -115,9 +113,6 @@ class InProcess:
         result = await self.worker.submit_background(work, self.settings.deadline_s)
         provenance = {"executor": self.kind, "node": None, "host": self.host, "device": entry.device}
         return ChunkResult(result.value, provenance | {"seconds": round(result.compute_s, 3)})
-
-    def describe(self) -> dict[str, Any]:
-        return {"executor": self.kind, "actors": 1, "nodes": 1}
 
     def forget(self, job: JobRow) -> None:
         return None
@@ -243,10 +238,6 @@ class RayExecutor:
             raise AssertionError("unreachable")
         finally:
             pool.put_nowait(actor)
-
-    def describe(self) -> dict[str, Any]:
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        return {"executor": self.kind, "actors": self.parallelism, "nodes": len(nodes)}
 
     def forget(self, job: JobRow) -> None:
         self._data.pop(job.id, None)
