@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from logpx.certificate import Certificate, Uncertified, resolve
+from logpx.certificate import Certificate, Uncertified, resolve, weakest
 from logpx.plan import AIS, Plan
 from logpx.samplers import certify, certify_evaluations, duration
 
@@ -89,7 +89,7 @@ class Certifier:
         except Uncertified:
             return None
         setting = plan.entries[0].sampler
-        return next(c for c in reversed(self.known(entry)) if c.setting == setting and c.meets(request.tolerance))
+        return weakest(c for c in self.known(entry) if c.setting == setting)
 
     def finished(self, entry: ModelEntry, request: CertifyRequest, cert: Certificate) -> CertifyResponse:
         """The answer for a certificate already known: nothing runs."""
@@ -174,6 +174,7 @@ class Certifier:
                 chains=request.chains,
                 checkpoint=run.checkpoint,
                 seed=request.seed,
+                max_steps=self.settings.max_ais_steps,  # never certify a schedule this server would refuse
                 max_elements=self.settings.max_elements,
                 check_fn=ctx.check,
                 on_trial=trial_done,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from logpx.certificate import Certificate, resolve
+from logpx.certificate import Certificate, resolve, weakest
 from logpx.families import LatentVariableModel
 from logpx.io import binarize, load_checkpoint
 from logpx.io.data import read_idx
@@ -35,7 +35,7 @@ def resolve_chosen(trials: tuple[Certificate, ...], tolerance: float) -> Certifi
     setting = trials[0].setting
     auto = f"ais:auto:{setting.leapfrog}:{setting.init}:{setting.schedule}:{tolerance}"
     chosen = resolve(Plan.parse(f"iwae:1@{auto}"), trials).entries[0].sampler
-    return next(t for t in trials if t.setting == chosen and t.meets(tolerance))
+    return weakest(t for t in trials if t.setting == chosen)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

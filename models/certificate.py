@@ -12,7 +12,7 @@ from typing import Any
 
 from .plan import AIS, Entry, Plan, Sampler, parse_sampler
 
-__all__ = ["CONFIDENCE", "Certificate", "Uncertified", "certificate_for", "resolve"]
+__all__ = ["CONFIDENCE", "Certificate", "Uncertified", "certificate_for", "resolve", "weakest"]
 
 CONFIDENCE = 0.95  # one-sided: the gap is below the bound with this probability, by the normal approximation
 Z = 1.6448536269514722  # its quantile
@@ -70,30 +70,34 @@ class Uncertified(ValueError):
         )
 
 
-def _fewest_steps(certs: Iterable[Certificate]) -> Certificate | None:
-    return min(certs, key=lambda c: (c.setting.temperatures, -c.created), default=None)
+def weakest(certificates: Iterable[Certificate]) -> Certificate | None:
+    """Of several measurements, the one with the widest gap bound: each is noisy, and the least favourable is
+    what a verdict or a choice may rely on."""
+    return max(certificates, key=lambda c: c.gap_bound, default=None)
 
 
 def certificate_for(sampler: Sampler, k: int, certificates: Iterable[Certificate]) -> Certificate | None:
-    """The newest certificate that covers ``sampler`` with ``k`` chains, if any."""
-    covering = [c for c in certificates if c.covers(sampler, k)]
-    return max(covering, key=lambda c: c.created, default=None)
+    """The weakest certificate that covers ``sampler`` with ``k`` chains, if any."""
+    return weakest(c for c in certificates if c.covers(sampler, k))
 
 
 def resolve(plan: Plan, certificates: Iterable[Certificate]) -> Plan:
-    """``plan`` with every ``ais:auto`` entry run at the fewest steps a certificate with the same leapfrog, start
-    and schedule meets its tolerance with, for its chains; ``Uncertified`` names the first entry none does."""
+    """``plan`` with every ``ais:auto`` entry run at the fewest steps whose certificates (same leapfrog, start and
+    schedule) all meet its tolerance; ``Uncertified`` names the first entry none does. All, not any: a setting
+    measured several times (other seeds, other searches) would otherwise pass on its luckiest measurement."""
     certs = list(certificates)
     entries = []
     for i, e in enumerate(plan.entries):
         s = e.sampler
         if isinstance(s, AIS) and s.auto:
             fixed = {"leapfrog": s.leapfrog, "init": s.init, "schedule": s.schedule}
-            best = _fewest_steps(
-                c for c in certs if c.meets(s.tolerance) and {name: getattr(c.setting, name) for name in fixed} == fixed
-            )
-            if best is None:
+            by_setting: dict[AIS, list[Certificate]] = {}
+            for c in certs:
+                if {name: getattr(c.setting, name) for name in fixed} == fixed:
+                    by_setting.setdefault(c.setting, []).append(c)
+            passing = [setting for setting, cs in by_setting.items() if all(c.meets(s.tolerance) for c in cs)]
+            if not passing:
                 raise Uncertified(s, i)
-            e = Entry(e.spec, best.setting)
+            e = Entry(e.spec, min(passing, key=lambda setting: setting.temperatures))
         entries.append(e)
     return Plan(tuple(entries))

@@ -93,7 +93,7 @@ def test_ais_over_http_on_cuda(clients) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_a_job_on_cuda_equals_direct_requests_on_the_same_draws(clients) -> None:  # type: ignore[no-untyped-def]
-    from logpx.app.jobs.runner import chunk_seed
+    from logpx.app.jobs.chunks import chunk_seed
 
     gpu, _ = clients
     x = (torch.rand(30, 784, generator=torch.Generator().manual_seed(5)) < 0.2).int().tolist()

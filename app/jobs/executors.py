@@ -28,6 +28,7 @@ from logpx.runtime import adopt_thread_budget, set_thread_budget
 from ..config import Settings
 from ..registry import ModelEntry
 from ..worker import DeviceWorker
+from .chunks import chunk_work
 from .store import JobRow
 
 __all__ = ["ChunkResult", "Executor", "InProcess", "RayExecutor", "make_executor"]
@@ -71,22 +72,6 @@ class _NoCheck:
         return None
 
 
-def _compute(
-    entry: ModelEntry,
-    settings: Settings,
-    job: JobRow,
-    plan: Plan,
-    x: np.ndarray,
-    labels: np.ndarray | None,
-    start: int,
-    certificates: Sequence[Certificate],
-    ctx: Any,
-) -> list[dict[str, Any]]:
-    from .runner import chunk_work  # the one chunk implementation, whichever executor runs it
-
-    return chunk_work(entry, settings, job, plan, x, labels, start, certificates)(ctx)
-
-
 class InProcess:
     """Chunks on this process's device worker, one at a time, below interactive requests."""
 
@@ -107,9 +92,7 @@ class InProcess:
         start: int,
         certificates: Sequence[Certificate],
     ) -> ChunkResult:
-        def work(ctx: Any) -> list[dict[str, Any]]:
-            return _compute(entry, self.settings, job, plan, x, labels, start, certificates, ctx)
-
+        work = chunk_work(entry, self.settings, job, plan, x, labels, start, certificates)
         result = await self.worker.submit_background(work, self.settings.deadline_s)
         provenance = {"executor": self.kind, "node": None, "host": self.host, "device": entry.device}
         return ChunkResult(result.value, provenance | {"seconds": round(result.compute_s, 3)})
@@ -149,7 +132,8 @@ class ChunkActor:
     ) -> ChunkResult:
         adopt_thread_budget()  # in the thread Ray runs this call on: MKL keeps its thread count per thread
         started = time.monotonic()
-        rows = _compute(self.entry, settings, job, Plan.parse(plan_text), x, labels, start, certificates, _NoCheck())
+        work = chunk_work(self.entry, settings, job, Plan.parse(plan_text), x, labels, start, certificates)
+        rows = work(_NoCheck())  # type: ignore[arg-type]
         provenance = {"executor": "ray", "node": self.node, "host": self.host, "device": self.entry.device}
         return ChunkResult(rows, provenance | {"seconds": round(time.monotonic() - started, 3), "pid": os.getpid()})
 

@@ -1,10 +1,8 @@
-"""The job runner of one server process: claims a job's lease, runs the job chunk by chunk on the device
-worker below interactive requests, and commits each chunk's rows with the job's progress.
-
-Chunks are fixed when the job is created (``chunk_size``), and chunk c draws from its own generator seeded
-by (seed, c): a job resumed after a crash, by this process or another replica, computes exactly the rows an
-uninterrupted run would have.
-"""
+"""The job runner of one server process: claims a job's lease, has the job's chunks run by its executor (the
+device worker below interactive requests, or Ray; ``executors.py``), and commits each chunk's rows with the
+job's progress, in order. A chunk's rows are a function of the job's seed and the chunk (``chunks.py``): a job
+resumed after a crash, by this process or another replica, computes exactly the rows an uninterrupted run would
+have."""
 
 from __future__ import annotations
 
@@ -13,87 +11,26 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import numpy as np
-import torch
-
-from logpx.certificate import Certificate
 from logpx.estimators import DatasetSummary, Level
-from logpx.plan import Plan
-from logpx.samplers import run_plan
 
-from .. import presenter
 from ..certifier import Certifier
 from ..config import Settings
 from ..errors import ModelNotFound, ModelNotReady, ProblemError
-from ..inputs import apply_binarization
 from ..metrics import Metrics
-from ..registry import ModelEntry, ModelRegistry
-from ..schemas import Binarization
-from ..usecases import latent_model, request_generator, units_of
-from ..worker import DeviceWorker, TaskContext
+from ..registry import ModelRegistry
+from ..worker import DeviceWorker
 from .datasets import from_stored
 from .executors import ChunkResult, Executor, InProcess
 from .store import JobRow, JobStore
 
-__all__ = ["JobRunner", "chunk_seed"]
+__all__ = ["JobRunner"]
 
 log = logging.getLogger("logpx")
 T = TypeVar("T")
-
-
-def chunk_seed(seed: int, chunk: int) -> int:
-    """Chunk ``chunk``'s generator seed: numpy's SeedSequence mixes (seed, chunk), so that chunks draw
-    independent streams and no chunk's stream depends on how many came before it ran."""
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def chunk_work(
-    entry: ModelEntry,
-    settings: Settings,
-    job: JobRow,
-    plan: Plan,
-    x: np.ndarray,
-    labels: np.ndarray | None,
-    start: int,
-    certificates: Sequence[Certificate] = (),
-) -> Callable[[TaskContext], list[dict[str, Any]]]:
-    """The worker's task for the chunk of ``job`` beginning at input ``start``: ``run_plan`` on the slice,
-    one row per input. An input whose estimate fails (a model that is not finite there) fails alone."""
-    stop = min(start + job.chunk_size, job.total)
-    binarization = Binarization.model_validate(job.request["binarization"])
-    model = latent_model(entry)
-    names = [str(e) for e in plan.entries]
-    # Rows are results, the same on any replica and after any restart: their advice names the model and the
-    # plan to run (within the limits), never a time measured on this machine.
-    advice = presenter.Advising(entry.name, settings=settings)
-    units = units_of(entry)
-
-    def work(ctx: TaskContext) -> list[dict[str, Any]]:
-        generator = request_generator(entry, chunk_seed(job.request["options"]["seed"], start // job.chunk_size))
-        # A copy in torch's own (64-byte aligned) memory: the slice's alignment depends on where the data set was
-        # read into (the store, Ray's object store), and BLAS kernels round a row differently at another alignment.
-        xd = apply_binarization(torch.tensor(x[start:stop]), binarization, generator).to(entry.device)
-        outcomes = run_plan(
-            model, xd, plan, generator, max_elements=settings.max_elements, check=ctx.check, certificates=certificates
-        )
-        per_entry = [presenter.input_estimates(o, advice, with_diagnostics=True, units=units) for o in outcomes]
-        return [
-            {
-                "index": start + i,
-                "label": int(labels[start + i]) if labels is not None else None,
-                "estimates": [
-                    {"estimator": name, **column[i].model_dump(mode="json", exclude_none=True)}
-                    for name, column in zip(names, per_entry, strict=True)
-                ],
-            }
-            for i in range(stop - start)
-        ]
-
-    return work
 
 
 def add_to_summary(summary: dict[str, Any], names: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:

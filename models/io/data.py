@@ -124,9 +124,7 @@ def binarize_per_input(x: torch.Tensor, seed: int) -> torch.Tensor:
         digest = np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), dtype=np.uint32)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *digest.tolist()])))
         out[i] = rng.random(row.shape[0], dtype=np.float32) < row
-    # Copied into torch's 64-byte aligned memory: numpy's allocation is aligned as the heap happens to be, and
-    # BLAS rounds a row differently at another alignment (the same input would score differently per process).
-    return torch.tensor(out, device=x.device, dtype=x.dtype)
+    return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
 
 def binarize(

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from logpx.app.jobs.runner import chunk_seed
+from logpx.app.jobs.chunks import chunk_seed
 
 from ..helpers import make_client, wait_ready
 
