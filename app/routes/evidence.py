@@ -30,7 +30,8 @@ from ..usecases import evidence as evidence_case
 from ..usecases import posterior as posterior_case
 
 router = APIRouter(prefix="/v1/models", tags=["evidence"], route_class=JSONRoute)
-ERRORS = problem_responses(401, 404, 413, 415, 422, 503, 504)
+# 409: `steps: auto` with no certificate of the model yet (its certification is started; app/certifier.py).
+ERRORS = problem_responses(401, 404, 409, 413, 415, 422, 503, 504)
 
 
 @router.post(

@@ -51,7 +51,7 @@ StoreDep = Annotated[JobStore, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 
 
-@router.post("", status_code=202, response_model=JobStatus, responses=ERRORS)
+@router.post("", status_code=202, response_model=JobStatus, responses={**ERRORS, **problem_responses(409)})
 async def submit(
     request: Request,
     response: Response,
