@@ -21,7 +21,7 @@ from logpx.samplers import certify, certify_evaluations, duration
 
 from . import presenter
 from .config import Settings
-from .errors import CertificatePending
+from .errors import CertificatePending, InvalidInput
 from .jobs.store import JobStore
 from .registry import ModelEntry
 from .schemas import CertifyRequest, CertifyResponse
@@ -131,10 +131,11 @@ class Certifier:
         return [r for r in self._runs if r.model == entry.name and r.checkpoint == entry.checkpoint.sha256]
 
     def start(self, entry: ModelEntry, request: CertifyRequest) -> _Run:
-        """The running certification of ``request`` on the entry, started now unless one runs already."""
+        """The certification of ``request`` on the entry: one running, or one that found no schedule (the same
+        request, seed included, would search the same trials again to the same end), else a new one started now."""
         assert entry.checkpoint is not None
         for run in self.runs(entry):
-            if run.status == "running" and run.request == request:
+            if run.status in ("running", "uncertified") and run.request == request:
                 return run
         expected = None
         if entry.speed is not None:
@@ -205,6 +206,12 @@ class Certifier:
             request = CertifyRequest(tolerance=s.tolerance, leapfrog=s.leapfrog, init=s.init, schedule=s.schedule)
             run = self.start(entry, request)
             field_name = sampler_fields[exc.entry]
+            if run.status == "uncertified":  # answered at once: retrying cannot help, a different request can
+                raise InvalidInput(
+                    f"{field_name}: {self.response(run).note}, or name the steps yourself",
+                    field=f"{field_name}.steps",
+                    limit={"tolerance": s.tolerance, "max_steps": self.settings.max_ais_steps},
+                ) from None
             expected = f" (trials up to 800 steps take about {duration(run.expected_s)} here)" if run.expected_s else ""
             raise CertificatePending(
                 f"{field_name}: {exc}; its certification is running{expected}: retry when GET "

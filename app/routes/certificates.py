@@ -34,8 +34,9 @@ async def certify(
     if best is not None:
         return certifier.finished(entry, body, best)
     run = certifier.start(entry, body)
-    response.status_code = 202
-    response.headers["Location"] = f"/v1/models/{entry.name}/certificates"
+    if run.status == "running":
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/models/{entry.name}/certificates"
     return certifier.response(run)
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..runtime import CheckFn
 from .layers import HALF_LOG_2PI, chunks_over_k, normal_log_prob, standard_normal_log_prob
+from .likelihoods import EIGHT_BIT
 
 __all__ = [
     "Classifier",
@@ -32,9 +33,11 @@ __all__ = [
     "model_device",
 ]
 
-Likelihood = Literal["bernoulli", "gaussian", "categorical", "discretized_logistic"]
+Likelihood = Literal[
+    "bernoulli", "gaussian", "categorical", "discretized_logistic", "discretized_logistic_mixture", "categorical_256"
+]
 # Likelihoods that are a probability mass over the data's values, so that log p(x) <= 0.
-DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
+DISCRETE_LIKELIHOODS = ("bernoulli", *EIGHT_BIT)
 
 
 def default_input_shape(input_dim: int) -> tuple[int, ...]:

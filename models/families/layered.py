@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from .base import GaussianLatentModel
-from .mlp_vae import ACTIVATIONS, LIKELIHOODS, Observation, Scale
+from .likelihoods import ObservationName, ScaleName, check_observation, params_per_value
+from .mlp_vae import ACTIVATIONS, Observation, Scale, observation_parameters
 
 __all__ = ["MAX_PARAMETERS", "LayeredVAE", "LayeredVAEConfig", "build_layers"]
 
@@ -160,17 +161,17 @@ class LayeredVAEConfig:
     encoder: list[Any] | None = None  # the trunk's layers, input side first
     decoder: list[Any] | None = None  # the decoder's layers, latent side first
     scale: Scale = "log_var"  # what the encoder's scale head outputs
-    likelihood: Literal["bernoulli", "gaussian", "discretized_logistic"] = "bernoulli"
-    gaussian_scale: Literal["fixed", "learned"] = "fixed"
+    likelihood: ObservationName = "bernoulli"
+    gaussian_scale: ScaleName = "fixed"
     log_sigma_x: float = 0.0
+    mixtures: int = 5
 
     def __post_init__(self) -> None:
         if not isinstance(self.latent, int) or self.latent < 1:
             raise ValueError(f"latent must be a positive integer, got {self.latent!r}")
         if self.scale not in ("log_sigma", "log_var", "softplus"):
             raise ValueError(f"scale {self.scale!r} is not log_sigma, log_var or softplus")
-        if self.likelihood not in LIKELIHOODS or self.gaussian_scale not in ("fixed", "learned"):
-            raise ValueError(f"likelihood {self.likelihood!r} / gaussian_scale {self.gaussian_scale!r} not supported")
+        check_observation(self.likelihood, self.gaussian_scale, self.mixtures)
 
 
 class LayeredVAE(Observation, GaussianLatentModel):
@@ -189,8 +190,14 @@ class LayeredVAE(Observation, GaussianLatentModel):
             decoder, out = build_layers(c.decoder or [], (c.latent,), "decoder")
             width = math.prod(trunk_out)
             count = sum(p.numel() for p in (*trunk.parameters(), *decoder.parameters())) + 2 * (width + 1) * c.latent
-        if out not in (shape, (self.input_dim,)):
-            raise ValueError(f"decoder: its output is {list(out)}, the model's input is {list(shape)}")
+        params, log_sigma_x = observation_parameters(c, self.input_dim)
+        wanted = ((params * shape[0], *shape[1:]), (params * self.input_dim,))
+        if out not in wanted:
+            per = f"{params} values per input value ({c.likelihood}), " if params > 1 else ""
+            raise ValueError(
+                f"decoder: its output is {list(out)}; {per}the model's input is {list(shape)}, so it must be "
+                f"{list(wanted[0])} or [{wanted[1][0]}]"
+            )
         if count > MAX_PARAMETERS:
             raise ValueError(f"the description asks for {count:,} parameters, over the limit {MAX_PARAMETERS:,}")
         self._decoder_elements = self._activations(decoder, (c.latent,))
@@ -198,8 +205,8 @@ class LayeredVAE(Observation, GaussianLatentModel):
         self.mu = nn.Linear(width, c.latent)
         self.scale = nn.Linear(width, c.latent)
         self.decoder = _materialize(decoder)
-        if c.likelihood != "bernoulli" and c.gaussian_scale == "learned":
-            self.log_sigma_x = nn.Parameter(torch.zeros(self.input_dim))
+        if log_sigma_x is not None:
+            self.log_sigma_x = nn.Parameter(log_sigma_x)
         self.eval()  # batch norm's inference statistics, dropout off: this model is only ever evaluated
 
     @staticmethod
@@ -215,7 +222,8 @@ class LayeredVAE(Observation, GaussianLatentModel):
         return asdict(self.config)
 
     def elements_per_sample(self) -> int:
-        return 3 * self.input_dim + 2 * self._decoder_elements + 4 * self.latent_dim
+        params = params_per_value(self.config.likelihood, self.config.gaussian_scale, self.config.mixtures)
+        return (2 + params) * self.input_dim + 2 * self._decoder_elements + 4 * self.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x.reshape(-1, *self.input_shape)).flatten(1)
@@ -223,4 +231,4 @@ class LayeredVAE(Observation, GaussianLatentModel):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]  # [k, B] or [B]: the layers take one batch dimension
-        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, self.input_dim)
+        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, -1)

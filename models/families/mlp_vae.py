@@ -2,15 +2,14 @@
 
 Encoder ``input_dim -> encoder[0] -> ... -> (mu, scale)[latent]``, decoder ``latent -> decoder[0] -> ...
 -> input_dim``, each hidden layer ``Linear`` then the activation; q(z | x) a diagonal Gaussian whose scale
-head gives log sigma, log variance or softplus(sigma); prior N(0, I); likelihood Bernoulli on logits, or
-Gaussian (a density: log p(x) > 0 is possible) with a fixed or learned per-pixel log sigma. Tensor
-names: ``encoder.{2i}`` / ``decoder.{2i}`` (the Linear layers), ``mu``, ``scale``, ``out``, and
-``log_sigma_x`` for a learned Gaussian variance (docs/checkpoints.md).
+head gives log sigma, log variance or softplus(sigma); prior N(0, I); p(x | z) one of ``likelihoods``
+(Bernoulli, Gaussian, discretised logistic and its mixture, 256-way categorical). Tensor names:
+``encoder.{2i}`` / ``decoder.{2i}`` (the Linear layers), ``mu``, ``scale``, ``out``, and ``log_sigma_x`` for a
+learned global or per-value scale (docs/checkpoints.md).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -19,16 +18,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import GaussianLatentModel, Likelihood
-from .layers import HALF_LOG_2PI, mlp
+from .layers import mlp
+from .likelihoods import (
+    ObservationName,
+    ScaleName,
+    check_observation,
+    observation_log_prob,
+    params_per_value,
+    sample_observation,
+)
 
 __all__ = [
     "ACTIVATIONS",
-    "LIKELIHOODS",
     "MLPVAE",
     "MLPVAEConfig",
     "Observation",
     "Scale",
-    "discretized_logistic_log_prob",
+    "observation_parameters",
 ]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -42,7 +48,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
 }
 Scale = Literal["log_sigma", "log_var", "softplus"]
-LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
 
 
 @dataclass(frozen=True)
@@ -53,46 +58,25 @@ class MLPVAEConfig:
     decoder: list[int] = field(default_factory=lambda: [400])  # hidden widths, latent side first
     activation: str = "relu"
     scale: Scale = "log_var"  # what the encoder's scale head outputs
-    likelihood: Literal["bernoulli", "gaussian", "discretized_logistic"] = "bernoulli"
-    gaussian_scale: Literal["fixed", "learned"] = "fixed"  # gaussian and logistic: one log scale, or one per pixel
+    likelihood: ObservationName = "bernoulli"
+    gaussian_scale: ScaleName = "fixed"  # gaussian and logistic: fixed, global, learned per value, or predicted
     log_sigma_x: float = 0.0  # fixed: log sigma of the Gaussian, log scale of the logistic
+    mixtures: int = 5  # discretized_logistic_mixture's components
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
         if self.scale not in ("log_sigma", "log_var", "softplus"):
             raise ValueError(f"scale {self.scale!r} is not log_sigma, log_var or softplus")
-        if self.likelihood not in LIKELIHOODS or self.gaussian_scale not in ("fixed", "learned"):
-            raise ValueError(f"likelihood {self.likelihood!r} / gaussian_scale {self.gaussian_scale!r} not supported")
+        check_observation(self.likelihood, self.gaussian_scale, self.mixtures)
         if min(self.input_dim, self.latent, *self.encoder, *self.decoder) < 1:
             raise ValueError("every size must be at least 1")
 
 
-def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log(sigmoid(a) - sigmoid(b)) for a > b, without cancellation in either tail: sigmoid(a) - sigmoid(b) =
-    sigmoid(-b) - sigmoid(-a), whichever pair lies further from 1."""
-    flip = (a + b) > 0
-    hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)
-    log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)
-    return log_hi + torch.log(-torch.expm1(log_lo - log_hi))
-
-
-def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
-    """log P(x) per value of 8-bit data (x in [0, 1] on the grid k / 255) under a logistic of ``mean`` and
-    ``log_scale`` on [-1, 1] binned into 256 intervals of width 2/255, the end bins taking the tails (PixelCNN++,
-    Salimans et al. 2017): always a probability, so log P <= 0."""
-    centred = 2 * x - 1  # k / 255 -> [-1, 1]
-    inv = math.exp(-log_scale) if isinstance(log_scale, float) else torch.exp(-log_scale)
-    upper, lower = (centred + 1 / 255 - mean) * inv, (centred - 1 / 255 - mean) * inv
-    interior = _log_sigmoid_difference(upper, lower)
-    left, right = F.logsigmoid(upper), F.logsigmoid(-lower)  # k = 0: P(X < edge); k = 255: P(X > edge)
-    return torch.where(x <= 0.5 / 255, left, torch.where(x >= 254.5 / 255, right, interior))
-
-
 class Observation:
     """What ``mlp_vae`` and ``layered_vae`` share past their networks: the encoder's scale head read as log
-    sigma, and p(x | z) from the decoder's output (``decode``: ``[..., input_dim]``), Bernoulli on logits or
-    Gaussian with a fixed or learned per-pixel log sigma."""
+    sigma, and p(x | z) from the decoder's output (``decode``: ``[..., P * input_dim]``, read by
+    ``likelihoods``)."""
 
     config: MLPVAEConfig | Any
     likelihood: Likelihood
@@ -109,34 +93,30 @@ class Observation:
         return torch.log(F.softplus(raw))
 
     def _x_log_sigma(self) -> torch.Tensor | float:
-        return self.log_sigma_x if self.config.gaussian_scale == "learned" else float(self.config.log_sigma_x)
+        return (
+            self.log_sigma_x if self.config.gaussian_scale in ("global", "learned") else float(self.config.log_sigma_x)
+        )
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        out = self.decode(z)  # [..., B, D]: logits, or the Gaussian's or the logistic's mean
-        if self.likelihood == "bernoulli":
-            return (x * out - F.softplus(out)).sum(-1)
-        if self.likelihood == "discretized_logistic":
-            return discretized_logistic_log_prob(x, out, self._x_log_sigma()).sum(-1)
-        log_sigma = self._x_log_sigma()
-        u = (x - out) * math.exp(-log_sigma) if isinstance(log_sigma, float) else (x - out) * torch.exp(-log_sigma)
-        return (-0.5 * u * u - log_sigma - HALF_LOG_2PI).sum(-1)
+        c = self.config
+        return observation_log_prob(c.likelihood, x, self.decode(z), c.gaussian_scale, c.mixtures, self._x_log_sigma())
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        out = self.decode(z)
-        if self.likelihood == "discretized_logistic":  # the logistic's draw, on the 8-bit grid of [0, 1]
-            u = torch.rand(out.shape, generator=generator, device=generator.device, dtype=out.dtype).clamp(
-                1e-6, 1 - 1e-6
-            )
-            log_scale = self._x_log_sigma()
-            scale = math.exp(log_scale) if isinstance(log_scale, float) else torch.exp(log_scale)
-            centred = (out + scale * (torch.log(u) - torch.log1p(-u))).clamp(-1, 1)
-            return torch.round((centred + 1) * 127.5) / 255
-        if self.likelihood == "bernoulli":
-            u = torch.rand(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
-            return (u < torch.sigmoid(out)).to(out.dtype)
-        noise = torch.randn(out.shape, generator=generator, device=generator.device, dtype=out.dtype)
-        log_sigma = self._x_log_sigma()
-        return out + (math.exp(log_sigma) if isinstance(log_sigma, float) else torch.exp(log_sigma)) * noise
+        c = self.config
+        return sample_observation(
+            c.likelihood, self.decode(z), c.gaussian_scale, c.mixtures, self._x_log_sigma(), generator
+        )
+
+
+def observation_parameters(config: Any, input_dim: int) -> tuple[int, torch.Tensor | None]:
+    """The decoder's outputs per data value, and the learned log scale the likelihood holds (None if none):
+    shared by both families so that their tensors are named and shaped alike."""
+    params = params_per_value(config.likelihood, config.gaussian_scale, config.mixtures)
+    if config.likelihood in ("bernoulli", "categorical_256", "discretized_logistic_mixture"):
+        return params, None
+    if config.gaussian_scale == "learned":
+        return params, torch.zeros(input_dim)
+    return params, torch.zeros(()) if config.gaussian_scale == "global" else None
 
 
 class MLPVAE(Observation, GaussianLatentModel):
@@ -151,15 +131,17 @@ class MLPVAE(Observation, GaussianLatentModel):
         self.mu = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
         self.scale = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
         self.decoder = mlp([c.latent, *c.decoder], ACTIVATIONS[c.activation])
-        self.out = nn.Linear(c.decoder[-1] if c.decoder else c.latent, c.input_dim)
-        if c.likelihood != "bernoulli" and c.gaussian_scale == "learned":
-            self.log_sigma_x = nn.Parameter(torch.zeros(c.input_dim))
+        params, log_sigma_x = observation_parameters(c, c.input_dim)
+        self.out = nn.Linear(c.decoder[-1] if c.decoder else c.latent, params * c.input_dim)
+        if log_sigma_x is not None:
+            self.log_sigma_x = nn.Parameter(log_sigma_x)
 
     def arch(self) -> dict[str, object]:
         return asdict(self.config)
 
     def elements_per_sample(self) -> int:
-        return 3 * self.config.input_dim + 2 * sum(self.config.decoder) + 4 * self.latent_dim
+        params = params_per_value(self.config.likelihood, self.config.gaussian_scale, self.config.mixtures)
+        return (2 + 2 * params) * self.config.input_dim + 2 * sum(self.config.decoder) + 4 * self.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..families import Family, build_model
+from ..families.likelihoods import EIGHT_BIT
 from .data import BINARIZE_SEED
 
 __all__ = [
@@ -91,7 +92,8 @@ class Checkpoint:
         likelihood (greyscale in [0, 1] binarised on the way in), ``uint8`` for a discretised logistic (the 256
         values k / 255) and ``unit`` (values in [0, 1]) for others.
         A ``real`` model takes any finite value (standardised data, real vectors)."""
-        default = {"bernoulli": "binary", "discretized_logistic": "uint8"}.get(self.model.likelihood, "unit")
+        likelihood = self.model.likelihood
+        default = "binary" if likelihood == "bernoulli" else "uint8" if likelihood in EIGHT_BIT else "unit"
         value = self.metadata.get("domain", default)
         return value if value in DOMAINS else default
 

@@ -5,11 +5,14 @@ Usage:
         --out checkpoints/vae1-iwae50.safetensors
     logpx train --data DIR --family linear_gaussian --latent 4 --out checkpoints/lg.safetensors
     logpx train --data DIR --family bbb --epochs 10 --out checkpoints/bbb.safetensors
+    logpx train --data DIR --arch conv.json --objective elbo --k 1 --out checkpoints/conv.safetensors
 
 DIR holds IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]), or --images and
 --labels name them (gzipped or not, any names); the last --valid images (10,000 by default, or a
-fraction) are held out. VAEs train with Adam on dynamically binarised images; every epoch reports the
-training objective and the held-out ELBO and IWAE-k on a fixed binarisation. The linear-Gaussian family
+fraction) are held out. VAEs train with Adam on dynamically binarised images (a Bernoulli likelihood; the
+images as they are for any other, 8-bit likelihoods included); every epoch reports the training objective
+and the held-out ELBO and IWAE-k on a fixed binarisation. ``--arch`` trains a network described by data
+(``mlp_vae``, ``layered_vae``: the description file ``logpx convert --arch`` reads) instead of Burda et al.'s. The linear-Gaussian family
 is fitted in closed form (probabilistic PCA, Tipping and Bishop 1999) and then given a deliberately
 imperfect encoder, so that its estimators have a real bias against an exactly known log p(x).
 Deterministic for a given --seed on a given machine and thread count.
@@ -36,7 +39,19 @@ from torch import nn
 from tqdm import tqdm
 
 from ..estimators import point_estimate
-from ..families import VAE, BayesMLP, BBBConfig, LinearGaussian, LinearGaussianConfig, VAEConfig, predictive_summary
+from ..families import (
+    MLPVAE,
+    VAE,
+    BayesMLP,
+    BBBConfig,
+    LatentVariableModel,
+    LayeredVAE,
+    LinearGaussian,
+    LinearGaussianConfig,
+    VAEConfig,
+    build_model,
+    predictive_summary,
+)
 from ..families.bbb import expected_calibration_error, kl_weights
 from ..io import (
     BINARIZE_SEED,
@@ -45,6 +60,7 @@ from ..io import (
     binarize_sample,
     held_out_count,
     load_checkpoint,
+    load_document,
     load_idx_dataset,
     model_name_problem,
     save_checkpoint,
@@ -77,7 +93,14 @@ class TrainConfig:
         metadata={"help": "vae: auto (CUDA when available), cpu, cuda or cuda:N; the others train on the CPU"},
     )
     out: str = field(default="", metadata={"help": "checkpoint path (required)"})
-    family: str = field(default="vae", metadata={"help": "vae | linear_gaussian | bbb"})
+    family: str = field(default="vae", metadata={"help": "vae | linear_gaussian | bbb (--arch: the file's)"})
+    arch: str = field(
+        default="",
+        metadata={
+            "help": "a network described by data: a JSON or YAML file with family (mlp_vae, layered_vae), "
+            "input_shape and arch, as logpx convert --arch reads (docs/checkpoints.md)"
+        },
+    )
     layers: int = field(default=1, metadata={"help": "stochastic layers (vae)"})
     latent: int = field(default=50, metadata={"help": "top latent size; 2 for the 2-D variant"})
     objective: str = field(default="iwae", metadata={"help": "elbo | iwae | jvi"})
@@ -133,6 +156,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         parser.error("--images and --labels go together")
     if (problem := model_name_problem(cfg.out)) is not None:
         parser.error(f"--out {problem}")
+    if cfg.arch:  # the description names the family; --family is not asked for as well
+        try:
+            spec = load_document(Path(cfg.arch), "--arch")
+        except ValueError as exc:
+            parser.error(str(exc))
+        if not isinstance(spec, dict) or spec.get("family") not in (MLPVAE.family, LayeredVAE.family):
+            parser.error(f"--arch {cfg.arch}: an object whose family is {MLPVAE.family} or {LayeredVAE.family}")
+        cfg = dataclasses.replace(cfg, family=spec["family"])
     if cfg.resume and cfg.family == "linear_gaussian":
         parser.error("--resume: linear_gaussian is fitted in closed form in one step; there is no run to continue")
     return cfg
@@ -162,7 +193,7 @@ def objective_loss(log_w: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def held_out_bounds(model: VAE, x_valid: torch.Tensor, k: int, seed: int) -> dict[str, float]:
+def held_out_bounds(model: LatentVariableModel, x_valid: torch.Tensor, k: int, seed: int) -> dict[str, float]:
     """Mean ELBO and IWAE-k (both from the same k draws) on ``x_valid`` (already binarised)."""
     generator = torch.Generator(device=x_valid.device).manual_seed(seed)
     plan = Plan.of(EstimatorSpec("elbo", k), EstimatorSpec("iwae", k))
@@ -174,16 +205,34 @@ def held_out_bounds(model: VAE, x_valid: torch.Tensor, k: int, seed: int) -> dic
     }
 
 
+def new_vae(cfg: TrainConfig, input_dim: int) -> LatentVariableModel:
+    """Burda et al.'s VAE of ``--layers`` / ``--latent`` / ``--hidden``, or the network ``--arch`` describes."""
+    if not cfg.arch:
+        return VAE(VAEConfig(layers=cfg.layers, latent=cfg.latent, hidden=cfg.hidden, input_dim=input_dim))
+    spec = load_document(Path(cfg.arch), "--arch")
+    try:
+        model = build_model(spec["family"], spec["arch"], spec.get("input_shape"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SystemExit(f"error: --arch {cfg.arch}: {exc}") from None
+    if not isinstance(model, LatentVariableModel) or model.input_dim != input_dim:
+        raise SystemExit(f"error: --arch {cfg.arch}: not a VAE on inputs of {input_dim} values")
+    return model
+
+
 def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> None:
     device = torch.device(resolve_device(cfg.device))
     ((x_train, x_valid),) = split(cfg, x.to(device))
-    # Held out as the service and `logpx evaluate` binarise it: each image's own draws under the protocol seed.
-    valid_fixed = binarize(x_valid[: cfg.valid_eval], "sample", seed=BINARIZE_SEED)
-
     with torch.random.fork_rng():  # weight initialisation is the one use of torch's global RNG
         torch.manual_seed(cfg.seed)
-        model = VAE(VAEConfig(layers=cfg.layers, latent=cfg.latent, hidden=cfg.hidden, input_dim=x.shape[1])).to(device)
-    model.init_output_bias(x_train.mean(0))
+        model = new_vae(cfg, x.shape[1]).to(device)
+    binary = model.likelihood == "bernoulli"
+    # Held out as the service and `logpx evaluate` read it: a Bernoulli model's images binarised by each image's
+    # own draws under the protocol seed; any other model's as they are (8-bit data: the values k / 255).
+    valid_fixed = (
+        binarize(x_valid[: cfg.valid_eval], "sample", seed=BINARIZE_SEED) if binary else x_valid[: cfg.valid_eval]
+    )
+    if isinstance(model, VAE):
+        model.init_output_bias(x_train.mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-4)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     num_batches = math.ceil(x_train.shape[0] / cfg.batch_size)
@@ -196,7 +245,8 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
         running = 0.0
         bar = tqdm(range(num_batches), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
         for i in bar:
-            xb = binarize_sample(x_train[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]], generator)
+            xb = x_train[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+            xb = binarize_sample(xb, generator) if binary else xb
             loss = objective_loss(model.log_weights(xb, cfg.k, generator), cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -245,6 +295,7 @@ def train_vae(cfg: TrainConfig, x: torch.Tensor, dataset: dict[str, object]) -> 
 RESUME_KEYS = {
     "vae": ("family", "layers", "latent", "hidden", "objective", "k", "order"),
     "bbb": ("family", "bbb_hidden", "weight_samples", "kl_weighting"),
+    **dict.fromkeys((MLPVAE.family, LayeredVAE.family), ("family", "arch", "objective", "k", "order")),
 }
 SHARED_RESUME_KEYS = ("batch_size", "lr", "seed", "limit", "valid")
 
@@ -489,7 +540,10 @@ def main(argv: list[str] | None = None) -> None:
 
 # The trainer of each family, keyed by the family type's own name (``Family.family``), not a literal.
 TRAINERS: dict[str, Callable[[TrainConfig, torch.Tensor, torch.Tensor, dict[str, object]], None]] = {
-    VAE.family: lambda cfg, x, _labels, dataset: train_vae(cfg, x, dataset),
+    **{
+        family: lambda cfg, x, _labels, dataset: train_vae(cfg, x, dataset)
+        for family in (VAE.family, MLPVAE.family, LayeredVAE.family)
+    },
     LinearGaussian.family: lambda cfg, x, _labels, dataset: fit_linear_gaussian(cfg, x, dataset),
     BayesMLP.family: train_bbb,
 }

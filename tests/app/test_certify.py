@@ -133,3 +133,23 @@ def test_logpx_certify_waits_for_the_search_and_prints_every_trial(tmp_path: Pat
         assert again.returncode == 0 and "certifying" not in again.stderr, again.stderr
         bad = subprocess.run([*run, "--tolerance", "-1"], capture_output=True, text=True, timeout=60)
         assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "tolerance" in bad.stderr, bad.stderr
+
+
+def test_a_search_that_finds_no_schedule_is_answered_at_once_not_restarted(tmp_path: Path) -> None:
+    """A tolerance no schedule within LOGPX_MAX_AIS_STEPS meets: the first auto request starts the search (409);
+    once it has ended uncertified, the same request is a 422 at once saying what to change, and POST certify
+    answers the finished search (200) instead of running it again."""
+    _save(tmp_path / "lg.safetensors", seed=0)
+    tight = {**AUTO, "tolerance": 0.001}
+    body = {"inputs": [[0.0] * 60], "scale": "real", "estimator": {"name": "iwae", "k": 16}, "sampler": tight}
+    with make_client(tmp_path, max_ais_steps=100) as client:
+        wait_ready(client)
+        assert_problem(client.post("/v1/models/lg/evidence", json=body), 409, "sampler.steps")
+        run = _wait_certified(client, "lg")["certifications"][-1]
+        assert run["status"] == "uncertified" and [t["setting"]["steps"] for t in run["trials"]] == [50, 100]
+        started = time.monotonic()
+        refused = assert_problem(client.post("/v1/models/lg/evidence", json=body), 422, "sampler.steps")
+        assert "raise the tolerance" in refused["detail"] and time.monotonic() - started < 1.0
+        again = client.post("/v1/models/lg/certify", json={"tolerance": 0.001, "leapfrog": 5})
+        assert again.status_code == 200 and again.json()["status"] == "uncertified"
+        assert len(client.get("/v1/models/lg/certificates").json()["certifications"]) == 1

@@ -105,7 +105,7 @@ def test_log_weights_equal_an_independent_computation(dtype: torch.dtype, rtol: 
 @pytest.mark.parametrize(
     ("encoder", "decoder", "message"),
     [
-        (ENCODER, DECODER[:-2], "decoder: its output is [8, 14, 14], the model's input is [1, 28, 28]"),
+        (ENCODER, DECODER[:-2], "decoder: its output is [8, 14, 14]; the model's input is [1, 28, 28], so it must be"),
         ([{"type": "linear", "out": 4}], DECODER, "encoder[0] (linear): takes a flat input, got [1, 28, 28]"),
         ([{"type": "conv2d", "out": 4, "kernel": 40}], DECODER, "encoder[0]: does not fit its input [1, 28, 28]"),
         ([{"type": "residual", "layers": [{"type": "conv2d", "out": 3, "kernel": 1}]}], DECODER, 'add "project": true'),
@@ -138,7 +138,7 @@ def test_a_convolutional_checkpoint_is_served_with_importance_sampling_and_ais(t
 def test_the_discretised_logistic_is_a_probability_over_the_256_values() -> None:
     """PixelCNN++'s binned logistic: the 256 bins' probabilities, computed in log space without cancellation,
     equal an independent float64 computation by plain CDF differences, and sum to 1 for any mean and scale."""
-    from logpx.families.mlp_vae import discretized_logistic_log_prob
+    from logpx.families.likelihoods import discretized_logistic_log_prob
 
     x = torch.arange(256, dtype=torch.float64) / 255
     for mean, log_scale in ((0.0, -2.0), (0.7, -4.0), (-0.95, -1.0), (0.3, -6.0)):

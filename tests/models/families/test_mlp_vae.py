@@ -8,7 +8,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Normal
+from torch.distributions import (
+    AffineTransform,
+    Bernoulli,
+    Categorical,
+    Normal,
+    SigmoidTransform,
+    TransformedDistribution,
+    Uniform,
+)
 
 from logpx.families import MLPVAE, MLPVAEConfig
 from logpx.io import load_checkpoint, save_checkpoint
@@ -28,9 +36,11 @@ ACTS = {
 def _model(**arch: object) -> MLPVAE:
     torch.manual_seed(0)
     model = MLPVAE(MLPVAEConfig(input_dim=12, latent=3, encoder=[7, 5], decoder=[6], **arch)).double()  # type: ignore[arg-type]
-    if model.config.likelihood == "gaussian" and model.config.gaussian_scale == "learned":
+    if hasattr(model, "log_sigma_x"):  # a learned scale that is not the initial zeros
         with torch.no_grad():
-            model.log_sigma_x.copy_(torch.linspace(-1, 0.5, 12, dtype=torch.float64))
+            model.log_sigma_x.copy_(
+                torch.linspace(-1, 0.5, model.log_sigma_x.numel(), dtype=torch.float64).reshape(model.log_sigma_x.shape)
+            )
     return model.eval()
 
 
@@ -47,19 +57,68 @@ def _independent(model: MLPVAE, x: torch.Tensor, eps: torch.Tensor) -> torch.Ten
     for i in range(len(c.decoder)):
         g = act(F.linear(g, w[f"decoder.{2 * i}.weight"], w[f"decoder.{2 * i}.bias"]))
     out = F.linear(g, w["out.weight"], w["out.bias"])
-    if c.likelihood == "bernoulli":
-        log_lik = Bernoulli(logits=out).log_prob(x.expand_as(out)).sum(-1)
-    else:
-        scale = w["log_sigma_x"].exp() if c.gaussian_scale == "learned" else math.exp(c.log_sigma_x)
-        log_lik = Normal(out, scale).log_prob(x.expand_as(out)).sum(-1)
+    log_lik = _independent_likelihood(c, w, x, out)
     return log_lik + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, sigma).log_prob(z).sum(-1)
+
+
+def _binned_logistic(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """P(x) of 8-bit ``x`` under a logistic on [-1, 1] binned into 256 values, the end bins taking the tails,
+    by plain differences of the logistic's CDF (torch.distributions: a sigmoid-transformed uniform)."""
+    logistic = TransformedDistribution(
+        Uniform(torch.zeros_like(mean), torch.ones_like(mean)), [SigmoidTransform().inv, AffineTransform(mean, scale)]
+    )
+    c = 2 * x - 1
+    upper = logistic.cdf(torch.minimum(c + 1 / 255, torch.ones_like(c)).expand_as(mean))
+    lower = logistic.cdf(torch.maximum(c - 1 / 255, -torch.ones_like(c)).expand_as(mean))
+    k = torch.round(x * 255).expand_as(mean)
+    return torch.where(k == 0, upper, torch.where(k == 255, 1 - lower, upper - lower))
+
+
+def _independent_likelihood(
+    c: MLPVAEConfig, w: dict[str, torch.Tensor], x: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    d = c.input_dim
+    if c.likelihood == "bernoulli":
+        return Bernoulli(logits=out).log_prob(x.expand_as(out)).sum(-1)
+    if c.likelihood == "categorical_256":
+        logits = out.reshape(*out.shape[:-1], 256, d).transpose(-1, -2)  # [..., D, 256]
+        return Categorical(logits=logits).log_prob(torch.round(x * 255).expand((*out.shape[:-1], d))).sum(-1)
+    if c.likelihood == "discretized_logistic_mixture":
+        m = c.mixtures
+        parts = out.reshape(*out.shape[:-1], 3 * m, d)
+        weights = torch.softmax(parts[..., :m, :], -2)
+        p = _binned_logistic(x.unsqueeze(-2), parts[..., m : 2 * m, :], parts[..., 2 * m :, :].clamp(min=-7).exp())
+        return torch.log((weights * p).sum(-2)).sum(-1)
+    if c.gaussian_scale == "predicted":
+        mean, log_scale = out[..., :d], out[..., d:]
+    else:
+        mean = out
+        log_scale = (
+            w["log_sigma_x"]
+            if c.gaussian_scale in ("global", "learned")
+            else torch.tensor(c.log_sigma_x, dtype=torch.float64)
+        )
+    if c.likelihood == "discretized_logistic":
+        log_scale = log_scale.clamp(min=-7) if c.gaussian_scale == "predicted" else log_scale
+        return torch.log(_binned_logistic(x, mean, log_scale.exp().expand_as(mean))).sum(-1)
+    return Normal(mean, log_scale.exp()).log_prob(x.expand_as(mean)).sum(-1)
+
+
+EIGHT_BIT_ARCHS = [
+    {"likelihood": "discretized_logistic", "gaussian_scale": "predicted"},
+    {"likelihood": "discretized_logistic", "gaussian_scale": "global"},
+    {"likelihood": "discretized_logistic_mixture", "mixtures": 3},
+    {"likelihood": "categorical_256"},
+]
 
 
 @pytest.mark.parametrize(
     "arch",
     [{"activation": a} for a in ACTS]
     + [{"scale": s} for s in ("log_sigma", "log_var", "softplus")]
-    + [{"likelihood": "gaussian", "log_sigma_x": -0.7}, {"likelihood": "gaussian", "gaussian_scale": "learned"}],
+    + [{"likelihood": "gaussian", "log_sigma_x": -0.7}]
+    + [{"likelihood": "gaussian", "gaussian_scale": s} for s in ("global", "learned", "predicted")]
+    + EIGHT_BIT_ARCHS,
     ids=lambda a: "-".join(str(v) for v in a.values()),
 )
 def test_log_weights_equal_an_independent_computation(arch: dict[str, object]) -> None:
@@ -68,6 +127,9 @@ def test_log_weights_equal_an_independent_computation(arch: dict[str, object]) -
     x = torch.rand(4, 12, generator=g, dtype=torch.float64)
     if model.likelihood == "bernoulli":
         x = (x > 0.5).double()
+    elif model.discrete:  # 8-bit data, the end bins included
+        x = torch.round(x * 255) / 255
+        x[0, :2] = torch.tensor([0.0, 1.0])
     noise = model.sample_noise(9, 4, torch.Generator().manual_seed(2)).double()
     with torch.no_grad():
         got = model.log_weights_from_noise(x, noise, max_elements=12 * 4 * 3)  # chunked too
@@ -88,3 +150,25 @@ def test_a_gaussian_checkpoint_round_trips_and_may_exceed_zero(tmp_path) -> None
         a = model.log_weights(x, 5, torch.Generator().manual_seed(4))
         b = loaded.model.log_weights(x, 5, torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("arch", EIGHT_BIT_ARCHS, ids=lambda a: "-".join(str(v) for v in a.values()))
+def test_an_8_bit_likelihood_is_a_probability_and_its_draws_follow_it(arch: dict[str, object]) -> None:
+    """Over the 256 values its probabilities sum to 1 (so log p(x) <= 0 holds), and 20,000 draws of p(x | z) (the
+    samples BDMC and certification simulate) have the mean and the share of zeros it gives, within 4 standard errors."""
+    torch.manual_seed(0)
+    model = MLPVAE(MLPVAEConfig(input_dim=1, latent=2, encoder=[4], decoder=[4], **arch)).double().eval()  # type: ignore[arg-type]
+    z = torch.randn(1, 2, dtype=torch.float64)
+    values = torch.arange(256, dtype=torch.float64).reshape(256, 1) / 255
+    with torch.no_grad():
+        p = model.log_likelihood(values, z.expand(256, 2)).exp()
+        draws = model.sample_x(z.expand(20_000, 2), torch.Generator().manual_seed(1)).squeeze(-1)
+    assert float(p.sum()) == pytest.approx(1.0, abs=1e-9)
+    assert bool(((draws * 255 - torch.round(draws * 255)).abs() < 1e-9).all())  # on the 8-bit grid
+    mean, var = (
+        float((p * values.squeeze()).sum()),
+        float((p * values.squeeze() ** 2).sum()) - float((p * values.squeeze()).sum()) ** 2,
+    )
+    assert abs(float(draws.mean()) - mean) < 4 * math.sqrt(var / 20_000)
+    zero = float(p[0])
+    assert abs(float((draws == 0).double().mean()) - zero) < 4 * math.sqrt(zero * (1 - zero) / 20_000) + 1e-12

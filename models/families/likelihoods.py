@@ -1,0 +1,187 @@
+"""p(x | z) for the VAEs described by data (``mlp_vae``, ``layered_vae``): what the decoder's output means.
+
+The decoder puts out ``P`` values for each of the ``D`` data values, laid out parameter-major (``[P, D]``
+flattened; for a convolutional decoder, ``P * C`` channels for a ``C``-channel image, parameter ``p``'s
+channels ``p * C .. (p + 1) * C - 1``):
+
+| likelihood | P | the P values |
+|---|---|---|
+| ``bernoulli`` | 1 | logits |
+| ``gaussian`` | 1, or 2 with ``scale: predicted`` | mean (then log sigma) |
+| ``discretized_logistic`` | 1, or 2 with ``scale: predicted`` | mean on [-1, 1] (then log scale) |
+| ``discretized_logistic_mixture`` | 3 M | M mixture logits, M means, M log scales |
+| ``categorical_256`` | 256 | logits of the values 0..255 |
+
+A Gaussian's or a logistic's scale that is not ``predicted`` is ``fixed`` (one number in the description),
+``global`` (one learned number, the tensor ``log_sigma_x`` of shape ``[]``) or ``learned`` (one per data
+value, ``log_sigma_x`` of shape ``[D]``). The discretised likelihoods are PixelCNN++'s (Salimans et al. 2017):
+a logistic on [-1, 1] binned into the 256 values, the end bins taking the tails, with predicted log scales
+held above -7 as there; like the 256-way categorical they are probabilities over 8-bit data, so log p(x) <= 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from .layers import HALF_LOG_2PI
+
+__all__ = [
+    "EIGHT_BIT",
+    "LIKELIHOODS",
+    "SCALES",
+    "ObservationName",
+    "ScaleName",
+    "check_observation",
+    "discretized_logistic_log_prob",
+    "observation_log_prob",
+    "params_per_value",
+    "sample_observation",
+]
+
+ObservationName = Literal[
+    "bernoulli", "gaussian", "discretized_logistic", "discretized_logistic_mixture", "categorical_256"
+]
+ScaleName = Literal["fixed", "global", "learned", "predicted"]
+LIKELIHOODS: tuple[str, ...] = (
+    "bernoulli",
+    "gaussian",
+    "discretized_logistic",
+    "discretized_logistic_mixture",
+    "categorical_256",
+)
+SCALES: tuple[str, ...] = ("fixed", "global", "learned", "predicted")
+# Likelihoods over the 256 values k / 255 of 8-bit data: their domain is uint8.
+EIGHT_BIT: tuple[str, ...] = ("discretized_logistic", "discretized_logistic_mixture", "categorical_256")
+MIN_LOG_SCALE = -7.0  # PixelCNN++'s floor on a predicted logistic log scale
+
+
+def check_observation(likelihood: str, scale: str, mixtures: int) -> None:
+    """``ValueError`` naming what is wrong with a likelihood, its scale and mixture count."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood {likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
+    if scale not in SCALES:
+        raise ValueError(f"gaussian_scale {scale!r} is not one of {', '.join(SCALES)}")
+    if not isinstance(mixtures, int) or isinstance(mixtures, bool) or mixtures < 1:
+        raise ValueError(f"mixtures must be a positive integer, got {mixtures!r}")
+
+
+def params_per_value(likelihood: str, scale: str, mixtures: int) -> int:
+    """How many decoder outputs each data value takes (the table above)."""
+    if likelihood == "discretized_logistic_mixture":
+        return 3 * mixtures
+    if likelihood == "categorical_256":
+        return 256
+    return 2 if likelihood != "bernoulli" and scale == "predicted" else 1
+
+
+def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(a) - sigmoid(b)) for a > b, without cancellation in either tail: sigmoid(a) - sigmoid(b) =
+    sigmoid(-b) - sigmoid(-a), whichever pair lies further from 1."""
+    flip = (a + b) > 0
+    hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)
+    log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)
+    return log_hi + torch.log(-torch.expm1(log_lo - log_hi))
+
+
+def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
+    """log P(x) per value of 8-bit data (x in [0, 1] on the grid k / 255) under a logistic of ``mean`` and
+    ``log_scale`` on [-1, 1] binned into 256 intervals of width 2/255, the end bins taking the tails (PixelCNN++,
+    Salimans et al. 2017): always a probability, so log P <= 0."""
+    centred = 2 * x - 1  # k / 255 -> [-1, 1]
+    inv = math.exp(-log_scale) if isinstance(log_scale, float) else torch.exp(-log_scale)
+    upper, lower = (centred + 1 / 255 - mean) * inv, (centred - 1 / 255 - mean) * inv
+    interior = _log_sigmoid_difference(upper, lower)
+    left, right = F.logsigmoid(upper), F.logsigmoid(-lower)  # k = 0: P(X < edge); k = 255: P(X > edge)
+    return torch.where(x <= 0.5 / 255, left, torch.where(x >= 254.5 / 255, right, interior))
+
+
+def _split(out: torch.Tensor, params: int) -> torch.Tensor:
+    """The decoder's ``[..., P * D]`` as ``[..., P, D]``."""
+    return out.reshape(*out.shape[:-1], params, out.shape[-1] // params)
+
+
+def _parts(
+    likelihood: str, out: torch.Tensor, scale: str, mixtures: int, log_scale: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """(the location or logits ``[..., P', D]`` or ``[..., D]``, the log scale) from the decoder's output."""
+    params = params_per_value(likelihood, scale, mixtures)
+    if likelihood == "discretized_logistic_mixture":
+        parts = _split(out, params)
+        return parts, parts[..., 2 * mixtures :, :].clamp(min=MIN_LOG_SCALE)
+    if likelihood == "categorical_256":
+        return _split(out, params), 0.0
+    if params == 2:
+        mean, raw = _split(out, 2).unbind(-2)
+        return mean, (raw.clamp(min=MIN_LOG_SCALE) if likelihood == "discretized_logistic" else raw)
+    return out, log_scale
+
+
+def _eight_bit_index(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x * 255).long().clamp(0, 255)
+
+
+def observation_log_prob(
+    likelihood: str, x: torch.Tensor, out: torch.Tensor, scale: str, mixtures: int, log_scale: torch.Tensor | float
+) -> torch.Tensor:
+    """log p(x | z) summed over the ``D`` values: ``x`` ``[B, D]``, the decoder's ``out`` ``[..., B, P * D]``,
+    ``log_scale`` the fixed, global or per-value one (unused when predicted)."""
+    loc, log_s = _parts(likelihood, out, scale, mixtures, log_scale)
+    if likelihood == "bernoulli":
+        return (x * loc - F.softplus(loc)).sum(-1)
+    if likelihood == "discretized_logistic":
+        return discretized_logistic_log_prob(x, loc, log_s).sum(-1)
+    if likelihood == "discretized_logistic_mixture":
+        m = mixtures
+        weights = F.log_softmax(loc[..., :m, :], dim=-2)
+        per = discretized_logistic_log_prob(x.unsqueeze(-2), loc[..., m : 2 * m, :], log_s)
+        return torch.logsumexp(weights + per, dim=-2).sum(-1)
+    if likelihood == "categorical_256":
+        index = _eight_bit_index(x).expand(*loc.shape[:-2], x.shape[-1]).unsqueeze(-2)
+        return F.log_softmax(loc, dim=-2).gather(-2, index).squeeze(-2).sum(-1)
+    u = (x - loc) * math.exp(-log_s) if isinstance(log_s, float) else (x - loc) * torch.exp(-log_s)
+    return (-0.5 * u * u - log_s - HALF_LOG_2PI).sum(-1)
+
+
+def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per column of ``logits`` ``[..., K, D]`` from softmax over K: the Gumbel-max trick."""
+    u = torch.rand(logits.shape, generator=generator, device=generator.device, dtype=logits.dtype)
+    return torch.argmax(logits - torch.log(-torch.log(u.clamp(1e-12, 1 - 1e-12))), dim=-2)
+
+
+def _logistic_draw(mean: torch.Tensor, log_s: torch.Tensor | float, generator: torch.Generator) -> torch.Tensor:
+    """A logistic draw of ``mean`` and ``log_s`` on [-1, 1], put on the 8-bit grid of [0, 1]."""
+    u = torch.rand(mean.shape, generator=generator, device=generator.device, dtype=mean.dtype).clamp(1e-6, 1 - 1e-6)
+    s = math.exp(log_s) if isinstance(log_s, float) else torch.exp(log_s)
+    centred = (mean + s * (torch.log(u) - torch.log1p(-u))).clamp(-1, 1)
+    return torch.round((centred + 1) * 127.5) / 255
+
+
+def sample_observation(
+    likelihood: str,
+    out: torch.Tensor,
+    scale: str,
+    mixtures: int,
+    log_scale: torch.Tensor | float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One draw of x ``[..., D]`` from p(x | z) given the decoder's ``out`` ``[..., P * D]``."""
+    loc, log_s = _parts(likelihood, out, scale, mixtures, log_scale)
+    if likelihood == "bernoulli":
+        u = torch.rand(loc.shape, generator=generator, device=generator.device, dtype=loc.dtype)
+        return (u < torch.sigmoid(loc)).to(loc.dtype)
+    if likelihood == "discretized_logistic":
+        return _logistic_draw(loc, log_s, generator)
+    if likelihood == "discretized_logistic_mixture":
+        m = mixtures
+        pick = _gumbel_argmax(loc[..., :m, :], generator).unsqueeze(-2)
+        mean = loc[..., m : 2 * m, :].gather(-2, pick).squeeze(-2)
+        assert isinstance(log_s, torch.Tensor)
+        return _logistic_draw(mean, log_s.gather(-2, pick).squeeze(-2), generator)
+    if likelihood == "categorical_256":
+        return _gumbel_argmax(loc, generator).to(loc.dtype) / 255
+    noise = torch.randn(loc.shape, generator=generator, device=generator.device, dtype=loc.dtype)
+    return loc + (math.exp(log_s) if isinstance(log_s, float) else torch.exp(log_s)) * noise
