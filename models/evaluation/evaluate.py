@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import torch
 from tqdm import tqdm
 
-from ..estimators import Level, Verdict, estimate, khat_threshold, point_estimate
+from ..estimators import Level, Verdict, bits_offset, bits_per_dim, estimate, khat_threshold, point_estimate
 from ..families import Classifier, LatentVariableModel, LinearGaussian, predictive_summary
 from ..families.bbb import expected_calibration_error
 from ..io import Checkpoint, binarize, held_out_count, load_checkpoint, load_idx_dataset, split_train_valid
@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "threads": thread_budget(),
         "estimators": per_estimator,
     }
+    offset = bits_offset(ckpt.domain)  # None: a density on real values has no bits-per-dimension reading
     for name, parts in values.items():
         v = torch.cat(parts)
         se_images = float(v.std() / math.sqrt(n)) if n > 1 else float("nan")
@@ -381,8 +382,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "mc_se_of_mean": mc / math.sqrt(n),
             **{f"verdict_{level}": float(count) for level, count in verdicts[name].counts().items()},
         }
+        bits = ""
+        if offset is not None:  # linear in log p(x): the mean's bits per dimension is the mean of the images'
+            per_estimator[name]["bits_per_dim"] = float(bits_per_dim(v.mean(), model.input_dim, offset))
+            bits = f" ({per_estimator[name]['bits_per_dim']:.4f} bits/dim)"
         print(
-            f"  {name:>14}: mean log p(x) = {float(v.mean()):.3f} +- {se_images:.3f} (images), "
+            f"  {name:>14}: mean log p(x) = {float(v.mean()):.3f}{bits} +- {se_images:.3f} (images), "
             f"Monte Carlo se per image {mc:.4f}, of the mean {mc / math.sqrt(n):.4f}; verdicts: {verdicts[name].text()}"
         )
     if exact:

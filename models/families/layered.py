@@ -165,6 +165,7 @@ class LayeredVAEConfig:
     gaussian_scale: ScaleName = "fixed"
     log_sigma_x: float = 0.0
     mixtures: int = 5
+    normalization: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.latent, int) or self.latent < 1:
@@ -183,6 +184,7 @@ class LayeredVAE(Observation, GaussianLatentModel):
         super().__init__(math.prod(input_shape), input_shape)
         self.config = c = config
         self.likelihood = c.likelihood
+        self.init_normalization(tuple(input_shape))
         self.latent_sizes = [c.latent]
         shape = tuple(input_shape)
         with torch.device("meta"):  # every shape and the parameter count, before any allocation
@@ -226,7 +228,7 @@ class LayeredVAE(Observation, GaussianLatentModel):
         return (2 + params) * self.input_dim + 2 * self._decoder_elements + 4 * self.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x.reshape(-1, *self.input_shape)).flatten(1)
+        h = self.encoder(self.normalize(x).reshape(-1, *self.input_shape)).flatten(1)
         return self.mu(h), self.log_sigma(self.scale(h))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -80,11 +80,22 @@ def params_per_value(likelihood: str, scale: str, mixtures: int) -> int:
 
 def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """log(sigmoid(a) - sigmoid(b)) for a > b, without cancellation in either tail: sigmoid(a) - sigmoid(b) =
-    sigmoid(-b) - sigmoid(-a), whichever pair lies further from 1."""
+    sigmoid(-b) - sigmoid(-a), whichever pair lies further from 1.
+
+    Where the two logs nearly agree (a bin narrow beside the scale) their difference g has lost digits to
+    rounding (relative error eps / g); there the density at the bin's middle times its width is used instead,
+    whose relative error is about (a - b)^2 / 24 <= g^2 / 6 (on the side the flip picks g >= (a - b) / 2). The
+    switch at g = (6 eps)^(1/3) makes the two errors equal: about 1e-5 in float32, 1e-11 in float64. Both
+    branches stay finite, so that neither's gradient is NaN."""
     flip = (a + b) > 0
     hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)
     log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)
-    return log_hi + torch.log(-torch.expm1(log_lo - log_hi))
+    gap = log_hi - log_lo
+    narrow = (6 * torch.finfo(gap.dtype).eps) ** (1 / 3)
+    exact = log_hi + torch.log(-torch.expm1(-gap.clamp(min=narrow)))
+    middle = 0.5 * (a + b)
+    midpoint = F.logsigmoid(middle) + F.logsigmoid(-middle) + torch.log((a - b).clamp(min=1e-30))
+    return torch.where(gap < narrow, midpoint, exact)
 
 
 def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:

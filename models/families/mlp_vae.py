@@ -10,6 +10,7 @@ learned global or per-value scale (docs/checkpoints.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -62,6 +63,7 @@ class MLPVAEConfig:
     gaussian_scale: ScaleName = "fixed"  # gaussian and logistic: fixed, global, learned per value, or predicted
     log_sigma_x: float = 0.0  # fixed: log sigma of the Gaussian, log scale of the logistic
     mixtures: int = 5  # discretized_logistic_mixture's components
+    normalization: dict[str, Any] | None = None  # {"mean": m, "std": s} the model was trained with (Observation)
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -81,6 +83,47 @@ class Observation:
     config: MLPVAEConfig | Any
     likelihood: Likelihood
     log_sigma_x: torch.Tensor
+    norm_mean: torch.Tensor | None
+    norm_std: torch.Tensor | None
+    register_buffer: Any  # nn.Module's
+
+    def init_normalization(self, shape: tuple[int, ...]) -> None:
+        """The ``normalization`` of the description (``{"mean": m, "std": s}``, each a number or one per channel
+        of a ``[C, H, W]`` input) as ``[D]`` buffers, not tensors of the checkpoint; ``ValueError`` naming what is
+        wrong. The encoder sees (x - m) / s; a Gaussian decoder models it too, so log p(x) = log p((x - m) / s)
+        - sum log s (the change of variables, exact); a discrete likelihood models x itself."""
+        norm = self.config.normalization
+        if norm is None:
+            self.norm_mean = self.norm_std = None
+            return
+        channels = shape[0] if len(shape) == 3 else 1
+        if not isinstance(norm, dict) or set(norm) != {"mean", "std"}:
+            raise ValueError(f'normalization must be {{"mean": m, "std": s}}, got {norm!r}')
+        values = []
+        for key in ("mean", "std"):
+            v = norm[key]
+            v = [v] if isinstance(v, int | float) and not isinstance(v, bool) else v
+            if (
+                not isinstance(v, list)
+                or len(v) not in (1, channels)
+                or not all(isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e) for e in v)
+            ):
+                raise ValueError(
+                    f"normalization {key}: a finite number or {channels} (one per channel), got {norm[key]!r}"
+                )
+            if key == "std" and min(v) <= 0:
+                raise ValueError(f"normalization std must be positive, got {norm[key]!r}")
+            # one per channel: each channel's H * W values in turn (channels first); one: all D values
+            values.append(torch.tensor(v, dtype=torch.float32).repeat_interleave(math.prod(shape) // len(v)))
+        self.register_buffer("norm_mean", values[0], persistent=False)
+        self.register_buffer("norm_std", values[1], persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network sees of ``x`` ``[..., D]``."""
+        return x if self.norm_mean is None or self.norm_std is None else (x - self.norm_mean) / self.norm_std
+
+    def _models_normalized(self) -> bool:
+        return self.norm_std is not None and self.likelihood == "gaussian"
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -98,14 +141,24 @@ class Observation:
         )
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        return observation_log_prob(c.likelihood, x, self.decode(z), c.gaussian_scale, c.mixtures, self._x_log_sigma())
+        c, out = self.config, self.decode(z)
+        if not self._models_normalized():
+            return observation_log_prob(c.likelihood, x, out, c.gaussian_scale, c.mixtures, self._x_log_sigma())
+        assert self.norm_std is not None
+        log_p = observation_log_prob(
+            c.likelihood, self.normalize(x), out, c.gaussian_scale, c.mixtures, self._x_log_sigma()
+        )
+        return log_p - torch.log(self.norm_std).sum()  # the Jacobian of x -> (x - m) / s
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         c = self.config
-        return sample_observation(
+        draw = sample_observation(
             c.likelihood, self.decode(z), c.gaussian_scale, c.mixtures, self._x_log_sigma(), generator
         )
+        if not self._models_normalized():
+            return draw
+        assert self.norm_mean is not None and self.norm_std is not None
+        return self.norm_mean + self.norm_std * draw
 
 
 def observation_parameters(config: Any, input_dim: int) -> tuple[int, torch.Tensor | None]:
@@ -126,6 +179,7 @@ class MLPVAE(Observation, GaussianLatentModel):
         super().__init__(config.input_dim, input_shape)
         self.config = c = config
         self.likelihood = c.likelihood
+        self.init_normalization(self.input_shape)
         self.latent_sizes = [c.latent]
         self.encoder = mlp([c.input_dim, *c.encoder], ACTIVATIONS[c.activation])
         self.mu = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
@@ -144,7 +198,7 @@ class MLPVAE(Observation, GaussianLatentModel):
         return (2 + 2 * params) * self.config.input_dim + 2 * sum(self.config.decoder) + 4 * self.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)
+        h = self.encoder(self.normalize(x))
         return self.mu(h), self.log_sigma(self.scale(h))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

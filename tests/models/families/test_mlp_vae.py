@@ -172,3 +172,29 @@ def test_an_8_bit_likelihood_is_a_probability_and_its_draws_follow_it(arch: dict
     assert abs(float(draws.mean()) - mean) < 4 * math.sqrt(var / 20_000)
     zero = float(p[0])
     assert abs(float((draws == 0).double().mean()) - zero) < 4 * math.sqrt(zero * (1 - zero) / 20_000) + 1e-12
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_normalisation_constants_are_the_models_and_the_jacobian_is_exact(likelihood: str) -> None:
+    """A model trained on (x - m) / s: its encoder sees that; a Gaussian decoder's log p(x) is the density of the
+    standardised value minus sum log s (change of variables), so it equals the same network without the
+    constants scored on standardised data, shifted by that constant; a Bernoulli decoder still models x."""
+    norm = {"mean": 0.1307, "std": 0.3081}  # the PyTorch examples' MNIST constants
+    plain, normed = _model(likelihood=likelihood), _model(likelihood=likelihood, normalization=norm)
+    normed.load_state_dict(plain.state_dict())  # the constants are no tensors of the checkpoint
+    x = torch.rand(3, 12, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x = (x > 0.5).double() if likelihood == "bernoulli" else x
+    mean, std = normed.norm_mean, normed.norm_std  # as the model holds them (float32 constants, widened)
+    assert mean is not None and std is not None
+    y = (x - mean) / std
+    noise = plain.sample_noise(7, 3, torch.Generator().manual_seed(6)).double()
+    with torch.no_grad():
+        got = normed.log_weights_from_noise(x, noise)
+        if likelihood == "gaussian":
+            want = plain.log_weights_from_noise(y, noise) - torch.log(std).sum()
+        else:  # q sees y, p models x: written out from the plain model's parts
+            z = plain.sample_q(y, noise)
+            want = plain.log_prior(z) + plain.log_likelihood(x, z) - plain.log_q(y, z)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-10)
+    with pytest.raises(ValueError, match="std must be positive"):
+        _model(normalization={"mean": 0.0, "std": 0.0})

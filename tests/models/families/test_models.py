@@ -401,3 +401,33 @@ def test_resume_refuses_a_closed_form_fit_and_a_missing_state(
     with pytest.raises(SystemExit) as info:
         train_main([*data, "--family", "bbb", "--out", str(tmp_path / "none.safetensors"), "--resume"])
     assert "train without --resume first" in str(info.value)
+
+
+def test_a_described_8_bit_conv_vae_trains_on_the_images_as_they_are(tmp_path: Path) -> None:
+    """`logpx train --arch` trains a layered_vae description with an 8-bit likelihood: no binarisation (the
+    checkpoint's domain is uint8), and `logpx evaluate` scores the held-out images as training did, with bits
+    per dimension beside the nats."""
+    images, labels = _synthetic(tmp_path, 300, "my-digits.idx", "my-labels.idx")
+    arch = tmp_path / "conv8.yaml"
+    arch.write_text(
+        "family: layered_vae\ninput_shape: [1, 28, 28]\n"
+        "arch: {latent: 4, likelihood: discretized_logistic_mixture, mixtures: 2,\n"
+        "  encoder: [{type: conv2d, out: 4, kernel: 4, stride: 2, padding: 1}, relu, flatten],\n"
+        "  decoder: [{type: linear, out: 196}, relu, {type: unflatten, shape: [4, 7, 7]}, {type: upsample, scale: 4},\n"
+        "            {type: conv2d, out: 6, kernel: 3, padding: 1}]}\n"
+    )
+    out = tmp_path / "conv8.safetensors"
+    data = ["--images", str(images), "--labels", str(labels)]
+    small = ["--objective", "elbo", "--k", "1", "--batch-size", "50", "--device", "cpu"]
+    train_main(
+        [*data, "--arch", str(arch), "--valid", "60", "--valid-eval", "60", "--out", str(out), "--epochs", "1", *small]
+    )
+    meta = read_metadata(out)
+    assert meta["family"] == "layered_vae" and meta["binarize"] == "none"
+    assert load_checkpoint(out).domain == "uint8"
+    summary = evaluate_main([str(out), *data, "--limit", "0", "--estimators", "elbo:50", "iwae:50", "--seed", "1", "--batch-size", "500"])
+    iwae = summary["estimators"]["iwae-50"]  # type: ignore[index]
+    assert summary["binarization"] == "none" and iwae["mean"] == pytest.approx(
+        meta["final_bounds"]["valid_iwae"], abs=1e-3
+    )
+    assert iwae["bits_per_dim"] == pytest.approx(-iwae["mean"] / (784 * math.log(2)))
