@@ -334,6 +334,9 @@ class ModelSummary(BaseModel):
         default_factory=list, description="What the model's type can answer (the endpoints of the same names)"
     )
     dataset: str | None = Field(None, description="The data set it was trained on, as its checkpoint names it")
+    domain: str | None = Field(
+        None, description="What its inputs are: binary (binarised on the way in), unit ([0, 1]), uint8 or real"
+    )
 
 
 class SkippedFile(BaseModel):
@@ -353,8 +356,8 @@ class ModelDetail(ModelSummary):
     sha256: str | None = None
     input_shape: list[int] | None = None
     likelihood: str | None = None
-    domain: str | None = Field(
-        None, description="What its inputs are: binary (binarised on the way in), unit ([0, 1]), uint8 or real"
+    bits_per_dim: str | None = Field(
+        None, description="How results' bits_per_dim are read for this model, with every constant in them"
     )
     metadata: dict[str, Any] | None = Field(
         None, description="The checkpoint's metadata document (docs/checkpoints.md)"

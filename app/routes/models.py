@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from logpx.estimators import DEFAULT_SPEC
+from logpx.estimators import DEFAULT_SPEC, bits_reading
 from logpx.families import Classifier, LatentVariableModel
 
 from ..deps import RegistryDep, SettingsDep
@@ -41,6 +41,7 @@ def _summary(e: ModelEntry) -> ModelSummary:
         dataset=str(dataset["name"])
         if isinstance(dataset := meta.get("dataset"), dict) and "name" in dataset
         else None,
+        domain=e.checkpoint.domain if e.checkpoint else None,
     )
 
 
@@ -60,12 +61,18 @@ async def get_model(name: str, registry: RegistryDep) -> ModelDetail:
     e = registry.get(name)
     meta = e.checkpoint.metadata if e.checkpoint else None
     binarize = e.checkpoint.binarize if e.checkpoint else None
+    model = e.checkpoint.model if e.checkpoint else None
+    bits = (
+        bits_reading(e.checkpoint.domain, model.input_dim, model.log_jacobian())
+        if e.checkpoint is not None and isinstance(model, LatentVariableModel)
+        else None
+    )
     return ModelDetail(
         **_summary(e).model_dump(),
         sha256=e.checkpoint.sha256 if e.checkpoint else None,
         input_shape=list(e.checkpoint.model.input_shape) if e.checkpoint else None,
         likelihood=meta["likelihood"] if meta else None,
-        domain=e.checkpoint.domain if e.checkpoint else None,
+        bits_per_dim=bits,
         metadata=meta,
         defaults={**DEFAULTS, "binarize": binarize},
     )

@@ -239,7 +239,12 @@ $("#png").addEventListener("change", async () => {
 function requireImage() {
   if (!state.image) throw new ProblemError({ title: "No image", detail: "draw a digit or choose a PNG file in the Score view first", field: "image" }, 0);
 }
-const pixelInputs = () => [Array.from(state.pixels)];
+// The drawn image as the model's domain takes it: an 8-bit model's as integers 0..255 (scale byte), others' in [0, 1].
+function pixelBody(model) {
+  const entry = state.models.find((m) => m.name === model);
+  if (entry && entry.domain === "uint8") return { inputs: [Array.from(state.pixels, (v) => Math.round(255 * v))], scale: "byte" };
+  return { inputs: [Array.from(state.pixels)] };
+}
 
 // Score -----------------------------------------------------------------------------------------------------
 $("#score-form").addEventListener("submit", (event) => {
@@ -263,7 +268,7 @@ $("#score-form").addEventListener("submit", (event) => {
         out = await (await api(`/v1/models/${encodeURIComponent(model)}/evidence/images`, { method: "POST", body: form, signal })).json();
       } else {
         out = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, {
-          inputs: pixelInputs(), estimator: { name, k, ...(order ? { order } : {}) }, seed,
+          ...pixelBody(model), estimator: { name, k, ...(order ? { order } : {}) }, seed,
           sampler: sampler === "ais" ? { name: "ais", steps } : { name: "importance" },
         }, signal);
       }
@@ -282,7 +287,15 @@ $("#score-form").addEventListener("submit", (event) => {
       const ran = out.estimator.sampler, cert = out.estimator.certificate;
       if (cert) why.append(` Certified: ${cert.plan}, BDMC gap bound ${fmt(cert.gap_bound, 3)} nats on ${cert.inputs} simulated inputs (${cert.created}).`);
       const label = `${name}${order ? `:${order}` : ""} k=${k} (${ran.name}${ran.name === "ais" ? ` ${ran.steps} steps` : ""})`;
-      const row = cells(body.insertRow(), [label, value, fmt(r.std_err), fmt(r.diagnostics && r.diagnostics.khat, 2), verdictCell(r.verdict), why]);
+      const shown = document.createElement("span");
+      shown.append(value);
+      if (r.bits_per_dim != null) {  // image models: bits per dimension beside the nats (GET the model for how)
+        const bits = document.createElement("small");
+        bits.className = "bits";
+        bits.textContent = ` ${fmt(r.bits_per_dim, 4)} bits/dim`;
+        shown.append(bits);
+      }
+      const row = cells(body.insertRow(), [label, shown, fmt(r.std_err), fmt(r.diagnostics && r.diagnostics.khat, 2), verdictCell(r.verdict), why]);
       row.cells[1].className = row.cells[2].className = "num";
     }
   }));
@@ -333,13 +346,13 @@ $("#convergence-form").addEventListener("submit", (event) => {
     const chains = Number($("#conv-chains").value);
     const estimators = KS.flatMap((k) => [{ name: "iwae", k }, { name: "jvi", k, order: 1 }]);
     step(`IWAE and JVI at k = 2 ... 3000, ${replicates} replicates (1 of ${aisSteps > 0 ? 2 : 1})`);
-    const out = await postJSON(`/v1/models/${encodeURIComponent(model)}/compare`, { inputs: pixelInputs(), estimators, replicates, seed: 0 }, signal);
+    const out = await postJSON(`/v1/models/${encodeURIComponent(model)}/compare`, { ...pixelBody(model), estimators, replicates, seed: 0 }, signal);
     const series = { iwae: [], jvi: [] };
     out.estimators.forEach((e) => series[e.estimator.name].push({ k: e.estimator.k, mean: e.mean[0], sd: e.sd[0], verdict: e.verdicts[0] }));
     let ais = null;
     if (aisSteps > 0) {
       step(`AIS, ${chains} chains of ${aisSteps} steps (2 of 2)`);
-      const a = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, { inputs: pixelInputs(), estimator: { name: "iwae", k: chains }, sampler: { name: "ais", steps: aisSteps }, seed: 0 }, signal);
+      const a = await postJSON(`/v1/models/${encodeURIComponent(model)}/evidence`, { ...pixelBody(model), estimator: { name: "iwae", k: chains }, sampler: { name: "ais", steps: aisSteps }, seed: 0 }, signal);
       ais = a.results[0];
     }
     drawConvergence(series, ais);
@@ -392,7 +405,7 @@ $("#posterior-form").addEventListener("submit", (event) => {
   guarded("posterior", () => running("posterior", async (signal, step) => {
     requireImage();
     step("log p(z | x) on an 80 x 80 grid");
-    const out = await postJSON(`/v1/models/${encodeURIComponent($("#post-model").value)}/posterior`, { inputs: pixelInputs(), grid: 80, seed: 0 }, signal);
+    const out = await postJSON(`/v1/models/${encodeURIComponent($("#post-model").value)}/posterior`, { ...pixelBody($("#post-model").value), grid: 80, seed: 0 }, signal);
     drawPosterior(out);
     $("#posterior-facts").replaceChildren(
       `The posterior p(z | x) shaded by its log density over the 10 nats below its mode, and q(z | x)'s 2-sigma ellipse in red. ` +

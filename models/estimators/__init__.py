@@ -11,7 +11,7 @@ from .jackknife import NotExact, jackknife_elements, max_exact_k
 from .logspace import log_mean_exp
 from .paired import CONFIDENCE, ModelScores, ModelSummary, PairedDifference, paired_difference, summarize_model
 from .psis import khat, khat_threshold
-from .units import bits_offset, bits_per_dim
+from .units import bits_offset, bits_per_dim, bits_reading
 from .verdict import Level, SamplerStats, Verdict, judge
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Verdict",
     "bits_offset",
     "bits_per_dim",
+    "bits_reading",
     "diagnose",
     "elbo",
     "ess",

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-__all__ = ["BIN_BITS", "bits_offset", "bits_per_dim"]
+__all__ = ["BIN_BITS", "bits_offset", "bits_per_dim", "bits_reading"]
 
 # Bits per dimension added to a density on [0, 1] by reading it at 8-bit resolution: log2(256).
 BIN_BITS = 8.0
@@ -28,3 +28,19 @@ def bits_per_dim(log_px: torch.Tensor, dims: int, offset: float) -> torch.Tensor
     density so peaked that its 8-bit bin would hold a probability above 1: the binned reading does not hold)."""
     bits = -log_px / (dims * math.log(2)) + offset
     return bits.masked_fill(bits < 0, float("nan"))
+
+
+def bits_reading(domain: str, dims: int, log_jacobian: float = 0.0) -> str:
+    """How a model's bits per dimension are read, stated with every constant in them: the 8-bit bins of a
+    density on [0, 1], and ``log_jacobian`` (nats), the change of variables of normalisation constants the
+    model was trained with, already inside log p(x)."""
+    offset = bits_offset(domain)
+    if offset is None:
+        return f"none: a density on real values ({domain}) has no bits-per-dimension reading"
+    text = f"-log2 p(x) / {dims}" + (f" + {offset:g} (a density on [0, 1] read at 8-bit resolution)" if offset else "")
+    if log_jacobian:
+        text += (
+            f"; log p(x) includes the normalisation's change of variables, {log_jacobian:+.4f} nats "
+            f"({-log_jacobian / (dims * math.log(2)):+.4f} bits per dimension)"
+        )
+    return text

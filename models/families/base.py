@@ -90,6 +90,10 @@ class LatentVariableModel(Family):
         """Activation elements one latent sample of one input costs in a forward pass (for chunking)."""
         return 2 * self.input_dim + 4 * self.latent_dim
 
+    def log_jacobian(self) -> float:
+        """Nats that normalisation constants' change of variables adds to log p(x) (0: none)."""
+        return 0.0
+
     @property
     def discrete(self) -> bool:
         """Whether p(x | z) is a probability mass (so that log p(x) <= 0), not a density."""

@@ -122,6 +122,14 @@ class Observation:
         """What the network sees of ``x`` ``[..., D]``."""
         return x if self.norm_mean is None or self.norm_std is None else (x - self.norm_mean) / self.norm_std
 
+    def log_jacobian(self) -> float:
+        """-sum log s where a Gaussian decoder models the normalised data, else 0."""
+        return (
+            -float(torch.log(self.norm_std.double()).sum())
+            if self._models_normalized() and self.norm_std is not None
+            else 0.0
+        )
+
     def _models_normalized(self) -> bool:
         return self.norm_std is not None and self.likelihood == "gaussian"
 

@@ -77,3 +77,33 @@ def test_a_binned_reading_above_probability_one_is_no_number() -> None:
 
     bits = bits_per_dim(torch.tensor([10_000.0, -100.0]), 10, 8.0)
     assert torch.isnan(bits[0]) and float(bits[1]) == pytest.approx(100 / (10 * math.log(2)) + 8)
+
+
+def test_a_normalised_gaussian_model_states_its_constant_and_scores_x_as_sent(tmp_path: Path) -> None:
+    """A Gaussian VAE trained on (x - m) / s: the service scores the image as sent (in [0, 1]), its log p(x)
+    includes the change of variables, and the model's detail states that constant in nats and bits."""
+    from logpx.families import MLPVAE, MLPVAEConfig
+
+    torch.manual_seed(0)
+    norm = {"mean": 0.1307, "std": 0.3081}
+    config = MLPVAEConfig(input_dim=16, latent=2, encoder=[8], decoder=[8], likelihood="gaussian", normalization=norm)
+    model = MLPVAE(config).eval()
+    save_checkpoint(tmp_path / "normed.safetensors", model, training=TRAINING, dataset=DATASET)
+    x = torch.rand(1, 16, generator=torch.Generator().manual_seed(1))
+    with make_client(tmp_path) as client:
+        wait_ready(client)
+        detail = client.get("/v1/models/normed").json()
+        body = {"inputs": x.tolist(), "estimator": {"name": "iwae", "k": 64}, "seed": 3}
+        (r,) = client.post("/v1/models/normed/evidence", json=body).json()["results"]
+    constant = -16 * math.log(0.3081)
+    assert detail["domain"] == "unit" and f"{constant:+.4f} nats" in detail["bits_per_dim"]
+    assert r["bits_per_dim"] == pytest.approx(-r["log_px"] / (16 * math.log(2)) + 8, rel=1e-6)
+    with torch.no_grad():  # the same network without the constants, on the normalised input, plus the constant
+        plain = MLPVAE(MLPVAEConfig(**{**config.__dict__, "normalization": None})).eval()
+        plain.load_state_dict(model.state_dict())
+        y = (x - 0.1307) / 0.3081
+        log_w = plain.log_weights(y, 4096, torch.Generator().manual_seed(5)) + constant
+        reference = float(torch.logsumexp(log_w, 0) - math.log(4096))
+        w = torch.exp(log_w - log_w.max())
+        reference_se = float(w.std() / (w.mean() * math.sqrt(4096)))  # delta method, as the service's
+    assert abs(r["log_px"] - reference) <= 3 * math.hypot(r["std_err"], reference_se)

@@ -425,7 +425,9 @@ def test_a_described_8_bit_conv_vae_trains_on_the_images_as_they_are(tmp_path: P
     meta = read_metadata(out)
     assert meta["family"] == "layered_vae" and meta["binarize"] == "none"
     assert load_checkpoint(out).domain == "uint8"
-    summary = evaluate_main([str(out), *data, "--limit", "0", "--estimators", "elbo:50", "iwae:50", "--seed", "1", "--batch-size", "500"])
+    summary = evaluate_main(
+        [str(out), *data, "--limit", "0", "--estimators", "elbo:50", "iwae:50", "--seed", "1", "--batch-size", "500"]
+    )
     iwae = summary["estimators"]["iwae-50"]  # type: ignore[index]
     assert summary["binarization"] == "none" and iwae["mean"] == pytest.approx(
         meta["final_bounds"]["valid_iwae"], abs=1e-3
