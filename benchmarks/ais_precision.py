@@ -1,6 +1,7 @@
 """float32 AIS chains (log-weights accumulated in float64, as always) against float64 chains on the shipped
 models: the same digits, the same step sizes (one tuning pass, in float64) and the same random numbers (the
-samplers draw theirs in float32 whatever the chains' dtype), so that what differs is the chains' arithmetic.
+samplers draw the encoder start and every HMC move's numbers in float32 whatever the chains' dtype), so that what
+differs is the chains' arithmetic.
 Reported per model: the mean and the largest per-digit difference of the AIS estimate (log-mean-exp of the
 chains), against the 0.01-nat criterion of docs/performance.md, and the time of each.
 

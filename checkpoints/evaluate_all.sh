@@ -22,7 +22,7 @@ for name in "${names[@]}"; do
   source=$data quick=tests/data/mnist-valid200
   if [ "${name#fashion-}" != "$name" ]; then source=$fashion quick=tests/data/fashion-valid200; fi
   "$py" -m logpx.evaluation.evaluate "checkpoints/$name.safetensors" --data "$source" --split valid --limit 1000 \
-      --estimators elbo:5000 iwae:5000 jvi:5000:1 --json "checkpoints/cards/$name.json"
+      --estimators elbo:5000 iwae:5000 jvi:5000:1 --threads "${THREADS:-0}" --json "checkpoints/cards/$name.json"
   "$py" -m logpx.evaluation.evaluate "checkpoints/$name.safetensors" --data "$quick" --split valid200 --limit 50 \
-      --estimators iwae:1000 --json "checkpoints/cards/$name.quick.json"
+      --estimators iwae:1000 --threads "${THREADS:-0}" --json "checkpoints/cards/$name.quick.json"
 done

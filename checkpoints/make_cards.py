@@ -15,7 +15,8 @@ HERE = Path(__file__).parent
 
 
 def fmt(e: dict[str, float]) -> str:
-    return f"{e['mean']:.2f} ± {e['se_over_images']:.2f} (MC ± {e['mc_se_of_mean']:.3f})"
+    bits = f", {e['bits_per_dim']:.4f} bits/dim" if "bits_per_dim" in e else ""
+    return f"{e['mean']:.2f} ± {e['se_over_images']:.2f} (MC ± {e['mc_se_of_mean']:.3f}{bits})"
 
 
 def main() -> None:

@@ -151,8 +151,8 @@ class LatentVariableModel(Family):
 
     def sample_prior(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Latents ``[*shape, latent_dim]`` drawn from p(z), in the model's dtype; ancestral for hierarchical priors."""
-        dtype = next(self.parameters()).dtype  # drawn in float32 as every sampler's noise (common random numbers)
-        return torch.randn(*shape, self.latent_dim, generator=generator, device=generator.device).to(dtype)
+        dtype = next(self.parameters()).dtype
+        return torch.randn(*shape, self.latent_dim, generator=generator, device=generator.device, dtype=dtype)
 
     @abstractmethod
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

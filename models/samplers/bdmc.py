@@ -68,7 +68,7 @@ def bdmc(
     """Simulate ``n`` inputs, then run forward and reverse AIS with ``k`` chains each per input, both
     with the step sizes of one tuning pass, chains chunked within ``max_elements``."""
     x, z = simulate(model, n, generator)
-    steps = tune(model, x, config, generator, check_fn)
+    steps = tune(model, x, config, generator, check_fn, estimating=2 * k)  # both directions
     forward = ais(model, x, k, config, generator, step_sizes=steps, max_elements=max_elements, check_fn=check_fn)
     reverse = reverse_ais(
         model, x, z, k, config, generator, step_sizes=steps, max_elements=max_elements, check_fn=check_fn

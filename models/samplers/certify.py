@@ -74,7 +74,7 @@ def _trial(
     max_elements: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per input: the BDMC gap ``[n]`` and the forward log-weights' variance ``[n]``."""
-    steps = tune(model, x, setting, generator, check_fn)
+    steps = tune(model, x, setting, generator, check_fn, estimating=2 * chains)  # both directions
     kw: dict[str, Any] = {"step_sizes": steps, "max_elements": max_elements, "check_fn": check_fn}
     forward = ais(model, x, chains, setting, generator, **kw)
     reverse = reverse_ais(model, x, z, chains, setting, generator, **kw)

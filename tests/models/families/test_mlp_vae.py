@@ -3,6 +3,7 @@ for every activation, scale parameterisation and likelihood."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -138,6 +139,9 @@ def test_log_weights_equal_an_independent_computation(arch: dict[str, object]) -
     want = _independent(model, x, noise)
     assert torch.allclose(got, want, rtol=1e-10, atol=1e-9)
     assert torch.allclose(via_densities, want, rtol=1e-10, atol=1e-9)
+    with torch.no_grad():  # the same weights in float32: within 1e-5 of the float64 truth
+        single = copy.deepcopy(model).float().log_weights_from_noise(x.float(), noise.float())
+    torch.testing.assert_close(single.double(), want, rtol=1e-5, atol=0.0)
 
 
 def test_a_gaussian_checkpoint_round_trips_and_may_exceed_zero(tmp_path) -> None:  # type: ignore[no-untyped-def]
