@@ -32,7 +32,8 @@ def main() -> None:
         quick = json.loads((HERE / "cards" / f"{card.stem}.quick.json").read_text())["estimators"]["iwae-1000"]
         t = meta["training"]
         arch = meta["arch"]
-        shape = f"{arch.get('layers', 1)} / {arch['latent']}"
+        network = "conv" if meta["family"] == "layered_vae" else arch.get("layers", 1)
+        shape = f"{network} / {arch['latent']}"
         objective = (
             t["objective"] + (f" k={t['k']}" if t.get("k") else "") + (f" m={t['order']}" if t.get("order") else "")
         )

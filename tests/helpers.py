@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from torch.distributions import AffineTransform, SigmoidTransform, TransformedDistribution, Uniform
 
 from logpx.app.config import Settings
 from logpx.app.main import create_app
@@ -124,3 +125,16 @@ def assert_problem(r, status: int, field: str | None = None) -> dict:  # type: i
     if field is not None:
         assert body.get("field") == field, body
     return body
+
+
+def binned_logistic(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """P(x) of 8-bit ``x`` under a logistic on [-1, 1] binned into 256 values, the end bins taking the tails,
+    by plain differences of the logistic's CDF (torch.distributions: a sigmoid-transformed uniform)."""
+    logistic = TransformedDistribution(
+        Uniform(torch.zeros_like(mean), torch.ones_like(mean)), [SigmoidTransform().inv, AffineTransform(mean, scale)]
+    )
+    c = 2 * x - 1
+    upper = logistic.cdf(torch.minimum(c + 1 / 255, torch.ones_like(c)).expand_as(mean))
+    lower = logistic.cdf(torch.maximum(c - 1 / 255, -torch.ones_like(c)).expand_as(mean))
+    k = torch.round(x * 255).expand_as(mean)
+    return torch.where(k == 0, upper, torch.where(k == 255, 1 - lower, upper - lower))

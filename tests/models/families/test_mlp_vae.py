@@ -9,19 +9,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import (
-    AffineTransform,
-    Bernoulli,
-    Categorical,
-    Normal,
-    SigmoidTransform,
-    TransformedDistribution,
-    Uniform,
-)
+from torch.distributions import Bernoulli, Categorical, Normal
 
 from logpx.families import MLPVAE, MLPVAEConfig
 from logpx.io import load_checkpoint, save_checkpoint
-from tests.helpers import DATASET, TRAINING
+from tests.helpers import DATASET, TRAINING, binned_logistic
 
 ACTS = {
     "tanh": torch.tanh,
@@ -62,19 +54,6 @@ def _independent(model: MLPVAE, x: torch.Tensor, eps: torch.Tensor) -> torch.Ten
     return log_lik + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, sigma).log_prob(z).sum(-1)
 
 
-def _binned_logistic(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """P(x) of 8-bit ``x`` under a logistic on [-1, 1] binned into 256 values, the end bins taking the tails,
-    by plain differences of the logistic's CDF (torch.distributions: a sigmoid-transformed uniform)."""
-    logistic = TransformedDistribution(
-        Uniform(torch.zeros_like(mean), torch.ones_like(mean)), [SigmoidTransform().inv, AffineTransform(mean, scale)]
-    )
-    c = 2 * x - 1
-    upper = logistic.cdf(torch.minimum(c + 1 / 255, torch.ones_like(c)).expand_as(mean))
-    lower = logistic.cdf(torch.maximum(c - 1 / 255, -torch.ones_like(c)).expand_as(mean))
-    k = torch.round(x * 255).expand_as(mean)
-    return torch.where(k == 0, upper, torch.where(k == 255, 1 - lower, upper - lower))
-
-
 def _independent_likelihood(
     c: MLPVAEConfig, w: dict[str, torch.Tensor], x: torch.Tensor, out: torch.Tensor
 ) -> torch.Tensor:
@@ -88,7 +67,7 @@ def _independent_likelihood(
         m = c.mixtures
         parts = out.reshape(*out.shape[:-1], 3 * m, d)
         weights = torch.softmax(parts[..., :m, :], -2)
-        p = _binned_logistic(x.unsqueeze(-2), parts[..., m : 2 * m, :], parts[..., 2 * m :, :].clamp(min=-7).exp())
+        p = binned_logistic(x.unsqueeze(-2), parts[..., m : 2 * m, :], parts[..., 2 * m :, :].clamp(min=-7).exp())
         return torch.log((weights * p).sum(-2)).sum(-1)
     if c.gaussian_scale == "predicted":
         mean, log_scale = out[..., :d], out[..., d:]
@@ -101,7 +80,7 @@ def _independent_likelihood(
         )
     if c.likelihood == "discretized_logistic":
         log_scale = log_scale.clamp(min=-7) if c.gaussian_scale == "predicted" else log_scale
-        return torch.log(_binned_logistic(x, mean, log_scale.exp().expand_as(mean))).sum(-1)
+        return torch.log(binned_logistic(x, mean, log_scale.exp().expand_as(mean))).sum(-1)
     return Normal(mean, log_scale.exp()).log_prob(x.expand_as(mean)).sum(-1)
 
 

@@ -18,8 +18,7 @@ from torch import nn
 
 from logpx.io.checkpoint import load_checkpoint
 from logpx.io.data import read_idx
-from tests.helpers import make_client, wait_ready
-from tests.models.families.test_mlp_vae import _binned_logistic
+from tests.helpers import binned_logistic, make_client, wait_ready
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "checkpoints" / "conv-mnist8.safetensors"
@@ -51,7 +50,7 @@ def _independent_log_weights(nets: nn.ModuleDict, x: torch.Tensor, eps: torch.Te
     z = mu + sigma * eps
     out = nets["decoder"](z.reshape(-1, 16)).reshape(k, b, 15, 784)
     weights = torch.softmax(out[:, :, :5], dim=2)
-    p = _binned_logistic(x[None, :, None, :], out[:, :, 5:10], out[:, :, 10:].clamp(min=-7).exp())
+    p = binned_logistic(x[None, :, None, :], out[:, :, 5:10], out[:, :, 10:].clamp(min=-7).exp())
     return (
         torch.log((weights * p).sum(2)).sum(-1)
         + D.Normal(0.0, 1.0).log_prob(z).sum(-1)
