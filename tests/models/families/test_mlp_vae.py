@@ -147,6 +147,9 @@ def test_an_8_bit_likelihood_is_a_probability_and_its_draws_follow_it(arch: dict
         p = model.log_likelihood(values, z.expand(256, 2)).exp()
         draws = model.sample_x(z.expand(20_000, 2), torch.Generator().manual_seed(1)).squeeze(-1)
     assert float(p.sum()) == pytest.approx(1.0, abs=1e-9)
+    assert (
+        model.discrete
+    )  # so a log p(x) above 0 is impossible, and the verdict says so (tests/models/estimators/test_properties.py)
     assert bool(((draws * 255 - torch.round(draws * 255)).abs() < 1e-9).all())  # on the 8-bit grid
     mean, var = (
         float((p * values.squeeze()).sum()),
