@@ -48,9 +48,9 @@ def peer_ais(
     """Chain log-weights ``[chains, B]`` and the mean acceptance, research-code style (module docstring)."""
     g = torch.Generator(device=x.device).manual_seed(seed)
     batch = x.shape[0]
-    z = torch.randn(chains, batch, model.latent_dim, generator=g, device=x.device)
-    eps = torch.full((chains, batch, 1), 0.01, device=x.device)
-    accepted = torch.zeros(chains, batch, device=x.device)
+    z = torch.randn(chains, batch, model.latent_dim, generator=g, device=x.device, dtype=x.dtype)
+    eps = torch.full((chains, batch, 1), 0.01, device=x.device, dtype=x.dtype)
+    accepted = torch.zeros(chains, batch, device=x.device, dtype=x.dtype)
     log_w = torch.zeros(chains, batch, dtype=torch.float64, device=x.device)
 
     def log_f(z: torch.Tensor, beta: float) -> torch.Tensor:
@@ -65,7 +65,7 @@ def peer_ais(
     for j in range(1, betas.shape[0]):
         b0, b1 = float(betas[j - 1]), float(betas[j])
         log_w += (log_f(z, b1) - log_f(z, b0)).double()
-        v = torch.randn(z.shape, generator=g, device=x.device)
+        v = torch.randn(z.shape, generator=g, device=x.device, dtype=x.dtype)
         z_new, v_new = z, v - 0.5 * eps * grad_u(z, b1)
         for i in range(leapfrog):
             z_new = z_new + eps * v_new
@@ -74,7 +74,7 @@ def peer_ais(
         v_new = v_new - 0.5 * eps * grad_u(z_new, b1)
         h0 = -log_f(z, b1) + 0.5 * (v * v).sum(-1)
         h1 = -log_f(z_new, b1) + 0.5 * (v_new * v_new).sum(-1)
-        accept = torch.rand(h0.shape, generator=g, device=x.device) < torch.exp(h0 - h1)
+        accept = torch.rand(h0.shape, generator=g, device=x.device, dtype=x.dtype) < torch.exp(h0 - h1)
         z = torch.where(accept.unsqueeze(-1), z_new, z)
         accepted += accept
         rate = (accepted / j).unsqueeze(-1)
