@@ -35,6 +35,7 @@ from logpx.io.data import read_idx
 from logpx.plan import AIS, AIS_TUNE_CHAINS
 from logpx.runtime import keep_freed_memory, set_thread_budget
 from logpx.samplers import ais, schedule
+from logpx.samplers.ais import tuning_temperatures
 
 from .machine import RESULTS_DIR, machine_info
 
@@ -144,11 +145,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 acceptance[name].append(rate)
         print(f"round {repeat}: " + ", ".join(f"{n} {s[-1]:.2f} s" for n, s in seconds.items() if s), flush=True)
 
-    # Chain-gradient evaluations each makes: logpx (tuning pass on AIS_TUNE_CHAINS, then the estimate):
-    # 1 + (T - 1) L per pass; the peer: L + 1 gradients a temperature (plus 4 forward-only evaluations).
-    t = args.steps
+    # Chain-gradient evaluations each makes: logpx, a tuning pass of AIS_TUNE_CHAINS chains over its own
+    # temperatures, then the estimate, 1 + (T - 1) L a pass; the peer, L + 1 gradients a temperature (plus 4
+    # forward-only evaluations, not counted).
+    t, tuned = args.steps, tuning_temperatures(args.steps, args.chains)
     evals = {
-        "logpx": (AIS_TUNE_CHAINS + args.chains) * args.digits * (1 + (t - 1) * args.leapfrog),
+        "logpx": args.digits
+        * (AIS_TUNE_CHAINS * (1 + (tuned - 1) * args.leapfrog) + args.chains * (1 + (t - 1) * args.leapfrog)),
         "peer": args.chains * args.digits * t * (args.leapfrog + 1),
     }
     floor_per_eval = statistics.median(seconds["floor"]) / (FLOOR_EVALS * args.chains * args.digits)
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "steps": t,
         "leapfrog": args.leapfrog,
         "repeats": args.repeats,
+        "tuning_temperatures": tuned,
         "summary": summary,
         "seconds": seconds,
         "ratio_wall_time_logpx_to_peer": time_ratio,

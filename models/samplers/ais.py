@@ -35,7 +35,17 @@ from ..families import LatentVariableModel, chunks_over_k
 from ..plan import AIS, AIS_TUNE_CHAINS, AISInit, AISSchedule
 from ..runtime import CheckFn, threads_for_rows
 
-__all__ = ["TARGET_ACCEPTANCE", "AISResult", "HMCInfo", "HMCState", "ais", "reverse_ais", "schedule", "tune"]
+__all__ = [
+    "TARGET_ACCEPTANCE",
+    "AISResult",
+    "HMCInfo",
+    "HMCState",
+    "ais",
+    "reverse_ais",
+    "schedule",
+    "tune",
+    "tuning_temperatures",
+]
 
 TARGET_ACCEPTANCE = 0.65  # Neal (2011), section 4.4: HMC's optimal acceptance is about 0.65
 SIGMOID_RADIUS = 4.0  # Wu et al. (2017): r = 4
@@ -228,10 +238,16 @@ def tune(
     target = _Target(model, x, config.init)
     z0 = _start(model, x, chains, config.init, generator)
     full = config.temperatures
-    wanted = full if estimating is None else math.ceil(full * TUNE_SHARE * estimating / chains)
-    coarse = min(full, max(TUNE_MIN_TEMPERATURES, wanted))
+    coarse = tuning_temperatures(full, estimating, chains)
     steps = _anneal(target, z0, schedule(coarse, config.schedule), None, config.leapfrog, generator, check_fn)[2]
     return steps if coarse == full else _stretch(steps, full)
+
+
+def tuning_temperatures(steps: int, estimating: int | None, chains: int = AIS_TUNE_CHAINS) -> int:
+    """Temperatures of the tuning pass for an estimate of ``estimating`` chains over ``steps`` (all of them when
+    ``estimating`` is None): what costs ``TUNE_SHARE`` of the estimate, at least ``TUNE_MIN_TEMPERATURES``."""
+    wanted = steps if estimating is None else math.ceil(steps * TUNE_SHARE * estimating / chains)
+    return min(steps, max(TUNE_MIN_TEMPERATURES, wanted))
 
 
 def _stretch(steps: torch.Tensor, full: int) -> torch.Tensor:
