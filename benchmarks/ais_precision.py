@@ -2,8 +2,11 @@
 models: the same digits, the same step sizes (one tuning pass, in float64) and the same random numbers (the
 samplers draw the encoder start and every HMC move's numbers in float32 whatever the chains' dtype), so that what
 differs is the chains' arithmetic.
-Reported per model: the mean and the largest per-digit difference of the AIS estimate (log-mean-exp of the
-chains), against the 0.01-nat criterion of docs/performance.md, and the time of each.
+Reported per model: the mean difference of the AIS estimate (log-mean-exp of the chains) with its standard
+error over digits, the largest per-digit difference against the 0.01-nat criterion of docs/performance.md, how
+many chains left the other dtype's path (a Metropolis decision flipped on rounding: from there on the two
+differ by Monte Carlo noise, and only the mean difference over many digits says whether float32 is biased),
+and the time of each.
 
     python -m benchmarks.ais_precision [--models vae1-iwae50 conv-mnist ...] [--steps 500] [--digits 8]
 """
