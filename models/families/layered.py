@@ -30,7 +30,7 @@ from torch import nn
 
 from .base import GaussianLatentModel
 from .likelihoods import ObservationName, ScaleName, check_observation, params_per_value
-from .mlp_vae import ACTIVATIONS, Observation, Scale, observation_parameters
+from .mlp_vae import ACTIVATIONS, Observation, Scale
 
 __all__ = ["MAX_PARAMETERS", "LayeredVAE", "LayeredVAEConfig", "build_layers"]
 
@@ -192,7 +192,7 @@ class LayeredVAE(Observation, GaussianLatentModel):
             decoder, out = build_layers(c.decoder or [], (c.latent,), "decoder")
             width = math.prod(trunk_out)
             count = sum(p.numel() for p in (*trunk.parameters(), *decoder.parameters())) + 2 * (width + 1) * c.latent
-        params, log_sigma_x = observation_parameters(c, self.input_dim)
+        params = params_per_value(c.likelihood, c.gaussian_scale, c.mixtures)
         wanted = ((params * shape[0], *shape[1:]), (params * self.input_dim,))
         if out not in wanted:
             per = f"{params} values per input value ({c.likelihood}), " if params > 1 else ""
@@ -207,8 +207,7 @@ class LayeredVAE(Observation, GaussianLatentModel):
         self.mu = nn.Linear(width, c.latent)
         self.scale = nn.Linear(width, c.latent)
         self.decoder = _materialize(decoder)
-        if log_sigma_x is not None:
-            self.log_sigma_x = nn.Parameter(log_sigma_x)
+        self.init_learned_scale(self.input_dim)
         self.eval()  # batch norm's inference statistics, dropout off: this model is only ever evaluated
 
     @staticmethod

@@ -37,6 +37,7 @@ __all__ = [
     "ScaleName",
     "check_observation",
     "discretized_logistic_log_prob",
+    "learned_scale_shape",
     "observation_log_prob",
     "params_per_value",
     "sample_observation",
@@ -76,6 +77,15 @@ def params_per_value(likelihood: str, scale: str, mixtures: int) -> int:
     if likelihood == "categorical_256":
         return 256
     return 2 if likelihood != "bernoulli" and scale == "predicted" else 1
+
+
+def learned_scale_shape(likelihood: str, scale: str, dims: int) -> tuple[int, ...] | None:
+    """The shape of the learned log scale ``log_sigma_x`` (``[]`` global, ``[D]`` per value), or None where the
+    likelihood learns none: Bernoulli and the categorical have no scale, and the mixture's and a predicted
+    scale come from the decoder, whatever ``scale`` says."""
+    if likelihood not in ("gaussian", "discretized_logistic"):
+        return None
+    return {"global": (), "learned": (dims,)}.get(scale)
 
 
 def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from .likelihoods import (
     ObservationName,
     ScaleName,
     check_observation,
+    learned_scale_shape,
     observation_log_prob,
     params_per_value,
     sample_observation,
@@ -35,7 +36,6 @@ __all__ = [
     "MLPVAEConfig",
     "Observation",
     "Scale",
-    "observation_parameters",
 ]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -86,6 +86,17 @@ class Observation:
     norm_mean: torch.Tensor | None
     norm_std: torch.Tensor | None
     register_buffer: Any  # nn.Module's
+    _learns_scale: bool  # whether log_sigma_x is a parameter (else the description's fixed number)
+    _density_normalized: bool  # a Gaussian decoder models (x - m) / s, not x
+    _log_jacobian: float  # its change of variables, -sum log s (0 when not)
+
+    def init_learned_scale(self, dims: int) -> None:
+        """The parameter ``log_sigma_x`` where the likelihood learns its scale (``learned_scale_shape``); any
+        other reads the description's fixed ``log_sigma_x``, whatever ``gaussian_scale`` says."""
+        shape = learned_scale_shape(self.config.likelihood, self.config.gaussian_scale, dims)
+        self._learns_scale = shape is not None
+        if shape is not None:
+            self.log_sigma_x = nn.Parameter(torch.zeros(shape))
 
     def init_normalization(self, shape: tuple[int, ...]) -> None:
         """The ``normalization`` of the description (``{"mean": m, "std": s}``, each a number or one per channel
@@ -93,6 +104,7 @@ class Observation:
         wrong. The encoder sees (x - m) / s; a Gaussian decoder models it too, so log p(x) = log p((x - m) / s)
         - sum log s (the change of variables, exact); a discrete likelihood models x itself."""
         norm = self.config.normalization
+        self._density_normalized, self._log_jacobian = False, 0.0
         if norm is None:
             self.norm_mean = self.norm_std = None
             return
@@ -117,6 +129,10 @@ class Observation:
             values.append(torch.tensor(v, dtype=torch.float32).repeat_interleave(math.prod(shape) // len(v)))
         self.register_buffer("norm_mean", values[0], persistent=False)
         self.register_buffer("norm_std", values[1], persistent=False)
+        if self.likelihood == "gaussian":  # on the CPU from the constants: the model may be built on the meta device
+            std = torch.tensor(v, dtype=torch.float32, device="cpu").double()  # the std, as the buffer holds it
+            self._density_normalized = True
+            self._log_jacobian = -float(std.log().sum()) * (math.prod(shape) // len(v))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """What the network sees of ``x`` ``[..., D]``."""
@@ -124,14 +140,7 @@ class Observation:
 
     def log_jacobian(self) -> float:
         """-sum log s where a Gaussian decoder models the normalised data, else 0."""
-        return (
-            -float(torch.log(self.norm_std.double()).sum())
-            if self._models_normalized() and self.norm_std is not None
-            else 0.0
-        )
-
-    def _models_normalized(self) -> bool:
-        return self.norm_std is not None and self.likelihood == "gaussian"
+        return self._log_jacobian
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -144,40 +153,26 @@ class Observation:
         return torch.log(F.softplus(raw))
 
     def _x_log_sigma(self) -> torch.Tensor | float:
-        return (
-            self.log_sigma_x if self.config.gaussian_scale in ("global", "learned") else float(self.config.log_sigma_x)
-        )
+        return self.log_sigma_x if self._learns_scale else float(self.config.log_sigma_x)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         c, out = self.config, self.decode(z)
-        if not self._models_normalized():
+        if not self._density_normalized:  # x as it is: no normalisation, or a likelihood of x itself
             return observation_log_prob(c.likelihood, x, out, c.gaussian_scale, c.mixtures, self._x_log_sigma())
-        assert self.norm_std is not None
         log_p = observation_log_prob(
             c.likelihood, self.normalize(x), out, c.gaussian_scale, c.mixtures, self._x_log_sigma()
         )
-        return log_p - torch.log(self.norm_std).sum()  # the Jacobian of x -> (x - m) / s
+        return log_p + self._log_jacobian  # the change of variables x -> (x - m) / s
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         c = self.config
         draw = sample_observation(
             c.likelihood, self.decode(z), c.gaussian_scale, c.mixtures, self._x_log_sigma(), generator
         )
-        if not self._models_normalized():
+        if not self._density_normalized:
             return draw
         assert self.norm_mean is not None and self.norm_std is not None
         return self.norm_mean + self.norm_std * draw
-
-
-def observation_parameters(config: Any, input_dim: int) -> tuple[int, torch.Tensor | None]:
-    """The decoder's outputs per data value, and the learned log scale the likelihood holds (None if none):
-    shared by both families so that their tensors are named and shaped alike."""
-    params = params_per_value(config.likelihood, config.gaussian_scale, config.mixtures)
-    if config.likelihood in ("bernoulli", "categorical_256", "discretized_logistic_mixture"):
-        return params, None
-    if config.gaussian_scale == "learned":
-        return params, torch.zeros(input_dim)
-    return params, torch.zeros(()) if config.gaussian_scale == "global" else None
 
 
 class MLPVAE(Observation, GaussianLatentModel):
@@ -193,10 +188,9 @@ class MLPVAE(Observation, GaussianLatentModel):
         self.mu = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
         self.scale = nn.Linear(c.encoder[-1] if c.encoder else c.input_dim, c.latent)
         self.decoder = mlp([c.latent, *c.decoder], ACTIVATIONS[c.activation])
-        params, log_sigma_x = observation_parameters(c, c.input_dim)
+        params = params_per_value(c.likelihood, c.gaussian_scale, c.mixtures)
         self.out = nn.Linear(c.decoder[-1] if c.decoder else c.latent, params * c.input_dim)
-        if log_sigma_x is not None:
-            self.log_sigma_x = nn.Parameter(log_sigma_x)
+        self.init_learned_scale(c.input_dim)
 
     def arch(self) -> dict[str, object]:
         return asdict(self.config)

@@ -184,3 +184,14 @@ def test_normalisation_constants_are_the_models_and_the_jacobian_is_exact(likeli
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-10)
     with pytest.raises(ValueError, match="std must be positive"):
         _model(normalization={"mean": 0.0, "std": 0.0})
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "discretized_logistic_mixture", "categorical_256"])
+def test_a_scale_setting_a_likelihood_has_no_use_for_is_ignored(likelihood: str) -> None:
+    """`gaussian_scale: learned` beside a likelihood without a learned scale once made scoring fail for want of
+    a `log_sigma_x` tensor; the model has none and scores."""
+    model = _model(likelihood=likelihood, gaussian_scale="learned")
+    assert "log_sigma_x" not in model.state_dict()
+    with torch.no_grad():
+        log_w = model.log_weights(torch.zeros(2, 12, dtype=torch.float64), 3, torch.Generator().manual_seed(0))
+    assert torch.isfinite(log_w).all()
