@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     max_ais_evals: int = Field(
         50_000_000,
         ge=1,
-        description="Budget on AIS gradient evaluations: inputs x (chains + 8) x steps x (leapfrog + 1)",
+        description="Budget on AIS gradient evaluations: inputs x (chains + 8 tuning chains) x (1 + (steps - 1) x "
+        "leapfrog), the tuning chains over fewer steps when the chains are few (AIS.evaluations)",
     )
     max_elements: int | None = Field(
         None,
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
     job_chunk_evals: int = Field(
         50_000,
         ge=1,
-        description="Model evaluations per job chunk (inputs x samples, x AIS steps x (leapfrog + 1)): how long a "
+        description="Model evaluations per job chunk (inputs x samples; AIS: inputs x chains x steps x leapfrog): how long a "
         "request may wait behind a job",
     )
     job_retention_s: float = Field(

@@ -80,8 +80,8 @@ def check_plan(
     if cost.gradient_evals > settings.max_ais_evals:
         annealed = [f for f, e in zip(samplers, plan.entries, strict=True) if e.sampler.annealed]
         raise PayloadTooLarge(
-            f"AIS work replicates x inputs x (chains + tuning chains) x steps x (leapfrog + 1) = {cost.gradient_evals} "
-            f"gradient evaluations, over the budget {settings.max_ais_evals}",
+            f"AIS work replicates x inputs x (chains + tuning chains) x (1 + (steps - 1) x leapfrog) = "
+            f"{cost.gradient_evals} gradient evaluations, over the budget {settings.max_ais_evals}",
             field=annealed[0] if len(set(annealed)) == 1 else "estimators",
             limit=settings.max_ais_evals,
         )
@@ -139,7 +139,7 @@ def check_bdmc(settings: Settings, sampler: AIS, inputs: int, k: int) -> None:
     evals = inputs * sampler.bdmc_evaluations(k)
     if evals > settings.max_ais_evals:
         raise PayloadTooLarge(
-            f"BDMC work inputs x (2 x chains + tuning chains) x steps x (leapfrog + 1) = {evals} gradient "
+            f"BDMC work inputs x (2 x chains + tuning chains) x (1 + (steps - 1) x leapfrog) = {evals} gradient "
             f"evaluations, over the budget {settings.max_ais_evals}",
             field="sampler",
             limit=settings.max_ais_evals,

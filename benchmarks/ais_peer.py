@@ -32,10 +32,9 @@ import torch
 from logpx.families import LatentVariableModel
 from logpx.io import binarize, load_checkpoint
 from logpx.io.data import read_idx
-from logpx.plan import AIS, AIS_TUNE_CHAINS
+from logpx.plan import AIS
 from logpx.runtime import keep_freed_memory, set_thread_budget
 from logpx.samplers import ais, schedule
-from logpx.samplers.ais import tuning_temperatures
 
 from .machine import RESULTS_DIR, machine_info
 
@@ -146,12 +145,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         print(f"round {repeat}: " + ", ".join(f"{n} {s[-1]:.2f} s" for n, s in seconds.items() if s), flush=True)
 
     # Chain-gradient evaluations each makes: logpx, a tuning pass of AIS_TUNE_CHAINS chains over its own
-    # temperatures, then the estimate, 1 + (T - 1) L a pass; the peer, L + 1 gradients a temperature (plus 4
-    # forward-only evaluations, not counted).
-    t, tuned = args.steps, tuning_temperatures(args.steps, args.chains)
+    # temperatures, then the estimate, 1 + (T - 1) L a pass (``AIS.evaluations``); the peer, L + 1 gradients a
+    # temperature (plus 4 forward-only evaluations, not counted).
+    t, tuned = args.steps, config.tuning_temperatures(args.chains)
     evals = {
-        "logpx": args.digits
-        * (AIS_TUNE_CHAINS * (1 + (tuned - 1) * args.leapfrog) + args.chains * (1 + (t - 1) * args.leapfrog)),
+        "logpx": args.digits * config.evaluations(args.chains),
         "peer": args.chains * args.digits * t * (args.leapfrog + 1),
     }
     floor_per_eval = statistics.median(seconds["floor"]) / (FLOOR_EVALS * args.chains * args.digits)

@@ -44,7 +44,6 @@ __all__ = [
     "reverse_ais",
     "schedule",
     "tune",
-    "tuning_temperatures",
 ]
 
 TARGET_ACCEPTANCE = 0.65  # Neal (2011), section 4.4: HMC's optimal acceptance is about 0.65
@@ -55,13 +54,6 @@ INITIAL_STEP = 0.05
 # long schedules, faster for short ones so that the step can still travel a factor of e^2 or so.
 ADAPT_MIN = 0.02
 STEP_BOUNDS = (1e-4, 1.0)
-# The tuning pass costs at most TUNE_SHARE of the estimating pass where that leaves it TUNE_MIN_TEMPERATURES:
-# with all T temperatures its 8 chains cost a third of a 16-chain call. Step sizes vary smoothly along the
-# schedule, but a coarser pass tunes them less well: on the poor-encoder linear-Gaussian model (64 chains, 2,000
-# steps, 12 seeds) a quarter of the temperatures raised the chains' log-weight variance by 12%, which at 16
-# chains buys a 1.36x faster call (1.2x the precision per second) and at 100 chains costs more than it saves.
-TUNE_SHARE = 0.1
-TUNE_MIN_TEMPERATURES = 100
 
 
 class AISResult(NamedTuple):
@@ -228,26 +220,19 @@ def tune(
     config: AIS,
     generator: torch.Generator,
     check_fn: CheckFn | None,
-    chains: int = AIS_TUNE_CHAINS,
     estimating: int | None = None,
 ) -> torch.Tensor:
-    """The tuning pass: ``[T, B]`` step sizes (one per input and temperature) from ``chains`` chains of
-    their own, adapted towards ``TARGET_ACCEPTANCE``; ``ais`` and ``reverse_ais`` then hold them fixed. For an
-    estimate of ``estimating`` chains the pass runs a schedule of the same kind with just enough temperatures to
-    cost ``TUNE_SHARE`` of it (at least ``TUNE_MIN_TEMPERATURES``, at most all T), interpolated onto all T."""
+    """The tuning pass: ``[T, B]`` step sizes (one per input and temperature) from ``AIS_TUNE_CHAINS`` chains
+    of their own, adapted towards ``TARGET_ACCEPTANCE``; ``ais`` and ``reverse_ais`` then hold them fixed. For an
+    estimate of ``estimating`` chains the pass runs a schedule of the same kind with
+    ``config.tuning_temperatures(estimating)`` temperatures (about a tenth of the estimate's cost), interpolated
+    onto all T."""
     target = _Target(model, x, config.init)
-    z0 = _start(model, x, chains, config.init, generator)
+    z0 = _start(model, x, AIS_TUNE_CHAINS, config.init, generator)
     full = config.temperatures
-    coarse = tuning_temperatures(full, estimating, chains)
+    coarse = config.tuning_temperatures(estimating)
     steps = _anneal(target, z0, schedule(coarse, config.schedule), None, config.leapfrog, generator, check_fn)[2]
     return steps if coarse == full else _stretch(steps, full)
-
-
-def tuning_temperatures(steps: int, estimating: int | None, chains: int = AIS_TUNE_CHAINS) -> int:
-    """Temperatures of the tuning pass for an estimate of ``estimating`` chains over ``steps`` (all of them when
-    ``estimating`` is None): what costs ``TUNE_SHARE`` of the estimate, at least ``TUNE_MIN_TEMPERATURES``."""
-    wanted = steps if estimating is None else math.ceil(steps * TUNE_SHARE * estimating / chains)
-    return min(steps, max(TUNE_MIN_TEMPERATURES, wanted))
 
 
 def _stretch(steps: torch.Tensor, full: int) -> torch.Tensor:

@@ -66,12 +66,13 @@ def test_bad_text_is_a_value_error_naming_it(text: str) -> None:
 def test_one_cost_model() -> None:
     plan = Plan.parse("iwae:100 jvi:100:2 iwae:16@ais:200:5")
     cost = plan.cost(inputs=3, replicates=2)
-    ais = (16 + AIS_TUNE_CHAINS) * 200 * (5 + 1)  # the tuning chains count: the job chunker used to leave them out
+    # The tuning chains count (the job chunker used to leave them out), over their own 100 temperatures here.
+    ais = AIS_TUNE_CHAINS * (1 + 99 * 5) + 16 * (1 + 199 * 5)
     assert cost.gradient_evals == 3 * 2 * ais
     assert cost.evaluations == 3 * 2 * (100 + ais)  # importance entries share one draw of the largest k
     assert cost.samples == 3 * 2 * 100
     assert cost.jackknife == 3 * 2 * (100 * 99 // 2)
-    assert parse_sampler("ais:10").evaluations(4) == (4 + AIS_TUNE_CHAINS) * 10 * 11
+    assert parse_sampler("ais:10").evaluations(4) == (4 + AIS_TUNE_CHAINS) * (1 + 9 * 10)
 
 
 def test_run_plan_uses_common_random_numbers_and_a_bad_input_fails_alone() -> None:

@@ -69,6 +69,32 @@ def test_same_seed_same_answer(model_and_data) -> None:  # type: ignore[no-untyp
     assert torch.equal(a.log_w, b.log_w) and torch.equal(a.step_size, b.step_size)
 
 
+def test_the_cost_model_counts_the_evaluations_ais_makes(
+    model_and_data,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``AIS.evaluations`` and ``bdmc_evaluations`` (request limits, job chunks, expected times) equal the
+    gradient evaluations the samplers make, the coarser tuning pass included."""
+    model, x, _ = model_and_data
+    rows = 0
+    log_joint = model.log_joint
+
+    def counted(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        nonlocal rows
+        rows += z.shape[:-1].numel()
+        return log_joint(x, z)
+
+    monkeypatch.setattr(model, "log_joint", counted)
+    config = AIS(steps=300, leapfrog=2)
+    assert config.tuning_temperatures(3) == 100 < config.temperatures  # the tuning pass is coarser here
+    with torch.no_grad():
+        ais(model, x[:2], 3, config, torch.Generator().manual_seed(0))
+        assert rows == 2 * config.evaluations(3)
+        rows = 0
+        bdmc(model, 2, 3, config, torch.Generator().manual_seed(0))
+        assert rows == 2 * config.bdmc_evaluations(3)
+
+
 def test_bdmc_brackets_the_exact_evidence_and_its_gap_shrinks_with_steps(model_and_data) -> None:  # type: ignore[no-untyped-def]
     model, _, _ = model_and_data
     gaps = []
