@@ -3,15 +3,21 @@ store, this process remembers them), certifications running on the device worker
 requests, and ``plan``: a request's ``steps: auto`` resolved at its door to the certified setting, or a 409
 that starts the certification and says when to come back.
 
-A certification in progress is this process's: one stopped with the server is not resumed (POST it again;
-the trials it finished are stored and a new search reuses none of their time, but finds the same setting).
+With a job store, no certification accepted is lost: it is stored when accepted and held by a lease, as a job
+is (renewed every third of ``job_lease_s``); one whose server stopped or died is taken up by the next server
+of the same checkpoint file to look (this one restarted, or another replica), and goes on from its stored
+trials, which the search reuses as they stand (a trial is a function of the request's seed and its steps):
+it ends where the uninterrupted search would have. Every replica sees every certification, so the same request
+on two replicas runs once. Without a store a certification is this process's alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,10 +28,10 @@ from logpx.samplers import certify, certify_evaluations, duration
 from . import presenter
 from .config import Settings
 from .errors import CertificatePending, InvalidInput
-from .jobs.store import JobStore
-from .registry import ModelEntry
+from .jobs.store import CertificationRow, JobStore
+from .registry import ModelEntry, ModelRegistry
 from .schemas import CertifyRequest, CertifyResponse
-from .usecases import latent_model, request_generator
+from .usecases import latent_model
 from .worker import DeviceWorker, TaskContext
 
 __all__ = ["Certifier"]
@@ -44,14 +50,40 @@ class _Run:
     chosen: Certificate | None = None
     error: str | None = None
     expected_s: float | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def searches(self, cert: Certificate) -> bool:
+        """``cert`` is one of the trials this search runs (or reuses): the same file, seed, inputs and chains, and
+        a setting of its leapfrog count, start and schedule."""
+        r, s = self.request, cert.setting
+        return (cert.checkpoint, cert.seed, cert.inputs, cert.chains) == (
+            self.checkpoint,
+            r.seed,
+            r.inputs,
+            r.chains,
+        ) and (
+            s.leapfrog,
+            s.init,
+            s.schedule,
+        ) == (r.leapfrog, r.init, r.schedule)
+
+
+def _stored(row: CertificationRow, known: list[Certificate]) -> _Run:
+    run = _Run(
+        row.model, row.checkpoint, CertifyRequest.model_validate(row.request), row.state, [], row.chosen, row.error
+    )
+    run.id, run.expected_s = row.id, row.expected_s
+    run.trials = [c for c in known if run.searches(c)]
+    return run
 
 
 class Certifier:
     def __init__(self, worker: DeviceWorker, settings: Settings) -> None:
         self.worker, self.settings = worker, settings
-        self.store: JobStore | None = None  # set once the job store opens
+        self.store: JobStore | None = None  # set by ``open`` once the job store opens
+        self.replica = uuid.uuid4().hex  # this process, as lease holder
         self._known: dict[str, list[Certificate]] = {}
-        self._runs: list[_Run] = []
+        self._runs: list[_Run] = []  # without a store, every run; with one, those running here
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
 
@@ -127,12 +159,22 @@ class Certifier:
         )
 
     def runs(self, entry: ModelEntry) -> list[_Run]:
+        """The certifications of the entry's checkpoint file asked of this model name, oldest first: with a store,
+        every replica's (those running here as they stand now), else this process's."""
         assert entry.checkpoint is not None
-        return [r for r in self._runs if r.model == entry.name and r.checkpoint == entry.checkpoint.sha256]
+        sha = entry.checkpoint.sha256
+        if self.store is None:
+            return [r for r in self._runs if r.model == entry.name and r.checkpoint == sha]
+        mine = {r.id: r for r in self._runs}
+        known = self.known(entry)
+        return [
+            mine.get(row.id) or _stored(row, known) for row in self.store.certifications(sha) if row.model == entry.name
+        ]
 
     def start(self, entry: ModelEntry, request: CertifyRequest) -> _Run:
-        """The certification of ``request`` on the entry: one running, or one that found no schedule (the same
-        request, seed included, would search the same trials again to the same end), else a new one started now."""
+        """The certification of ``request`` on the entry: one running (here or on another replica, or stopped
+        with its server and about to be taken up), or one that found no schedule (the same request, seed
+        included, would search the same trials again to the same end), else a new one started now."""
         assert entry.checkpoint is not None
         for run in self.runs(entry):
             if run.status in ("running", "uncertified") and run.request == request:
@@ -149,32 +191,41 @@ class Certifier:
             )
             expected = evals / entry.speed.gradient_per_s
         run = _Run(entry.name, entry.checkpoint.sha256, request, expected_s=expected)
+        if self.store is not None:
+            row = self.store.add_certification(
+                entry.name, run.checkpoint, request.model_dump(), expected, self.replica, self.settings.job_lease_s
+            )
+            run.id = row.id
+        self._launch(entry, run)
+        return run
+
+    def _launch(self, entry: ModelEntry, run: _Run) -> None:
         self._runs.append(run)
         task = asyncio.create_task(self._certify(entry, run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return run
 
     async def _certify(self, entry: ModelEntry, run: _Run) -> None:
         request, model = run.request, latent_model(entry)
-        generator = request_generator(entry, request.seed)
+        stored = set(self.known(entry))  # trials already measured are reused, not stored again
 
         def trial_done(cert: Certificate) -> None:
-            self._add(cert)
+            if cert not in stored:
+                self._add(cert)
             run.trials.append(cert)
 
         def work(ctx: TaskContext) -> Certificate | None:
             return certify(
                 model,
                 request.tolerance,
-                generator,
+                seed=request.seed,
+                reuse=stored,
                 leapfrog=request.leapfrog,
                 init=request.init,
                 schedule=request.schedule,
                 inputs=request.inputs,
                 chains=request.chains,
                 checkpoint=run.checkpoint,
-                seed=request.seed,
                 max_steps=self.settings.max_ais_steps,  # never certify a schedule this server would refuse
                 max_elements=self.settings.max_elements,
                 check_fn=ctx.check,
@@ -185,9 +236,19 @@ class Certifier:
             result = await self.worker.submit_background(work, self.settings.certify_deadline_s)
             run.chosen = result.value
             run.status = "certified" if result.value is not None else "uncertified"
+        except asyncio.CancelledError:  # the server is stopping: the lease goes back, the next server goes on
+            if self.store is not None:
+                await asyncio.to_thread(self.store.release_certification, run.id, self.replica)
+            raise
         except Exception as exc:  # one failed certification never takes the service down: it says why
             log.exception("certification of %s failed", entry.name)
             run.status, run.error = "failed", getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+        if self.store is not None:
+            with contextlib.suppress(Exception):  # a store away: the lease runs out and another server goes on
+                await asyncio.to_thread(
+                    self.store.end_certification, run.id, self.replica, run.status, run.chosen, run.error
+                )
+            self._runs.remove(run)
 
     def plan(self, entry: ModelEntry, plan: Plan, sampler_fields: Sequence[str]) -> Plan:
         """``plan`` with ``steps: auto`` resolved by the entry's certificates. Without one, its certification
@@ -220,9 +281,38 @@ class Certifier:
                 limit={"tolerance": s.tolerance, "expected_s": round(run.expected_s, 1) if run.expected_s else None},
             ) from None
 
+    def open(self, store: JobStore, registry: ModelRegistry) -> None:
+        """Keep certifications in ``store`` from now on, and take up those whose server stopped."""
+        self.store = store
+        task = asyncio.create_task(self._tend(registry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tend(self, registry: ModelRegistry) -> None:
+        """Every third of a lease: renew the leases of the certifications running here, then take up one whose
+        server stopped, if this server serves its checkpoint file."""
+        assert self.store is not None
+        store, lease_s = self.store, self.settings.job_lease_s
+        while True:
+            try:
+                for run in [r for r in self._runs if r.status == "running"]:
+                    await asyncio.to_thread(store.renew_certification, run.id, self.replica, lease_s)
+                served = {e.checkpoint.sha256: e for e in registry.entries() if e.status == "ready" and e.checkpoint}
+                row = await asyncio.to_thread(store.claim_certification, self.replica, lease_s, list(served))
+                if row is not None and row.id not in {r.id for r in self._runs}:  # not one late renewing here
+                    entry = served[row.checkpoint]
+                    log.info("taking up the certification %s of %s (its server stopped)", row.id, row.model)
+                    self._launch(entry, _stored(row, []))
+            except Exception:  # a store away: try again next time; the leases held here may run out meanwhile
+                log.warning("certifications: the job store did not answer", exc_info=True)
+            await asyncio.sleep(lease_s / 3)
+
     async def stop(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        # Each run gives its lease back as it is cancelled (``_certify``).
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _auto(request: CertifyRequest) -> str:

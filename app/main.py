@@ -77,7 +77,7 @@ async def _run_jobs(
             await asyncio.sleep(pause)
             pause = min(2 * pause, STORE_RETRY_S)
     runner = JobRunner(store, registry, worker, settings, metrics, app.state.certifier, executor)
-    app.state.certifier.store = store
+    app.state.certifier.open(store, registry)
     app.state.jobs, app.state.runner, app.state.jobs_off = store, runner, None
     await runner.run_forever()
 

@@ -634,4 +634,6 @@ class CertificatesResponse(BaseModel):
     model: str
     checkpoint: str
     certificates: list[CertificateOut]
-    certifications: list[CertifyResponse] = Field(description="Certifications run by this server process")
+    certifications: list[CertifyResponse] = Field(
+        description="Certifications of this file asked of this model, oldest first (with a job store, every replica's)"
+    )

@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         found = certify(
             model,
             args.tolerance,
-            torch.Generator(device=args.device).manual_seed(0),
             checkpoint=checkpoint.sha256,
             on_trial=lambda c: print(
                 f"  {c.setting}: gap {c.mean_gap:.4f} +- {c.gap_std_err:.4f}, bound {c.gap_bound:.4f}, {c.seconds:.1f} s",

@@ -12,7 +12,7 @@ import torch
 
 from logpx.certificate import Certificate
 from logpx.plan import Plan
-from logpx.samplers import run_plan
+from logpx.samplers import run_plan, stream_seed
 
 from .. import presenter
 from ..config import Settings
@@ -27,9 +27,9 @@ __all__ = ["chunk_seed", "chunk_work"]
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
-    """Chunk ``chunk``'s generator seed: numpy's SeedSequence mixes (seed, chunk), so that chunks draw
-    independent streams and no chunk's stream depends on how many came before it ran."""
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint64)[0] >> 1)
+    """Chunk ``chunk``'s generator seed: its own stream of the job's seed (``logpx.samplers.stream_seed``), so
+    that no chunk's draws depend on how many came before it ran."""
+    return stream_seed(seed, chunk)
 
 
 def chunk_work(

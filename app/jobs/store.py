@@ -6,6 +6,7 @@ writes none twice (the rows' primary key is (job, index)).
 Several replicas share one database: a job is run by whoever holds its lease (``lease_owner`` until
 ``lease_expires``), taken with one conditional UPDATE and renewed while the job runs; a replica that dies
 stops renewing, and another takes the job over from its last committed chunk once the lease runs out.
+Certifications (searches for a certified AIS setting) are held the same way, and go on from their stored trials.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy.engine import Engine
 from logpx.certificate import Certificate
 from logpx.plan import Plan
 
-__all__ = ["ACTIVE", "TERMINAL", "DatasetRow", "JobRow", "JobStore", "open_store"]
+__all__ = ["ACTIVE", "TERMINAL", "CertificationRow", "DatasetRow", "JobRow", "JobStore", "open_store"]
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -93,6 +94,23 @@ certificates = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Index("certificates_checkpoint", "checkpoint"),
 )
+certifications = sa.Table(
+    "certifications",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("checkpoint", sa.String(64), nullable=False),
+    sa.Column("request", sa.Text, nullable=False),  # the certify request's JSON
+    sa.Column("state", sa.String(16), nullable=False),  # running, certified, uncertified, failed
+    sa.Column("chosen", sa.Text, nullable=True),  # Certificate.to_json() of the certified setting
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("expected_s", sa.Float, nullable=True),
+    sa.Column("lease_owner", sa.String(32), nullable=True),
+    sa.Column("lease_expires", sa.Float, nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("finished", sa.Float, nullable=True),
+    sa.Index("certifications_checkpoint", "checkpoint"),
+)
 
 
 class QuotaExceeded(Exception):
@@ -140,6 +158,31 @@ class JobRow:
     def plan(self) -> Plan:
         """What the job runs; jobs stored before the plan column name their entries in the same grammar."""
         return Plan.parse(self.plan_text or " ".join(self.request["names"]))
+
+
+@dataclass(frozen=True)
+class CertificationRow:
+    """A certification: ``model`` (the name it was asked of) and the ``checkpoint`` file's sha256, the certify
+    ``request``, its ``state`` and, once ended, the ``chosen`` certificate or the ``error``."""
+
+    id: str
+    model: str
+    checkpoint: str
+    request: dict[str, Any]
+    state: str
+    chosen: Certificate | None
+    error: str | None
+    expected_s: float | None
+    lease_owner: str | None
+    lease_expires: float | None
+    created: float
+    finished: float | None
+
+
+def _certification(row: sa.Row[Any]) -> CertificationRow:
+    m = dict(row._mapping)
+    chosen = Certificate.from_json(json.loads(m["chosen"])) if m["chosen"] else None
+    return CertificationRow(**{**m, "request": json.loads(m["request"]), "chosen": chosen})
 
 
 def _job(row: sa.Row[Any]) -> JobRow:
@@ -524,6 +567,101 @@ class JobStore:
                 .order_by(certificates.c.id)
             ).all()
         return [Certificate.from_json(json.loads(r.certificate)) for r in rows]
+
+    # Certifications ----------------------------------------------------------------------------------
+
+    def add_certification(
+        self,
+        model: str,
+        checkpoint: str,
+        request: dict[str, Any],
+        expected_s: float | None,
+        replica: str,
+        lease_s: float,
+    ) -> CertificationRow:
+        """A certification accepted now, running here: this replica holds its lease."""
+        now = time.time()
+        values = {
+            "id": uuid.uuid4().hex,
+            "model": model,
+            "checkpoint": checkpoint,
+            "request": json.dumps(request),
+            "state": "running",
+            "expected_s": expected_s,
+            "lease_owner": replica,
+            "lease_expires": now + lease_s,
+            "created": now,
+        }
+        with self.engine.begin() as c:
+            c.execute(certifications.insert().values(**values))
+        return _certification(self._certification_row(str(values["id"])))
+
+    def _certification_row(self, certification_id: str) -> sa.Row[Any]:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(certifications).where(certifications.c.id == certification_id)).one()
+
+    def certifications(self, checkpoint: str) -> list[CertificationRow]:
+        """Every certification of the checkpoint file with this sha256, oldest first."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(certifications)
+                .where(certifications.c.checkpoint == checkpoint)
+                .order_by(certifications.c.created)
+            ).all()
+        return [_certification(r) for r in rows]
+
+    def claim_certification(self, replica: str, lease_s: float, checkpoints: list[str]) -> CertificationRow | None:
+        """Take the lease of the oldest running certification of one of ``checkpoints`` whose holder stopped
+        renewing it (a server stopped or killed mid-search)."""
+        now = time.time()
+        free = sa.or_(certifications.c.lease_owner.is_(None), certifications.c.lease_expires < now)
+        running = sa.and_(certifications.c.state == "running", certifications.c.checkpoint.in_(checkpoints), free)
+        with self.engine.connect() as c:
+            candidates = c.execute(
+                sa.select(certifications.c.id).where(running).order_by(certifications.c.created).limit(8)
+            ).all()
+        for (certification_id,) in candidates:
+            with self.engine.begin() as c:
+                taken = c.execute(
+                    certifications.update()
+                    .where(certifications.c.id == certification_id, running)
+                    .values(lease_owner=replica, lease_expires=now + lease_s)
+                ).rowcount
+            if taken == 1:
+                return _certification(self._certification_row(certification_id))
+        return None
+
+    def renew_certification(self, certification_id: str, replica: str, lease_s: float) -> bool:
+        """Hold a running certification for ``lease_s`` more; False if another replica holds it now."""
+        return self._held_certification(certification_id, replica, lease_expires=time.time() + lease_s)
+
+    def end_certification(
+        self, certification_id: str, replica: str, state: str, chosen: Certificate | None, error: str | None
+    ) -> bool:
+        """Record how a certification this replica holds ended; False if another replica holds it now."""
+        return self._held_certification(
+            certification_id,
+            replica,
+            state=state,
+            chosen=json.dumps(chosen.to_json()) if chosen is not None else None,
+            error=error,
+            finished=time.time(),
+            lease_owner=None,
+            lease_expires=None,
+        )
+
+    def release_certification(self, certification_id: str, replica: str) -> None:
+        """Give a running certification's lease back (this replica is stopping): the next to look takes it up."""
+        self._held_certification(certification_id, replica, lease_owner=None, lease_expires=None)
+
+    def _held_certification(self, certification_id: str, replica: str, **values: Any) -> bool:
+        with self.engine.begin() as c:
+            held = sa.and_(
+                certifications.c.id == certification_id,
+                certifications.c.lease_owner == replica,
+                certifications.c.state == "running",
+            )
+            return c.execute(certifications.update().where(held).values(**values)).rowcount == 1
 
 
 def open_store(url: str, wait_s: float) -> JobStore:

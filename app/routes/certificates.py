@@ -43,7 +43,7 @@ async def certify(
 @router.get("/{name}/certificates", response_model=CertificatesResponse, responses=problem_responses(401, 404, 503))
 async def certificates(entry: ReadyModelDep, certifier: CertifierDep) -> CertificatesResponse:
     """Every certificate of the served checkpoint file (a changed file has none), newest last, and the
-    certifications this server process has run."""
+    certifications asked of it (with a job store, on any replica; without one, on this process)."""
     assert entry.checkpoint is not None
     return CertificatesResponse(
         model=entry.name,

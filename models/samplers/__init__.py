@@ -11,6 +11,7 @@ from .bdmc import summarize as summarize_bdmc
 from .certify import CERTIFY_CHAINS, CERTIFY_INPUTS, Certification, certify, certify_evaluations
 from .draw import Draw, draw
 from .run import Outcome, estimate_entry, run_plan
+from .seeds import stream_seed
 from .speed import Speed, duration, fit_within, measure
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "run_plan",
     "schedule",
     "simulate",
+    "stream_seed",
     "summarize_bdmc",
     "tune",
 ]

@@ -14,24 +14,30 @@ log-weights does, Neal 2001, section 4), so doubling overshoots the fewest steps
 refinement, at 0.7x the last trial's cost, cuts that to 1.4x for every estimate that reuses the certificate.
 Its standard error is over inputs (``sd(gap_i) / sqrt(n)``): it holds both the Monte Carlo noise of each
 gap and how the gap varies across the model's data.
+
+Every random number comes from ``seed``: the simulated inputs from one stream, each trial from a stream of its
+own keyed by its steps (``stream_seed``). A trial is therefore a function of (checkpoint, setting, chains, inputs,
+seed) alone, which is what a ``Certificate`` records: a search given earlier trials (``reuse``: one stopped with
+its server, or one at another tolerance) takes them as they stand and ends where an uninterrupted search would.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import torch
 
 from ..certificate import Certificate
 from ..estimators import log_mean_exp
-from ..families import LatentVariableModel
+from ..families import LatentVariableModel, model_device
 from ..plan import AIS, AISInit, AISSchedule
 from ..runtime import CheckFn
 from .ais import ais, reverse_ais, tune
 from .bdmc import simulate
+from .seeds import stream_seed
 
 __all__ = [
     "CERTIFY_CHAINS",
@@ -43,6 +49,7 @@ __all__ = [
     "certify_evaluations",
 ]
 
+SIMULATION, TRIAL = 0, 1  # the streams of a certification's seed: its simulated inputs, and trial (TRIAL, steps)
 START_STEPS = 50
 MAX_STEPS = 12_800  # 50 doubled 8 times
 CERTIFY_INPUTS = 16  # simulated inputs: the bound's standard error falls as 1/sqrt(n)
@@ -85,36 +92,51 @@ def _trial(
 def certify(
     model: LatentVariableModel,
     tolerance: float,
-    generator: torch.Generator,
     *,
+    seed: int = 0,
     leapfrog: int = 10,
     init: AISInit = "encoder",
     schedule: AISSchedule = "sigmoid",
     inputs: int = CERTIFY_INPUTS,
     chains: int = CERTIFY_CHAINS,
     checkpoint: str = "",
-    seed: int = 0,
     max_steps: int = MAX_STEPS,
     max_elements: int | None = None,
     check_fn: CheckFn | None = None,
     on_trial: Callable[[Certificate], None] | None = None,
+    reuse: Iterable[Certificate] = (),
 ) -> Certification:
     """The cheapest AIS schedule (``leapfrog``, ``init``, ``schedule`` fixed; steps searched) whose mean
-    BDMC gap on ``inputs`` inputs simulated from ``model`` is below ``tolerance`` nats at ``CONFIDENCE``.
-    ``on_trial`` sees each trial as it finishes (progress, storage); ``check_fn`` may stop the search."""
+    BDMC gap on ``inputs`` inputs simulated from ``model`` (file ``checkpoint``) is below ``tolerance`` nats at
+    ``CONFIDENCE``, every draw from ``seed``. A certificate in ``reuse`` of the same file, seed, inputs and chains
+    stands for its trial (nothing runs). ``on_trial`` sees each trial as it is done, reused or run (progress,
+    storage); ``check_fn`` may stop the search."""
     if not tolerance > 0:
         raise ValueError(f"tolerance must be a positive number of nats, got {tolerance}")
     if inputs < 2 or chains < 2:
         raise ValueError(f"certification needs at least 2 inputs and 2 chains, got {inputs} and {chains}")
+    device = model_device(model)
+
+    def stream(*keys: int) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(stream_seed(seed, *keys))
+
+    done = {
+        c.setting: c for c in reuse if (c.checkpoint, c.seed, c.inputs, c.chains) == (checkpoint, seed, inputs, chains)
+    }
     with torch.no_grad():
-        x, z = simulate(model, inputs, generator)
+        x, z = simulate(model, inputs, stream(SIMULATION))
     trials: list[Certificate] = []
 
     def run(steps: int) -> Certificate:
         setting = AIS(steps=steps, leapfrog=leapfrog, init=init, schedule=schedule)
+        if setting in done:
+            trials.append(done[setting])
+            if on_trial is not None:
+                on_trial(done[setting])
+            return done[setting]
         started = time.monotonic()
         with torch.no_grad():
-            gap, log_w_var = _trial(model, x, z, setting, chains, generator, check_fn, max_elements)
+            gap, log_w_var = _trial(model, x, z, setting, chains, stream(TRIAL, steps), check_fn, max_elements)
         gap, log_w_var = gap.double().cpu(), log_w_var.double().cpu()
         cert = Certificate(
             setting=setting,

@@ -4,6 +4,7 @@ and after a restart, from the store) and is gone once the checkpoint file change
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import time
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from logpx.io.checkpoint import save_checkpoint
-from logpx.samplers import simulate
+from logpx.families import LatentVariableModel
+from logpx.io.checkpoint import load_checkpoint, save_checkpoint
+from logpx.samplers import certify, simulate
 
 from ..helpers import DATASET, TRAINING, assert_problem, make_client, poor_encoder_model, wait_ready
 
@@ -153,3 +155,36 @@ def test_a_search_that_finds_no_schedule_is_answered_at_once_not_restarted(tmp_p
         again = client.post("/v1/models/lg/certify", json={"tolerance": 0.001, "leapfrog": 5})
         assert again.status_code == 200 and again.json()["status"] == "uncertified"
         assert len(client.get("/v1/models/lg/certificates").json()["certifications"]) == 1
+
+
+def test_a_certification_stopped_with_its_server_goes_on_from_its_trials(tmp_path: Path) -> None:
+    """Nothing accepted is lost: the search is stored when accepted; a server stopped mid-search gives its lease
+    back, and the next server of that file takes it up, reuses the trials already measured as they stand, and
+    ends where the uninterrupted search ends."""
+    models, data = tmp_path / "models", tmp_path / "data"
+    models.mkdir()
+    _save(models / "lg.safetensors", seed=0)
+    request = {"tolerance": 0.05, "leapfrog": 5}
+    with make_client(models, data_dir=data) as client:
+        wait_ready(client)
+        assert client.post("/v1/models/lg/certify", json=request).status_code == 202
+        deadline = time.monotonic() + 120
+        while not (runs := client.get("/v1/models/lg/certificates").json()["certifications"])[-1]["trials"]:
+            assert time.monotonic() < deadline, runs
+            time.sleep(0.02)
+    assert runs[-1]["status"] == "running", runs  # stopped mid-search
+    before = runs[-1]["trials"]
+    restarted = datetime.datetime.now(datetime.UTC)
+    with make_client(models, data_dir=data) as client:
+        wait_ready(client)
+        known = _wait_certified(client, "lg")
+    (run,) = known["certifications"]
+    assert run["status"] == "certified" and run["trials"][: len(before)] == before, (before, run["trials"])
+    assert len(known["certificates"]) == len(run["trials"])  # none measured twice
+    assert datetime.datetime.fromisoformat(run["trials"][-1]["created"]) > restarted  # the search went on here
+    model = load_checkpoint(models / "lg.safetensors").model
+    assert isinstance(model, LatentVariableModel)
+    uninterrupted = certify(model, 0.05, leapfrog=5, checkpoint=known["checkpoint"])
+    assert [t.setting.temperatures for t in uninterrupted.trials] == [t["setting"]["steps"] for t in run["trials"]]
+    gaps = [t["mean_gap"] for t in run["trials"]]
+    assert [t.mean_gap for t in uninterrupted.trials] == pytest.approx(gaps, rel=1e-6, abs=1e-9)
