@@ -88,36 +88,35 @@ def learned_scale_shape(likelihood: str, scale: str, dims: int) -> tuple[int, ..
     return {"global": (), "learned": (dims,)}.get(scale)
 
 
-def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log(sigmoid(a) - sigmoid(b)) for a > b, without cancellation in either tail: sigmoid(a) - sigmoid(b) =
-    sigmoid(-b) - sigmoid(-a), whichever pair lies further from 1.
-
-    Where the two logs nearly agree (a bin narrow beside the scale) their difference g has lost digits to
-    rounding (relative error eps / g); there the density at the bin's middle times its width is used instead,
-    whose relative error is about (a - b)^2 / 24 <= g^2 / 6 (on the side the flip picks g >= (a - b) / 2). The
-    switch at g = (6 eps)^(1/3) makes the two errors equal: about 1e-5 in float32, 1e-11 in float64. Both
-    branches stay finite, so that neither's gradient is NaN."""
-    flip = (a + b) > 0
-    hi, lo = torch.where(flip, -b, a), torch.where(flip, -a, b)
-    log_hi, log_lo = F.logsigmoid(hi), F.logsigmoid(lo)
-    gap = log_hi - log_lo
-    narrow = (6 * torch.finfo(gap.dtype).eps) ** (1 / 3)
-    exact = log_hi + torch.log(-torch.expm1(-gap.clamp(min=narrow)))
-    middle = 0.5 * (a + b)
-    midpoint = F.logsigmoid(middle) + F.logsigmoid(-middle) + torch.log((a - b).clamp(min=1e-30))
-    return torch.where(gap < narrow, midpoint, exact)
-
-
 def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
     """log P(x) per value of 8-bit data (x in [0, 1] on the grid k / 255) under a logistic of ``mean`` and
     ``log_scale`` on [-1, 1] binned into 256 intervals of width 2/255, the end bins taking the tails (PixelCNN++,
-    Salimans et al. 2017): always a probability, so log P <= 0."""
-    centred = 2 * x - 1  # k / 255 -> [-1, 1]
+    Salimans et al. 2017): always a probability, so log P <= 0.
+
+    With a, b the bin's edges in units of the scale, an interior bin's log P is log(sigmoid(a) - sigmoid(b)),
+    computed without cancellation in either tail as log sigmoid(hi) + log(1 - exp(-(log sigmoid(hi) - log
+    sigmoid(lo)))) with (hi, lo) = (a, b), or (-b, -a) where the bin lies above the mean (the same difference,
+    further from 1). The end bins are P(X < a) = sigmoid(a) and P(X > b) = sigmoid(-b): the same log sigmoid(hi)
+    with the pair chosen accordingly, so every value takes two log-sigmoids, not four.
+
+    Where the two logs nearly agree (a bin narrow beside the scale) their difference g has lost digits to
+    rounding (relative error eps / g); there the density at the bin's middle m times its width is used instead,
+    log sigmoid(m) + log sigmoid(-m) + log(a - b) = 2 log sigmoid(m) - m + log(2/255) - log_scale, whose relative
+    error is about (a - b)^2 / 24 <= g^2 / 6 (on the side the pair picks, g >= (a - b) / 2). The switch at
+    g = (6 eps)^(1/3) makes the two errors equal: about 1e-5 in float32, 1e-11 in float64. Every branch stays
+    finite, so that none's gradient is NaN."""
     inv = math.exp(-log_scale) if isinstance(log_scale, float) else torch.exp(-log_scale)
-    upper, lower = (centred + 1 / 255 - mean) * inv, (centred - 1 / 255 - mean) * inv
-    interior = _log_sigmoid_difference(upper, lower)
-    left, right = F.logsigmoid(upper), F.logsigmoid(-lower)  # k = 0: P(X < edge); k = 255: P(X > edge)
-    return torch.where(x <= 0.5 / 255, left, torch.where(x >= 254.5 / 255, right, interior))
+    middle = (2 * x - 1 - mean) * inv  # the bin's middle, k / 255 -> [-1, 1], in units of the scale
+    half = inv / 255  # half the bin's width: a, b = middle +- half
+    first, last = x <= 0.5 / 255, x >= 254.5 / 255  # k = 0 and k = 255
+    flip = ((middle > 0) | last) & ~first
+    turned = torch.where(flip, -middle, middle)  # (hi, lo) = (a, b), or (-b, -a): turned +- half
+    log_hi, log_lo = F.logsigmoid(turned + half), F.logsigmoid(turned - half)
+    gap = log_hi - log_lo
+    narrow = (6 * torch.finfo(gap.dtype).eps) ** (1 / 3)
+    exact = log_hi + torch.log(-torch.expm1(-gap.clamp(min=narrow)))
+    midpoint = 2 * F.logsigmoid(turned) - turned + (math.log(2 / 255) - log_scale)  # symmetric in the turn
+    return torch.where(first | last, log_hi, torch.where(gap < narrow, midpoint, exact))
 
 
 def _split(out: torch.Tensor, params: int) -> torch.Tensor:

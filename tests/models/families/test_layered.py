@@ -152,6 +152,17 @@ def test_the_discretised_logistic_is_a_probability_over_the_256_values() -> None
         assert float(torch.logsumexp(got, 0)) == pytest.approx(0.0, abs=1e-9) and bool((got <= 0).all())
     far = discretized_logistic_log_prob(torch.tensor([128 / 255], dtype=torch.float64), torch.tensor(-0.9), -6.0)
     assert torch.isfinite(far).all() and float(far) < -100  # the far tail in log space, never log(0)
+    # The end bins far from the mean, on either side, in float32 as models run: log sigmoid of the edge, to its
+    # last digits (near 0 and near the edge's value alike), and a finite gradient in every bin.
+    mean = torch.tensor([-3.0, 3.0, 3.0, -3.0, 0.2], requires_grad=True)
+    ends = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.5])
+    ends = torch.round(ends * 255) / 255
+    got = discretized_logistic_log_prob(ends, mean, -3.0)
+    edge = torch.tensor([(-1 + 1 / 255 + 3) / math.exp(-3), (-1 + 1 / 255 - 3) / math.exp(-3)], dtype=torch.float64)
+    expected = torch.cat([torch.nn.functional.logsigmoid(edge), torch.nn.functional.logsigmoid(edge)])
+    torch.testing.assert_close(got[:4].double(), expected, rtol=1e-6, atol=0.0)
+    got.sum().backward()
+    assert mean.grad is not None and torch.isfinite(mean.grad).all(), mean.grad
 
 
 def test_an_8_bit_model_scores_integers_in_bits_per_dimension(tmp_path: Path) -> None:
