@@ -56,24 +56,16 @@ class _Run:
         """``cert`` is one of the trials this search runs (or reuses): the same file, seed, inputs and chains, and
         a setting of its leapfrog count, start and schedule."""
         r, s = self.request, cert.setting
-        return (cert.checkpoint, cert.seed, cert.inputs, cert.chains) == (
-            self.checkpoint,
-            r.seed,
-            r.inputs,
-            r.chains,
-        ) and (
-            s.leapfrog,
-            s.init,
-            s.schedule,
-        ) == (r.leapfrog, r.init, r.schedule)
+        data = (cert.checkpoint, cert.seed, cert.inputs, cert.chains) == (self.checkpoint, r.seed, r.inputs, r.chains)
+        return data and (s.leapfrog, s.init, s.schedule) == (r.leapfrog, r.init, r.schedule)
 
 
 def _stored(row: CertificationRow, known: list[Certificate]) -> _Run:
-    run = _Run(
-        row.model, row.checkpoint, CertifyRequest.model_validate(row.request), row.state, [], row.chosen, row.error
-    )
-    run.id, run.expected_s = row.id, row.expected_s
-    run.trials = [c for c in known if run.searches(c)]
+    """A stored certification as a run: its trials are the certificates it ran or reused (those it searches,
+    measured before it ended: a later search with other tolerance may have added more of the same kind)."""
+    request = CertifyRequest.model_validate(row.request)
+    run = _Run(row.model, row.checkpoint, request, row.state, [], row.chosen, row.error, row.expected_s, row.id)
+    run.trials = [c for c in known if run.searches(c) and (row.finished is None or c.created <= row.finished)]
     return run
 
 

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from .helpers import shipped
 from .local_server import LocalServer
 from .postgres import PostgresServer
 
@@ -42,10 +43,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("checkpoints")
-    for name in ("vae1-iwae50", "vae1-elbo"):
-        (folder / f"{name}.safetensors").symlink_to(ROOT / "checkpoints" / f"{name}.safetensors")
-    return folder
+    return shipped(tmp_path_factory.mktemp("checkpoints"), "vae1-iwae50", "vae1-elbo")
 
 
 def _status(url: str, job_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from .helpers import shipped
 from .local_server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +31,8 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwri
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("checkpoints")
     # The Fashion-MNIST model sorts first: the page must still offer the MNIST default.
-    for name in ("fashion-vae1-iwae50", "vae1-iwae50", "vae2d-iwae50"):
-        (folder / f"{name}.safetensors").symlink_to(ROOT / "checkpoints" / f"{name}.safetensors")
-    return folder
+    return shipped(tmp_path_factory.mktemp("checkpoints"), "fashion-vae1-iwae50", "vae1-iwae50", "vae2d-iwae50")
 
 
 @pytest.fixture(scope="module")

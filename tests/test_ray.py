@@ -20,11 +20,11 @@ import httpx
 import numpy as np
 import pytest
 
+from .helpers import shipped
 from .local_server import LocalServer, free_port
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'logpx[ray]'")
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 # Node deaths are noticed within about 3 s instead of Ray's default 15 s or so.
 FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4"}
@@ -108,8 +108,13 @@ def _wait(url: str, job_id: str, kill: subprocess.Popen[bytes] | None = None) ->
 
 
 @pytest.fixture(scope="module")
-def in_process() -> list[dict]:  # type: ignore[type-arg]
-    with LocalServer(ROOT / "checkpoints", env={**EXACT, "LOGPX_DEVICE": "cpu"}) as server:
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shipped(tmp_path_factory.mktemp("checkpoints"), "vae1-iwae50")
+
+
+@pytest.fixture(scope="module")
+def in_process(checkpoints: Path) -> list[dict]:  # type: ignore[type-arg]
+    with LocalServer(checkpoints, env={**EXACT, "LOGPX_DEVICE": "cpu"}) as server:
         status, rows = _job(server.url)
     assert status["state"] == "succeeded" and status["runs_on"]["executor"] == "in-process", status
     return rows
@@ -117,11 +122,11 @@ def in_process() -> list[dict]:  # type: ignore[type-arg]
 
 # One cluster for both, in this order: the second test kills its second node.
 @pytest.mark.parametrize("kill_a_node", [False, True], ids=["two-nodes", "node-killed"])
-def test_a_job_runs_on_both_nodes_with_the_same_rows(cluster, in_process, kill_a_node: bool) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_runs_on_both_nodes_with_the_same_rows(cluster, checkpoints, in_process, kill_a_node: bool) -> None:  # type: ignore[no-untyped-def]
     address, worker, ray_env = cluster
     env = {**ray_env, **EXACT, "LOGPX_DEVICE": "cpu", "LOGPX_RAY_ADDRESS": address, "LOGPX_RAY_ACTORS": "2",
            "LOGPX_RAY_ACTOR_CPUS": "0.5"}  # fmt: skip
-    with LocalServer(ROOT / "checkpoints", env=env) as server:
+    with LocalServer(checkpoints, env=env) as server:
         status, rows = _job(server.url, kill=worker if kill_a_node else None)
     assert status["state"] == "succeeded", status["error"]
     assert status["runs_on"]["executor"] == "ray", status["runs_on"]
@@ -131,21 +136,21 @@ def test_a_job_runs_on_both_nodes_with_the_same_rows(cluster, in_process, kill_a
     assert rows == in_process, list(_diff(rows, in_process))[:5]  # value for value, wherever each chunk ran
 
 
-def test_a_service_killed_mid_job_resumes_it_on_ray(cluster, in_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_service_killed_mid_job_resumes_it_on_ray(cluster, checkpoints, in_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """SIGKILL the service mid-job and start it again on the same store: the job resumes from its last
     committed chunk on the Ray actors and its rows are the in-process run's."""
     address, _, ray_env = cluster  # its second node is dead by now: one node is left
     env = {**ray_env, **EXACT, "LOGPX_DEVICE": "cpu", "LOGPX_RAY_ADDRESS": address, "LOGPX_RAY_ACTORS": "2",
            "LOGPX_RAY_ACTOR_CPUS": "0.5", "LOGPX_DATA_DIR": str(tmp_path / "data"), "LOGPX_JOB_LEASE_S": "2",
            "LOGPX_JOB_POLL_S": "0.2"}  # fmt: skip
-    with LocalServer(ROOT / "checkpoints", env=env) as server:
+    with LocalServer(checkpoints, env=env) as server:
         job = httpx.post(f"{server.url}/v1/jobs", json=_body(), timeout=60).json()
         while httpx.get(f"{server.url}/v1/jobs/{job['id']}", timeout=30).json()["progress"]["done"] < 60:
             time.sleep(0.2)
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait()
-    with LocalServer(ROOT / "checkpoints", env=env) as server:
+    with LocalServer(checkpoints, env=env) as server:
         status, rows = _wait(server.url, job["id"])
     assert status["state"] == "succeeded", status["error"]
     assert [r["index"] for r in rows] == list(range(300))  # committed once each, across the kill
