@@ -3,6 +3,8 @@ what is known and running."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Response
 
 from .. import presenter
@@ -45,9 +47,10 @@ async def certificates(entry: ReadyModelDep, certifier: CertifierDep) -> Certifi
     """Every certificate of the served checkpoint file (a changed file has none), newest last, and the
     certifications asked of it (with a job store, on any replica; without one, on this process)."""
     assert entry.checkpoint is not None
+    runs = await asyncio.to_thread(certifier.runs, entry)  # reads the job store: off the event loop
     return CertificatesResponse(
         model=entry.name,
         checkpoint=entry.checkpoint.sha256,
         certificates=[presenter.certificate_out(c) for c in certifier.known(entry)],
-        certifications=[certifier.response(r) for r in certifier.runs(entry)],
+        certifications=[certifier.response(r) for r in runs],
     )
