@@ -188,3 +188,24 @@ def test_a_certification_stopped_with_its_server_goes_on_from_its_trials(tmp_pat
     assert [t.setting.temperatures for t in uninterrupted.trials] == [t["setting"]["steps"] for t in run["trials"]]
     gaps = [t["mean_gap"] for t in run["trials"]]
     assert [t.mean_gap for t in uninterrupted.trials] == pytest.approx(gaps, rel=1e-6, abs=1e-9)
+
+
+def test_replicas_sharing_a_store_run_one_certification(tmp_path: Path) -> None:
+    """Two servers on one job store: the request sent to the second finds the first one's search (the same
+    certification, listed by both) instead of starting another."""
+    models, data = tmp_path / "models", tmp_path / "data"
+    models.mkdir()
+    _save(models / "lg.safetensors", seed=0)
+    request = {"tolerance": 0.05, "leapfrog": 5}
+    # One after the other: ready means the store is open, and two migrations of one SQLite file at once collide.
+    with make_client(models, data_dir=data) as first:
+        wait_ready(first)
+        with make_client(models, data_dir=data) as second:
+            wait_ready(second)
+            started = first.post("/v1/models/lg/certify", json=request)
+            assert started.status_code == 202, started.text
+            again = second.post("/v1/models/lg/certify", json=request)
+            assert again.status_code == 202 and again.json()["status"] == "running", again.text
+            for client in (first, second):
+                (run,) = client.get("/v1/models/lg/certificates").json()["certifications"]
+                assert run["status"] == "running" and run["request"] == started.json()["request"], run
