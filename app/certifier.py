@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from logpx.certificate import Certificate, Uncertified, resolve, weakest
 from logpx.plan import AIS, Plan
@@ -27,7 +29,7 @@ from logpx.samplers import certify, certify_evaluations, duration
 
 from . import presenter
 from .config import Settings
-from .errors import CertificatePending, InvalidInput
+from .errors import CertificatePending, InvalidInput, store_answers
 from .jobs.store import CertificationRow, JobStore
 from .registry import ModelEntry, ModelRegistry
 from .schemas import CertifyRequest, CertifyResponse
@@ -69,6 +71,20 @@ def _stored(row: CertificationRow, known: list[Certificate]) -> _Run:
     return run
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _answers(method: F) -> F:
+    """A method a request calls: the job store failing under it is a 503 (or a full disk a 507), not a 500."""
+
+    @functools.wraps(method)
+    def wrapped(self: Certifier, *args: Any, **kwargs: Any) -> Any:
+        with store_answers(self.settings.retry_after_s):
+            return method(self, *args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
 class Certifier:
     def __init__(self, worker: DeviceWorker, settings: Settings) -> None:
         self.worker, self.settings = worker, settings
@@ -106,6 +122,7 @@ class Certifier:
             else:  # no store (jobs off): this process remembers them
                 self._known.setdefault(cert.checkpoint, []).append(cert)
 
+    @_answers
     def best(self, entry: ModelEntry, request: CertifyRequest) -> Certificate | None:
         """The stored certificate ``request`` would choose, if one meets its tolerance already."""
         try:
@@ -150,6 +167,7 @@ class Certifier:
             note=note,
         )
 
+    @_answers
     def runs(self, entry: ModelEntry) -> list[_Run]:
         """The certifications of the entry's checkpoint file asked of this model name, oldest first: with a store,
         every replica's (those running here as they stand now), else this process's."""
@@ -163,6 +181,7 @@ class Certifier:
             mine.get(row.id) or _stored(row, known) for row in self.store.certifications(sha) if row.model == entry.name
         ]
 
+    @_answers
     def start(self, entry: ModelEntry, request: CertifyRequest) -> _Run:
         """The certification of ``request`` on the entry: one running (here or on another replica, or stopped
         with its server and about to be taken up), or one that found no schedule (the same request, seed
@@ -184,10 +203,9 @@ class Certifier:
             expected = evals / entry.speed.gradient_per_s
         run = _Run(entry.name, entry.checkpoint.sha256, request, expected_s=expected)
         if self.store is not None:
-            row = self.store.add_certification(
+            run.id = self.store.add_certification(
                 entry.name, run.checkpoint, request.model_dump(), expected, self.replica, self.settings.job_lease_s
             )
-            run.id = row.id
         self._launch(entry, run)
         return run
 
@@ -242,6 +260,7 @@ class Certifier:
                 )
             self._runs.remove(run)
 
+    @_answers
     def plan(self, entry: ModelEntry, plan: Plan, sampler_fields: Sequence[str]) -> Plan:
         """``plan`` with ``steps: auto`` resolved by the entry's certificates. Without one, its certification
         starts (or is found running) and the request is a 409 naming the field, the certification and its time."""

@@ -4,11 +4,14 @@ never ``HTTPException``; every response body is built here, so none carries a st
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "WrongModelFamily",
     "problem_response",
     "register_error_handlers",
+    "store_answers",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -140,6 +144,23 @@ class StoreUnavailable(ProblemError):
     """503: the job store does not answer (a database away, a lock held too long): try again later."""
 
     status, title = 503, "Job store unavailable"
+
+
+@contextmanager
+def store_answers(retry_after_s: int, field: str | None = None) -> Iterator[None]:
+    """A job-store call on a request's path: a database away or a lock held too long is a 503 with Retry-After, a
+    full disk a 507, each saying nothing was accepted, never a 500."""
+    try:
+        yield
+    except sa_exc.OperationalError as exc:
+        reason = (str(exc.orig) if exc.orig is not None else str(exc)).splitlines()[0][:200]
+        if "full" in reason.lower() or "no space" in reason.lower():
+            raise InsufficientStorage(f"the job store is full ({reason}); nothing was accepted", field=field) from None
+        raise StoreUnavailable(
+            f"the job store does not answer ({reason}); nothing was accepted, try again later",
+            field=field,
+            headers={"Retry-After": str(retry_after_s)},
+        ) from None
 
 
 class Unauthorized(ProblemError):

@@ -36,8 +36,6 @@ __all__ = [
     "AUTO",
     "DEFAULT_TOLERANCE",
     "IMPORTANCE",
-    "TUNE_MIN_TEMPERATURES",
-    "TUNE_SHARE",
     "Cost",
     "Entry",
     "EstimatorName",

@@ -435,25 +435,27 @@ class JobStore:
     def claim_next(self, replica: str, lease_s: float) -> JobRow | None:
         """Take the lease of the oldest active job that nobody holds (or whose holder stopped renewing)."""
         now = time.time()
-        free = sa.or_(jobs.c.lease_owner.is_(None), jobs.c.lease_expires < now)
+        job_id = self._claim(
+            jobs,
+            jobs.c.state.in_(ACTIVE),
+            now,
+            lease_owner=replica,
+            lease_expires=now + lease_s,
+            state="running",
+            started=sa.func.coalesce(jobs.c.started, now),
+        )
+        return self.get(job_id) if job_id is not None else None
+
+    def _claim(self, table: sa.Table, eligible: sa.ColumnElement[bool], now: float, **values: Any) -> str | None:
+        """The id of the oldest ``eligible`` row of ``table`` that nobody holds (or whose holder stopped renewing
+        it), now set to ``values`` (its new lease) by one conditional UPDATE, so that one replica takes it."""
+        free = sa.and_(eligible, sa.or_(table.c.lease_owner.is_(None), table.c.lease_expires < now))
         with self.engine.connect() as c:
-            candidates = c.execute(
-                sa.select(jobs.c.id).where(jobs.c.state.in_(ACTIVE), free).order_by(jobs.c.created).limit(8)
-            ).all()
-        for (job_id,) in candidates:
+            candidates = c.execute(sa.select(table.c.id).where(free).order_by(table.c.created).limit(8)).all()
+        for (row_id,) in candidates:
             with self.engine.begin() as c:
-                taken = c.execute(
-                    jobs.update()
-                    .where(jobs.c.id == job_id, jobs.c.state.in_(ACTIVE), free)
-                    .values(
-                        lease_owner=replica,
-                        lease_expires=now + lease_s,
-                        state="running",
-                        started=sa.func.coalesce(jobs.c.started, now),
-                    )
-                ).rowcount
-            if taken == 1:
-                return self.get(job_id)
+                if c.execute(table.update().where(table.c.id == row_id, free).values(**values)).rowcount == 1:
+                    return str(row_id)
         return None
 
     def renew(self, job_id: str, replica: str, lease_s: float) -> bool:
@@ -578,8 +580,8 @@ class JobStore:
         expected_s: float | None,
         replica: str,
         lease_s: float,
-    ) -> CertificationRow:
-        """A certification accepted now, running here: this replica holds its lease."""
+    ) -> str:
+        """A certification accepted now, running here (this replica holds its lease): its id."""
         now = time.time()
         values = {
             "id": uuid.uuid4().hex,
@@ -594,11 +596,7 @@ class JobStore:
         }
         with self.engine.begin() as c:
             c.execute(certifications.insert().values(**values))
-        return _certification(self._certification_row(str(values["id"])))
-
-    def _certification_row(self, certification_id: str) -> sa.Row[Any]:
-        with self.engine.connect() as c:
-            return c.execute(sa.select(certifications).where(certifications.c.id == certification_id)).one()
+        return str(values["id"])
 
     def certifications(self, checkpoint: str) -> list[CertificationRow]:
         """Every certification of the checkpoint file with this sha256, oldest first."""
@@ -614,22 +612,12 @@ class JobStore:
         """Take the lease of the oldest running certification of one of ``checkpoints`` whose holder stopped
         renewing it (a server stopped or killed mid-search)."""
         now = time.time()
-        free = sa.or_(certifications.c.lease_owner.is_(None), certifications.c.lease_expires < now)
-        running = sa.and_(certifications.c.state == "running", certifications.c.checkpoint.in_(checkpoints), free)
+        running = sa.and_(certifications.c.state == "running", certifications.c.checkpoint.in_(checkpoints))
+        taken = self._claim(certifications, running, now, lease_owner=replica, lease_expires=now + lease_s)
+        if taken is None:
+            return None
         with self.engine.connect() as c:
-            candidates = c.execute(
-                sa.select(certifications.c.id).where(running).order_by(certifications.c.created).limit(8)
-            ).all()
-        for (certification_id,) in candidates:
-            with self.engine.begin() as c:
-                taken = c.execute(
-                    certifications.update()
-                    .where(certifications.c.id == certification_id, running)
-                    .values(lease_owner=replica, lease_expires=now + lease_s)
-                ).rowcount
-            if taken == 1:
-                return _certification(self._certification_row(certification_id))
-        return None
+            return _certification(c.execute(sa.select(certifications).where(certifications.c.id == taken)).one())
 
     def renew_certification(self, certification_id: str, replica: str, lease_s: float) -> bool:
         """Hold a running certification for ``lease_s`` more; False if another replica holds it now."""

@@ -14,7 +14,6 @@ import torch
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import exc as sa_exc
 from starlette.datastructures import UploadFile
 
 from logpx.estimators import DEFAULT_SPEC
@@ -25,9 +24,9 @@ from ..errors import (
     InsufficientStorage,
     InvalidInput,
     PayloadTooLarge,
-    StoreUnavailable,
     TooManyJobs,
     UnsupportedMediaType,
+    store_answers,
 )
 from ..inputs import inputs_from_json, plan_binarization
 from ..limits import check_plan, require_fixed
@@ -262,19 +261,8 @@ def store_jobs(
     store: JobStore, settings: Settings, who: str, sub: Submission, comparison: str | None = None
 ) -> list[JobRow]:
     """``store_job`` for each model of the submission, all or none (a comparison's, named ``comparison``)."""
-    try:
+    with store_answers(settings.retry_after_s, field="data"):
         return _store_jobs(store, settings, who, sub, comparison)
-    except sa_exc.OperationalError as exc:
-        reason = str(exc.orig) if exc.orig is not None else str(exc)
-        if "full" in reason.lower() or "no space" in reason.lower():
-            raise InsufficientStorage(
-                f"the job store is full ({reason.splitlines()[0][:200]}); nothing was accepted", field="data"
-            ) from None
-        raise StoreUnavailable(
-            f"the job store does not answer ({reason.splitlines()[0][:200]}); nothing was accepted, try again later",
-            field="data",
-            headers={"Retry-After": str(settings.retry_after_s)},
-        ) from None
 
 
 def _store_jobs(store: JobStore, settings: Settings, who: str, sub: Submission, comparison: str | None) -> list[JobRow]:

@@ -35,16 +35,7 @@ from ..families import LatentVariableModel, chunks_over_k
 from ..plan import AIS, AIS_TUNE_CHAINS, AISInit, AISSchedule
 from ..runtime import CheckFn, threads_for_rows
 
-__all__ = [
-    "TARGET_ACCEPTANCE",
-    "AISResult",
-    "HMCInfo",
-    "HMCState",
-    "ais",
-    "reverse_ais",
-    "schedule",
-    "tune",
-]
+__all__ = ["TARGET_ACCEPTANCE", "AISResult", "HMCInfo", "HMCState", "ais", "reverse_ais", "schedule", "tune"]
 
 TARGET_ACCEPTANCE = 0.65  # Neal (2011), section 4.4: HMC's optimal acceptance is about 0.65
 SIGMOID_RADIUS = 4.0  # Wu et al. (2017): r = 4

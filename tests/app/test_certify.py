@@ -29,6 +29,14 @@ def _save(path: Path, seed: int) -> None:
     save_checkpoint(path, poor_encoder_model(seed=seed), training=TRAINING, dataset=DATASET, extra={"domain": "real"})
 
 
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A checkpoint folder holding ``lg`` (seed 0), and a data folder for the job store."""
+    models = tmp_path / "models"
+    models.mkdir()
+    _save(models / "lg.safetensors", seed=0)
+    return models, tmp_path / "data"
+
+
 def _wait_certified(client, name: str, timeout: float = 180.0) -> dict:  # type: ignore[no-untyped-def, type-arg]
     deadline = time.monotonic() + timeout
     while True:
@@ -41,9 +49,7 @@ def _wait_certified(client, name: str, timeout: float = 180.0) -> dict:  # type:
 
 
 def test_auto_steps_certify_once_run_certified_and_expire_with_the_checkpoint(tmp_path: Path) -> None:
-    models, data = tmp_path / "models", tmp_path / "data"
-    models.mkdir()
-    _save(models / "lg.safetensors", seed=0)
+    models, data = _folders(tmp_path)
     _save(models / "lg2.safetensors", seed=2)
     model = poor_encoder_model()
     with torch.no_grad():
@@ -161,9 +167,7 @@ def test_a_certification_stopped_with_its_server_goes_on_from_its_trials(tmp_pat
     """Nothing accepted is lost: the search is stored when accepted; a server stopped mid-search gives its lease
     back, and the next server of that file takes it up, reuses the trials already measured as they stand, and
     ends where the uninterrupted search ends."""
-    models, data = tmp_path / "models", tmp_path / "data"
-    models.mkdir()
-    _save(models / "lg.safetensors", seed=0)
+    models, data = _folders(tmp_path)
     request = {"tolerance": 0.05, "leapfrog": 5}
     with make_client(models, data_dir=data) as client:
         wait_ready(client)
@@ -193,9 +197,7 @@ def test_a_certification_stopped_with_its_server_goes_on_from_its_trials(tmp_pat
 def test_replicas_sharing_a_store_run_one_certification(tmp_path: Path) -> None:
     """Two servers on one job store: the request sent to the second finds the first one's search (the same
     certification, listed by both) instead of starting another."""
-    models, data = tmp_path / "models", tmp_path / "data"
-    models.mkdir()
-    _save(models / "lg.safetensors", seed=0)
+    models, data = _folders(tmp_path)
     request = {"tolerance": 0.05, "leapfrog": 5}
     # One after the other: ready means the store is open, and two migrations of one SQLite file at once collide.
     with make_client(models, data_dir=data) as first:
@@ -209,3 +211,22 @@ def test_replicas_sharing_a_store_run_one_certification(tmp_path: Path) -> None:
             for client in (first, second):
                 (run,) = client.get("/v1/models/lg/certificates").json()["certifications"]
                 assert run["status"] == "running" and run["request"] == started.json()["request"], run
+
+
+def test_a_store_that_does_not_answer_is_a_503_not_a_500(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import exc as sa_exc
+
+    models, data = _folders(tmp_path)
+
+    def locked(*args: object) -> None:
+        raise sa_exc.OperationalError("SELECT", {}, Exception("database is locked"))
+
+    with make_client(models, data_dir=data) as client:
+        wait_ready(client)
+        monkeypatch.setattr(client.app.state.certifier.store, "certifications", locked)  # type: ignore[attr-defined]
+        for r in (
+            client.post("/v1/models/lg/certify", json={"tolerance": 0.1, "leapfrog": 5}),
+            client.get("/v1/models/lg/certificates"),
+        ):
+            problem = assert_problem(r, 503)
+            assert "database is locked" in problem["detail"] and r.headers["Retry-After"], problem
