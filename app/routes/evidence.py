@@ -47,9 +47,10 @@ async def evidence(
     certifier: CertifierDep,
 ) -> EvidenceResponse:
     """Estimate log p(x) for a JSON batch of inputs, with standard errors and diagnostics."""
+    # The inputs first: a wrong one is a 422 before ``steps: auto`` can start a certification.
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     plan = certifier.plan(entry, plan_in([("estimator", body.estimator, body.sampler)]), ["sampler"])
     check_plan(settings, plan, len(body.inputs), ["estimator"], sampler_fields=["sampler"])
-    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     out = await evidence_case.evidence(
         entry,
         worker,
@@ -94,9 +95,9 @@ async def evidence_images(
     spec = parse_estimator({"name": estimator, "k": k, **({"order": order} if order is not None else {})}, "")
     steps_in = int(steps) if steps is not None and steps.isdigit() else steps  # the form's text: a number or auto
     sampler_in = parse_sampler({"name": sampler, "steps": steps_in, "leapfrog": leapfrog, "tolerance": tolerance}, "")
+    x = await read_uploads(files, entry.model.input_shape)  # before ``steps: auto`` can start a certification
     plan = certifier.plan(entry, Plan((entry_in(spec, sampler_in, "", sampler_field=""),)), ["sampler"])
     check_plan(settings, plan, len(files), [""], inputs_field="files")
-    x = await read_uploads(files, entry.model.input_shape)
     out = await evidence_case.evidence(
         entry, worker, settings, x, plan.entries[0], seed, binarize, diagnostics, certifier.known(entry)
     )
@@ -123,9 +124,9 @@ async def compare(
         )
     items = [(f"estimators[{i}]", e, e.sampler) for i, e in enumerate(body.estimators)]
     items += [("reference", body.reference, body.reference.sampler)] if body.reference else []
+    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)  # then auto
     plan = certifier.plan(entry, plan_in(items), [f"{f}.sampler" for f, _, _ in items])
     check_plan(settings, plan, len(body.inputs), [f for f, _, _ in items], replicates=body.replicates)
-    x = await decode_inputs(body.inputs, body.scale, entry.model.input_shape, domain=entry.domain)
     out = await evidence_case.compare(
         entry,
         worker,

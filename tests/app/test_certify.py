@@ -230,3 +230,12 @@ def test_a_store_that_does_not_answer_is_a_503_not_a_500(tmp_path: Path, monkeyp
         ):
             problem = assert_problem(r, 503)
             assert "database is locked" in problem["detail"] and r.headers["Retry-After"], problem
+
+
+def test_a_wrong_input_is_refused_before_steps_auto_starts_a_certification(tmp_path: Path) -> None:
+    models, data = _folders(tmp_path)
+    body = {"inputs": [[0.0]], "scale": "real", "estimator": {"name": "iwae", "k": 16}, "sampler": AUTO}
+    with make_client(models, data_dir=data) as client:
+        wait_ready(client)
+        assert_problem(client.post("/v1/models/lg/evidence", json=body), 422, "inputs[0]")
+        assert client.get("/v1/models/lg/certificates").json()["certifications"] == []
